@@ -1,0 +1,44 @@
+# The two commands: `make demo` (the nightly job end to end on generated data) and
+# `make test`. Both create or reuse a local virtual environment in .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := demo
+DEMO_DB := sqlite:///$(DEMO)/linkage.db
+DEMO_ACCOUNTS ?= 200000
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO)/secret: | $(STAMP)
+	mkdir -p $(DEMO)
+	$(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > $@
+	chmod 600 $@
+
+$(DEMO)/data/truth.csv: | $(STAMP)
+	$(BIN)/linkage generate --out $(DEMO)/data --scenario mixed --accounts $(DEMO_ACCOUNTS) --seed 7
+
+demo: $(STAMP) $(DEMO)/secret $(DEMO)/data/truth.csv
+	$(BIN)/linkage run --input $(DEMO)/data --db $(DEMO_DB) --secret-file $(DEMO)/secret
+	$(BIN)/linkage evaluate --truth $(DEMO)/data/truth.csv --db $(DEMO_DB)
+	$(BIN)/linkage export memberships --db $(DEMO_DB) --out $(DEMO)/memberships.csv
+
+lint: $(STAMP)
+	$(BIN)/ruff check linkage tests bench migrations
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache .hypothesis

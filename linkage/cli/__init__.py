@@ -1,0 +1,338 @@
+"""The ``linkage`` command line (Typer + Rich).
+
+Exit statuses (CONTRACT.md, section 2): 0 done; 2 bad input, configuration or usage, or no
+such run; 1 internal failure. Errors are printed to standard error as ``Error: ...``.
+Tables go to standard output; progress and logs to standard error, so ``linkage run``'s last
+line of standard output is always the run id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from linkage import __version__
+from linkage.config import load_config
+from linkage.errors import LinkageError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="linkage",
+    help="Find operator groups of fake accounts: account metadata → weighted graph → Leiden "
+    "clusters → scored, explained, stored.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Manage the store's schema (Alembic migrations).",
+                     no_args_is_help=True)
+export_app = typer.Typer(help="Export results of a run.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("linkage.cli")
+
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="SQLAlchemy URL of the store (default: $LINKAGE_DB_URL, else "
+    "sqlite:///linkage.db).", show_default=False)]
+RunOpt = Annotated[str, typer.Option(
+    "--run", help="Run id, or 'latest' (the newest finished run).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@contextlib.contextmanager
+def _errors(verbose: bool = False) -> Iterator[None]:
+    """Turn errors into ``Error: ...`` and the documented exit status."""
+    try:
+        yield
+    except LinkageError as exc:
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("Error: interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if verbose:
+            err.print_exception()
+        err.print(f"Error: internal failure: {type(exc).__name__}: {exc}", markup=False,
+                  highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _setup(quiet: bool, verbose: bool) -> None:
+    from linkage.cli.progress import setup_logging
+
+    setup_logging(-1 if quiet else (1 if verbose else 0), err)
+
+
+def _store(db: str | None):
+    from linkage.store import Store, resolve_db_url
+
+    return Store(resolve_db_url(db))
+
+
+@app.command()
+def run(
+    input: Annotated[Path, typer.Option(
+        "--input", "-i", help="Folder of input tables (CONTRACT.md section 1).",
+        file_okay=False)],
+    db: DbOpt = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML configuration (docs/configuration.md).")] = None,
+    secret_file: Annotated[Path | None, typer.Option(
+        "--secret-file", help="File holding the pseudonymisation key (default: "
+        "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")] = None,
+    top: Annotated[int, typer.Option(help="Flagged clusters to list at the end.")] = 5,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """One full nightly run; prints the run id on the last line of standard output.
+
+    Example: linkage run --input ./night/2026-11-29 --db sqlite:///linkage.db
+    """
+    _setup(quiet, verbose)
+    with _errors(verbose):
+        from linkage.cli.progress import StageProgress
+        from linkage.pipeline import run_pipeline
+        from linkage.pseudonymise import load_secret
+
+        if not input.is_dir():
+            raise _usage(f"input folder {str(input)!r} does not exist or is not a folder")
+        cfg = load_config(config)
+        secret = load_secret(secret_file)
+        store = _store(db)
+        try:
+            with StageProgress(err, enabled=not quiet) as progress:
+                summary = run_pipeline(input, store, cfg, secret, reporter=progress)
+            if not quiet:
+                _print_summary(summary)
+                _print_top(store, summary.run_id, top)
+        finally:
+            store.close()
+    print(summary.run_id, flush=True)
+
+
+def _usage(message: str) -> LinkageError:
+    from linkage.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"run {summary.run_id}", show_header=False)
+    table.add_row("accounts", f"{summary.n_accounts:,}")
+    table.add_row("rows read", f"{sum(summary.rows_read.values()):,}")
+    quarantined = sum(sum(v.values()) for v in summary.rows_quarantined.values())
+    table.add_row("rows quarantined", f"{quarantined:,}")
+    table.add_row("edges", f"{summary.n_edges:,}")
+    table.add_row("largest component", f"{summary.largest_component:,}")
+    table.add_row("clusters (2+ accounts)", f"{summary.n_clusters:,}")
+    table.add_row("flagged clusters", f"{summary.n_flagged:,}")
+    table.add_row("lineage", ", ".join(f"{k} {v}" for k, v in sorted(summary.origins.items())))
+    table.add_row("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
+    out.print(table)
+
+
+def _print_top(store, run_id: int, top: int) -> None:
+    if top <= 0:
+        return
+    clusters = store.clusters(run_id).slice(0, top).to_pylist()
+    flagged = [c for c in clusters if c["flagged"]]
+    if not flagged:
+        out.print("No cluster reached the flagging threshold.")
+        return
+    table = Table(title="top flagged clusters")
+    for col in ("cluster", "size", "score", "origin", "reasons"):
+        table.add_column(col)
+    for c in flagged:
+        reasons = "\n".join(json.loads(c["reasons_json"])[:3])
+        table.add_row(c["cluster_id"], str(c["size"]), f"{c['score']:.2f}", c["origin"], reasons)
+    out.print(table, markup=False)
+
+
+@export_app.command("memberships")
+def export_memberships(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+) -> None:
+    """The accounts of every cluster of two or more accounts in a run, as CSV
+    (account_id, cluster_id, cluster_score, flagged).
+
+    Example: linkage export memberships --run latest --out memberships.csv
+    """
+    with _errors():
+        from linkage.reports import write_memberships
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            n = write_memberships(store.memberships(run_id), out_file)
+        finally:
+            store.close()
+    err.print(f"wrote {n:,} memberships of run {run_id} to {out_file}", markup=False)
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", help="CSV with account_id,group_id.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Precision, recall and F1 of a run's flagged accounts against a truth file.
+
+    Example: linkage evaluate --truth demo/data/truth.csv --run latest
+    """
+    with _errors():
+        from linkage.evaluate import evaluate_flagged, read_truth
+
+        truth_table = read_truth(truth)
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            result = evaluate_flagged(truth_table, store.memberships(run_id))
+        finally:
+            store.close()
+    if as_json:
+        print(json.dumps({"run_id": run_id, **result.as_dict()}))
+        return
+    table = Table(title=f"run {run_id} against {truth.name}", show_header=False)
+    for key, value in result.as_dict().items():
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else
+                      f"{value:.4f}")
+    out.print(table)
+
+
+class Scenario(StrEnum):
+    plain = "plain"
+    camouflage = "camouflage"
+    hubs = "hubs"
+    slowdrip = "slowdrip"
+    mixed = "mixed"
+
+
+class Format(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+    scenario: Annotated[Scenario, typer.Option(help="Which planted pattern.")] = Scenario.mixed,
+    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=100)] = 100_000,
+    operator_share: Annotated[float, typer.Option(
+        help="Share of operator accounts.", min=0.0, max=0.5)] = 0.02,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.parquet,
+) -> None:
+    """Generate realistic input with planted operator groups and a truth file (truth.csv).
+
+    Example: linkage generate --out demo/data --scenario mixed --accounts 200000
+    """
+    with _errors():
+        from linkage.synth import generate as gen
+
+        summary = gen(out_dir, scenario=scenario.value, n_accounts=accounts,
+                      operator_share=operator_share, seed=seed, fmt=fmt.value)
+    err.print(
+        f"wrote {summary.n_accounts:,} accounts ({summary.n_operator_accounts:,} operator "
+        f"accounts in {summary.n_groups:,} groups) to {out_dir}", markup=False)
+
+
+@app.command()
+def runs(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List runs with status and counts.
+
+    Example: linkage runs --limit 5
+    """
+    with _errors():
+        store = _store(db)
+        try:
+            store.ensure_schema()
+            rows = store.runs(limit)
+        finally:
+            store.close()
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table(title="runs")
+    cols = ("run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
+            "n_flagged")
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+    out.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Migrate the store to the newest schema.
+
+    Example: linkage db upgrade --db postgresql://linkage@db/linkage
+    """
+    with _errors():
+        store = _store(db)
+        try:
+            store.upgrade()
+        finally:
+            store.close()
+    err.print("schema is at head", markup=False)
+
+
+@db_app.command("check")
+def db_check(db: DbOpt = None) -> None:
+    """Check that the store's schema matches the models; exit 1 on any difference.
+
+    Example: linkage db check
+    """
+    with _errors():
+        store = _store(db)
+        try:
+            diffs = store.check()
+        finally:
+            store.close()
+    if diffs:
+        for d in diffs:
+            err.print(f"difference: {d}", markup=False)
+        raise typer.Exit(1)
+    err.print("models and migrations agree", markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"linkage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """linkage: graph-based account linkage."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="linkage")

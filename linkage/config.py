@@ -1,0 +1,331 @@
+"""Typed run configuration, loaded from TOML and validated once.
+
+One frozen dataclass per stage, assembled into :class:`RunConfig`. Every key has a default, so
+an empty file (or no file) is a complete configuration. An unknown key or a value of the wrong
+type is a :class:`~linkage.errors.ConfigError` that names the key by its dotted path. Each run
+stores ``RunConfig.to_dict()`` and its hash, so any run can be reproduced later.
+
+Examples
+--------
+>>> cfg = RunConfig.from_dict({"communities": {"resolution": 0.1}})
+>>> cfg.communities.resolution
+0.1
+>>> RunConfig.from_dict({"communities": {"resolutoin": 0.1}})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+linkage.errors.ConfigError: unknown configuration key 'communities.resolutoin' (known: ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from linkage.errors import ConfigError
+
+__all__ = [
+    "CommunitiesConfig",
+    "ContinuityConfig",
+    "CosignupConfig",
+    "EngineConfig",
+    "GraphConfig",
+    "IngestConfig",
+    "ObservationConfig",
+    "RunConfig",
+    "ScoringConfig",
+    "SignalConfig",
+    "SignalsConfig",
+    "load_config",
+]
+
+# Providers whose mailboxes ignore dots in the local part / everything after a '+'.
+_DOT_BLIND = ("gmail.com", "googlemail.com")
+_PLUS_TAGS = (
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "icloud.com",
+    "me.com", "fastmail.com", "protonmail.com", "proton.me", "yandex.ru",
+)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How input is read, validated and normalised."""
+
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    """``fail``: any contract violation stops the run before anything is written.
+    ``quarantine``: row-level violations set the row aside and are counted; file-level ones
+    (missing table or column, unreadable file) still fail."""
+    quarantine_sample: int = 1000
+    """How many quarantined rows the run keeps (with reason and shortened value)."""
+    max_reported_problems: int = 50
+    """How many problems an input error lists before it says "and N more"."""
+    email_ignore_dots: tuple[str, ...] = _DOT_BLIND
+    email_ignore_plus: tuple[str, ...] = _PLUS_TAGS
+    email_domain_aliases: dict[str, str] = field(
+        default_factory=lambda: {"googlemail.com": "gmail.com"}
+    )
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """An exact-value or range signal: accounts that share a key of this kind are linked.
+
+    A key shared by ``n`` accounts gives each pair the evidence
+    ``weight * clamp(log(cap / n) / log(cap / 2), 0, 1)``: full at two accounts, falling
+    linearly in ``log n``, zero at ``cap`` accounts and above.
+    """
+
+    weight: float
+    cap: int = 200
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class CosignupConfig:
+    """Co-signup: accounts created within ``window_minutes`` of each other that share a weak
+    key (a signup network range, a card BIN, a user agent)."""
+
+    weight: float = 0.4
+    cap: int = 200
+    enabled: bool = True
+    window_minutes: int = 30
+    weak_keys: tuple[str, ...] = ("signup_net", "bin", "user_agent")
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    """``observations`` rows: every kind is a signal; ``kinds`` overrides the weight per kind
+    (0 disables a kind)."""
+
+    weight: float = 0.5
+    cap: int = 200
+    enabled: bool = True
+    kinds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    """One entry per signal kind (see ``docs/algorithm.md``)."""
+
+    card: SignalConfig = SignalConfig(weight=0.9)
+    device: SignalConfig = SignalConfig(weight=0.8)
+    email: SignalConfig = SignalConfig(weight=0.95, cap=50)
+    phone: SignalConfig = SignalConfig(weight=0.9, cap=50)
+    ip: SignalConfig = SignalConfig(weight=0.5)
+    ip_net: SignalConfig = SignalConfig(weight=0.2)
+    ip_net48: SignalConfig = SignalConfig(weight=0.1)
+    bin_postal: SignalConfig = SignalConfig(weight=0.3)
+    cosignup: CosignupConfig = CosignupConfig()
+    observation: ObservationConfig = ObservationConfig()
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """How shared keys become edges."""
+
+    clique_max: int = 64
+    """A key shared by at most this many accounts links every pair of them."""
+    ring_degree: int = 8
+    """A key shared by more accounts (up to the signal's cap) links each account only to its
+    ``ring_degree`` successors in a fixed pseudo-random order: connected, linear in size."""
+    min_edge_weight: float = 0.0
+    """Edges lighter than this are dropped before community detection."""
+    suppress_org: bool = True
+    """Drop all evidence between two accounts of the same ``org_id`` (a known legitimate
+    group: a company's shared corporate card and office range must not flag it)."""
+
+
+@dataclass(frozen=True)
+class CommunitiesConfig:
+    """Leiden community detection, run per connected component."""
+
+    objective: Literal["cpm", "modularity"] = "cpm"
+    resolution: float = 0.05
+    """For CPM: the minimum weighted internal density a cluster must keep."""
+    iterations: int = 2
+    beta: float = 0.01
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Cluster score and the flagging threshold (see ``docs/algorithm.md``)."""
+
+    threshold: float = 0.5
+    full_size: int = 10
+    """Clusters of this size or more get the full size factor; smaller ones are damped so
+    that families of 2-4 sharing a card cannot reach the threshold."""
+    burst_window_minutes: int = 120
+    strong_edge: float = 0.6
+    """An edge at least this heavy counts as strong evidence."""
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "strong_share": 0.6,
+            "burst": 0.45,
+            "payment_reuse": 0.5,
+            "device_reuse": 0.5,
+            "network_concentration": 0.3,
+            "identity_reuse": 0.5,
+            "known_bad": 0.9,
+        }
+    )
+    """Feature weights of the noisy-OR that combines features into the raw score."""
+
+
+@dataclass(frozen=True)
+class ContinuityConfig:
+    """Matching tonight's clusters to the previous run's."""
+
+    min_jaccard: float = 0.5
+    """A cluster keeps a previous id when their member sets overlap at least this much."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The relational engine."""
+
+    name: Literal["duckdb"] = "duckdb"
+    memory_limit: str = ""
+    """DuckDB memory limit such as ``"4GB"`` (empty: DuckDB's default, 80% of RAM). Above it
+    DuckDB spills to ``temp_directory``."""
+    threads: int = 0
+    """0: all cores."""
+    temp_directory: str = ""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole configuration of a run."""
+
+    seed: int = 42
+    ingest: IngestConfig = IngestConfig()
+    signals: SignalsConfig = SignalsConfig()
+    graph: GraphConfig = GraphConfig()
+    communities: CommunitiesConfig = CommunitiesConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    continuity: ContinuityConfig = ContinuityConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build and validate a configuration from plain data (as parsed from TOML)."""
+        cfg = _build(cls, data, "")
+        _check_ranges(cfg)
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self) -> str:
+        """A stable SHA-256 of the resolved configuration."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config(path: Path | str | None) -> RunConfig:
+    """Load a TOML configuration file; ``None`` gives the defaults."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
+    return RunConfig.from_dict(data)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration key {prefix.rstrip('.') or '<root>'!r} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"unknown configuration key {prefix + unknown[0]!r} (known: {known})")
+    values = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    for name, value in values.items():
+        # A table-valued key (feature weights, per-kind weights) overrides the defaults one
+        # entry at a time rather than replacing the whole table.
+        default = fields[name].default_factory
+        if isinstance(value, dict) and default is not dataclasses.MISSING:
+            values[name] = {**default(), **value}
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")  # type: ignore[arg-type]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"configuration key {key!r} must be one of {', '.join(map(repr, allowed))}, "
+                f"not {value!r}"
+            )
+        return value
+    if origin is tuple:
+        (item,) = typing.get_args(tp)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(f"configuration key {key!r} must be a list, not {value!r}")
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"configuration key {key!r} must be a table, not {value!r}")
+        return {_coerce(kt, k, key): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
+    if origin in (types.UnionType, typing.Union):
+        raise AssertionError(f"unsupported config type at {key}")  # pragma: no cover
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(
+            f"configuration key {key!r} must be {tp.__name__}, not {type(value).__name__} "
+            f"({value!r})"
+        )
+    return value
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    def need(ok: bool, key: str, what: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"configuration key {key!r} must be {what}, not {value!r}")
+
+    for f in dataclasses.fields(cfg.signals):
+        sig = getattr(cfg.signals, f.name)
+        need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
+        need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
+    for kind, w in cfg.signals.observation.kinds.items():
+        need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
+    known_weak = {"signup_net", "bin", "user_agent"}
+    for k in cfg.signals.cosignup.weak_keys:
+        need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
+    need(cfg.signals.cosignup.window_minutes > 0, "signals.cosignup.window_minutes", "positive",
+         cfg.signals.cosignup.window_minutes)
+    need(cfg.graph.clique_max >= 2, "graph.clique_max", "at least 2", cfg.graph.clique_max)
+    need(cfg.graph.ring_degree >= 1, "graph.ring_degree", "at least 1", cfg.graph.ring_degree)
+    need(cfg.communities.resolution > 0, "communities.resolution", "positive",
+         cfg.communities.resolution)
+    need(cfg.communities.iterations != 0, "communities.iterations", "non-zero (-1: until stable)",
+         cfg.communities.iterations)
+    need(0.0 < cfg.scoring.threshold <= 1.0, "scoring.threshold", "in (0, 1]",
+         cfg.scoring.threshold)
+    need(cfg.scoring.full_size >= 3, "scoring.full_size", "at least 3", cfg.scoring.full_size)
+    known_features = set(ScoringConfig().weights)
+    for name, w in cfg.scoring.weights.items():
+        need(name in known_features, "scoring.weights", f"keys among {sorted(known_features)}",
+             name)
+        need(0.0 <= w <= 1.0, f"scoring.weights.{name}", "in [0, 1]", w)
+    need(0.0 < cfg.continuity.min_jaccard <= 1.0, "continuity.min_jaccard", "in (0, 1]",
+         cfg.continuity.min_jaccard)
+    need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
+         cfg.ingest.quarantine_sample)

@@ -1,0 +1,107 @@
+"""One error hierarchy for linkage.
+
+Every error a user can cause is a :class:`LinkageError` subclass whose ``exit_code`` the CLI
+returns: 2 for bad input, configuration or usage (the user can fix it), 1 for an internal
+failure, 3 when another run holds the store. Messages are built from the offending value and
+what was expected, so they can be acted on without reading code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "InputProblem",
+    "LinkageError",
+    "NotFoundError",
+    "StoreError",
+    "shorten",
+]
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """Render a value for an error message: ``repr``-quoted and cut to ``limit`` characters.
+
+    Examples
+    --------
+    >>> shorten("x" * 100, limit=10)
+    "'xxxxxxxx…"
+    >>> shorten(None)
+    'NULL'
+    """
+    if value is None:
+        return "NULL"
+    text = repr(str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class LinkageError(Exception):
+    """Base of every error linkage raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(LinkageError):
+    """The configuration (TOML file, option or environment) is invalid."""
+
+    exit_code = 2
+
+
+class NotFoundError(LinkageError):
+    """A run, cluster or account named by the user does not exist."""
+
+    exit_code = 2
+
+
+class StoreError(LinkageError):
+    """The database could not be read or written."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """One violation of the input contract, located precisely.
+
+    ``row`` is the 1-based data row within ``file`` (the CSV header is not counted, so the
+    line number of a CSV row without embedded newlines is ``row + 1``).
+    """
+
+    table: str
+    file: str
+    column: str | None
+    row: int | None
+    value: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        text = ", ".join(where) + f": {self.reason}"
+        if self.value is not None:
+            text += f" (value {self.value})"
+        return text
+
+
+class InputError(LinkageError):
+    """The input folder breaks the contract; carries every problem found (up to a limit)."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[InputProblem] | str, *, total: int | None = None) -> None:
+        if isinstance(problems, str):
+            self.problems: list[InputProblem] = []
+            super().__init__(problems)
+            return
+        self.problems = problems
+        total = len(problems) if total is None else total
+        head = f"input breaks the contract ({total} problem{'s' if total != 1 else ''})"
+        lines = [head, *(f"  {p}" for p in problems)]
+        if total > len(problems):
+            lines.append(f"  … and {total - len(problems)} more")
+        super().__init__("\n".join(lines))

@@ -1,0 +1,235 @@
+"""The nightly run: ingest → signals → graph → communities → scoring → continuity → store.
+
+Each stage reads the previous stage's documented output (DuckDB tables in one engine
+connection, numpy arrays, an igraph graph) and never calls back into an earlier stage.
+
+Bad input stops the run in *ingest*, before the store is touched: the contract promises that
+nothing is written and earlier results stay exactly as they were. From then on the run is
+recorded as ``running`` with its current stage, so a crash leaves a visible trace; results
+are published in one transaction at the end, so ``latest`` never names a half-written run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from linkage import __version__
+from linkage.communities import from_config as detect
+from linkage.config import RunConfig
+from linkage.continuity import assign_identities
+from linkage.engines import connect_duckdb
+from linkage.errors import ConfigError, InputProblem
+from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.ingest import ingest
+from linkage.pseudonymise import Pseudonymiser
+from linkage.scoring import score_clusters
+from linkage.signals import build_links
+from linkage.store import RunRecord, Store
+
+__all__ = ["STAGES", "RunSummary", "run_pipeline"]
+
+log = logging.getLogger("linkage.run")
+
+STAGES = ("ingest", "signals", "graph", "communities", "scoring", "continuity", "store")
+KEY_CHECK = "key_check"
+
+# A stage reporter: called with a stage name, returns a context manager around the stage.
+StageReporter = Callable[[str], contextlib.AbstractContextManager[None]]
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did (also printed by the CLI)."""
+
+    run_id: int
+    n_accounts: int = 0
+    n_edges: int = 0
+    n_clusters: int = 0
+    n_flagged: int = 0
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
+    origins: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    largest_component: int = 0
+
+
+@contextlib.contextmanager
+def _log_stage(name: str) -> Iterator[None]:
+    log.info("stage %s: started", name)
+    yield
+
+
+def run_pipeline(
+    input_dir: Path,
+    store: Store,
+    cfg: RunConfig,
+    secret: bytes,
+    *,
+    reporter: StageReporter = _log_stage,
+) -> RunSummary:
+    """Run every stage on ``input_dir`` and publish the result to ``store``.
+
+    Raises :class:`~linkage.errors.InputError` (nothing written) for bad input and
+    :class:`~linkage.errors.ConfigError` when the store was written with another key.
+    """
+    pseudo = Pseudonymiser(secret)
+    timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(name: str, run_id: int | None = None) -> Iterator[None]:
+        if run_id is not None:
+            store.set_stage(run_id, name)
+        start = time.perf_counter()
+        with reporter(name):
+            yield
+        timings[name] = round(time.perf_counter() - start, 3)
+        log.info("stage %s: done in %.1f s", name, timings[name])
+
+    with tempfile.TemporaryDirectory(prefix="linkage-") as spill:
+        con = connect_duckdb(cfg.engine, Path(spill))
+        try:
+            pseudo.install(con)
+            with stage("ingest"):
+                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo)
+            store.ensure_schema()
+            _check_key(store, pseudo)
+            run_id = store.begin_run(
+                config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+                config_hash=cfg.hash(),
+                seed=cfg.seed,
+                code_version=__version__,
+                input_path=str(Path(input_dir).resolve()),
+            )
+            current = "signals"
+            try:
+                summary = RunSummary(run_id=run_id, n_accounts=ing.n_accounts,
+                                     rows_read=ing.rows_read,
+                                     rows_quarantined=ing.rows_quarantined)
+                with stage(current, run_id):
+                    weights = build_links(con, cfg.signals)
+                current = "graph"
+                with stage(current, run_id):
+                    summary.n_edges = build_edges(con, cfg.graph)
+                    graph = build_graph(edge_arrays(con))
+                current = "communities"
+                with stage(current, run_id):
+                    partition = detect(graph, cfg.communities, cfg.seed)
+                    del graph
+                summary.n_clusters = partition.n_clusters
+                summary.largest_component = partition.largest_component
+                current = "scoring"
+                with stage(current, run_id):
+                    caps = {s: cap for s, (_, cap) in weights.items()}
+                    summary.n_flagged = score_clusters(con, partition, cfg.scoring, caps)
+                current = "continuity"
+                with stage(current, run_id):
+                    summary.origins = assign_identities(
+                        con, store.previous_memberships(),
+                        min_jaccard=cfg.continuity.min_jaccard)
+                current = "store"
+                with stage(current, run_id):
+                    record = _record(con, ing.input_fingerprint, summary, timings,
+                                     ing.quarantine_sample)
+                    store.publish_run(run_id, record)
+                    if store.get_meta(KEY_CHECK) is None:
+                        store.set_meta(KEY_CHECK, pseudo.check_value())
+            except BaseException as exc:
+                # Record the failure where it happened (also for Ctrl-C), then re-raise.
+                with contextlib.suppress(Exception):
+                    store.fail_run(run_id, stage=current, error=_describe(exc))
+                raise
+        finally:
+            con.close()
+    summary.timings = timings
+    return summary
+
+
+def _check_key(store: Store, pseudo: Pseudonymiser) -> None:
+    stored = store.get_meta(KEY_CHECK)
+    if stored is not None and stored != pseudo.check_value():
+        raise ConfigError(
+            "the pseudonymisation key differs from the one this store was written with: "
+            "tonight's hashes would not match earlier runs. Use the original key "
+            "(LINKAGE_SECRET / --secret-file) or a new store."
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    fingerprint: str,
+    summary: RunSummary,
+    timings: dict[str, float],
+    quarantine: list[InputProblem],
+) -> RunRecord:
+    clusters = _arrow(con, """
+        SELECT i.cluster_id, s.size, s.score, s.flagged, i.origin, i.parents_json,
+               s.features AS features_json, s.contributions AS contributions_json,
+               s.reasons AS reasons_json, i.first_seen_run_id
+        FROM cluster_scores s JOIN cluster_ids i USING (cluster)
+        ORDER BY i.cluster_id
+    """)
+    memberships = _arrow(con, """
+        SELECT a.account_id, i.cluster_id
+        FROM members m JOIN accounts a USING (idx) JOIN cluster_ids i USING (cluster)
+        ORDER BY a.account_id
+    """)
+    evidence = _arrow(con, """
+        SELECT i.cluster_id, x.account_id AS account_a, y.account_id AS account_b, e.weight
+        FROM intra_edges e JOIN cluster_ids i USING (cluster)
+        JOIN accounts x ON x.idx = e.a JOIN accounts y ON y.idx = e.b
+    """)
+    evidence_signals = _arrow(con, """
+        SELECT x.account_id AS account_a, y.account_id AS account_b, es.signal,
+               es.p AS contribution, es.n_keys AS shared_keys
+        FROM edge_signals es SEMI JOIN intra_edges e ON e.a = es.a AND e.b = es.b
+        JOIN accounts x ON x.idx = es.a JOIN accounts y ON y.idx = es.b
+    """)
+    cluster_keys = _arrow(con, """
+        SELECT i.cluster_id, k.signal, k.key AS key_hash, k.n_members
+        FROM cluster_keys k JOIN cluster_ids i USING (cluster)
+    """)
+    q = pa.table({
+        "table_name": [p.table for p in quarantine],
+        "file": [p.file for p in quarantine],
+        "row_number": pa.array([p.row for p in quarantine], pa.int64()),
+        "column_name": [p.column for p in quarantine],
+        "reason": [p.reason for p in quarantine],
+        "value": [p.value for p in quarantine],
+    })
+    return RunRecord(
+        input_fingerprint=fingerprint,
+        rows_read=summary.rows_read,
+        rows_quarantined=summary.rows_quarantined,
+        n_accounts=summary.n_accounts,
+        n_edges=summary.n_edges,
+        n_clusters=summary.n_clusters,
+        n_flagged=summary.n_flagged,
+        timings=dict(timings),
+        clusters=clusters,
+        memberships=memberships,
+        evidence=evidence,
+        evidence_signals=evidence_signals,
+        cluster_keys=cluster_keys,
+        quarantine=q,
+    )
+

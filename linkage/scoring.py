@@ -1,0 +1,320 @@
+"""Scoring: per-cluster features, a score in [0, 1], the flag, and reasons in words.
+
+Input: the partition of :mod:`linkage.communities` and the DuckDB tables ``accounts``,
+``links``, ``keys``, ``edges`` and ``edge_signals``.
+
+Output (DuckDB tables, keyed by the run-local cluster number ``cluster``):
+
+``members(idx INTEGER, cluster INTEGER)``
+    every clustered account.
+``cluster_keys(cluster, signal, key, n_members, n_global)``
+    every key shared by two or more members: how many members carry it, and how many
+    accounts carry it in the whole input.
+``cluster_scores(cluster, size, score, flagged, features, contributions, reasons)``
+    ``features``/``contributions`` are JSON objects, ``reasons`` a JSON list of sentences.
+``intra_edges(cluster, a, b, weight)``
+    the edges inside clusters: the evidence that put the accounts together.
+
+The score
+---------
+Every feature ``f`` lies in [0, 1] and has a weight ``w_f`` (``scoring.weights``). Its
+contribution is ``c_f = w_f * f``, read as "how sure this feature alone makes us". The
+contributions are combined by noisy-OR and damped for small clusters::
+
+    raw   = 1 - prod_f (1 - c_f)
+    size  = clamp(log(size / 2) / log(full_size / 2), 0, 1)
+    score = size * raw
+
+The features:
+
+``strong_share``            members with at least one edge of weight >= ``strong_edge``
+``burst``                   largest share of members that signed up within
+                            ``burst_window_minutes`` of each other
+``payment_reuse``           members sharing a card or BIN+postal code with another member
+``device_reuse``            members sharing a device fingerprint with another member
+``network_concentration``   members sharing an IP, /24, /64 or /48 with another member
+``identity_reuse``          members sharing an email, phone or observation value
+
+Only keys carried by fewer accounts than their signal's cap count as reuse: sharing a campus
+NAT with the whole campus is not concentration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from linkage.communities import Partition
+from linkage.config import ScoringConfig
+from linkage.signals import SIGNAL_FAMILIES
+
+__all__ = ["FEATURES", "score_clusters", "size_factor"]
+
+FEATURES = (
+    "strong_share",
+    "burst",
+    "payment_reuse",
+    "device_reuse",
+    "network_concentration",
+    "identity_reuse",
+)
+_FAMILY_FEATURE = {
+    "payment": "payment_reuse",
+    "device": "device_reuse",
+    "network": "network_concentration",
+    "identity": "identity_reuse",
+}
+_NOUNS = {
+    "card": ("card", "cards"),
+    "bin_postal": ("BIN and billing postal code", "BIN and billing postal codes"),
+    "device": ("device fingerprint", "device fingerprints"),
+    "email": ("email address", "email addresses"),
+    "phone": ("phone number", "phone numbers"),
+    "ip": ("IP address", "IP addresses"),
+    "ip_net": ("IP range (/24 or /64)", "IP ranges (/24 or /64)"),
+    "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
+}
+
+
+def size_factor(size: int, full_size: int) -> float:
+    """Damping of small clusters: 0 for pairs, 1 from ``full_size`` members on.
+
+    Examples
+    --------
+    >>> [round(size_factor(s, 10), 2) for s in (2, 4, 5, 10, 50)]
+    [0.0, 0.43, 0.57, 1.0, 1.0]
+    """
+    if size <= 2:
+        return 0.0
+    return min(1.0, math.log(size / 2) / math.log(full_size / 2))
+
+
+def score_clusters(
+    con: duckdb.DuckDBPyConnection,
+    partition: Partition,
+    cfg: ScoringConfig,
+    caps: dict[str, int],
+) -> int:
+    """Create ``members``, ``cluster_keys``, ``intra_edges`` and ``cluster_scores``.
+
+    ``caps`` maps each signal to its cap (keys at or above it are not counted as reuse).
+    Returns the number of flagged clusters.
+    """
+    idx, cluster = partition.members()
+    members = pa.table({"idx": pa.array(idx, pa.int32()), "cluster": pa.array(cluster, pa.int32())})
+    con.register("members_in", members)
+    con.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM members_in ORDER BY idx")
+    con.unregister("members_in")
+
+    fam = pa.table({
+        "signal": list(caps),
+        "family": [_family(s) for s in caps],
+        "cap": [caps[s] for s in caps],
+    })
+    con.register("families_in", fam)
+    con.execute("CREATE OR REPLACE TEMP TABLE families AS SELECT * FROM families_in")
+    con.unregister("families_in")
+
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE cluster_keys AS
+        WITH shared AS (
+            SELECT m.cluster, l.signal, l.key, count(*)::INTEGER AS n_members
+            FROM links l JOIN members m USING (idx)
+            GROUP BY m.cluster, l.signal, l.key
+            HAVING count(*) >= 2
+        ),
+        global AS (
+            SELECT l.signal, l.key, count(*)::INTEGER AS n_global
+            FROM links l SEMI JOIN shared s ON s.signal = l.signal AND s.key = l.key
+            GROUP BY l.signal, l.key
+        )
+        SELECT s.cluster, s.signal, s.key, s.n_members, g.n_global
+        FROM shared s JOIN global g USING (signal, key)
+        ORDER BY s.cluster, s.signal, s.n_members DESC, s.key
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE intra_edges AS
+        SELECT ma.cluster, e.a, e.b, e.weight
+        FROM edges e
+        JOIN members ma ON ma.idx = e.a
+        JOIN members mb ON mb.idx = e.b
+        WHERE ma.cluster = mb.cluster
+        ORDER BY e.a, e.b
+        """
+    )
+    window = int(cfg.burst_window_minutes)
+    base = con.execute(
+        f"""
+        WITH sizes AS (SELECT cluster, count(*) AS size FROM members GROUP BY cluster),
+        weight AS (
+            SELECT cluster, sum(weight) AS w, count(*) AS n_edges FROM intra_edges GROUP BY cluster
+        ),
+        strong AS (
+            SELECT cluster, count(DISTINCT v) AS n_strong FROM (
+                SELECT cluster, a AS v FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}
+                UNION ALL
+                SELECT cluster, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}
+            ) GROUP BY cluster
+        ),
+        timed AS (
+            SELECT m.cluster, a.created_at,
+                   count(*) OVER w AS k,
+                   epoch(max(a.created_at) OVER w) - epoch(a.created_at) AS span
+            FROM members m JOIN accounts a USING (idx)
+            WINDOW w AS (PARTITION BY m.cluster ORDER BY a.created_at
+                         RANGE BETWEEN CURRENT ROW AND INTERVAL {window} MINUTES FOLLOWING)
+        ),
+        burst AS (
+            SELECT cluster, max(k) AS burst_n, arg_max(span, k) AS burst_span,
+                   epoch(max(created_at)) - epoch(min(created_at)) AS signup_span
+            FROM timed GROUP BY cluster
+        )
+        SELECT s.cluster, s.size, coalesce(w.w, 0) AS w, coalesce(w.n_edges, 0) AS n_edges,
+               coalesce(st.n_strong, 0) AS n_strong, b.burst_n, b.burst_span, b.signup_span
+        FROM sizes s LEFT JOIN weight w USING (cluster) LEFT JOIN strong st USING (cluster)
+        LEFT JOIN burst b USING (cluster)
+        ORDER BY s.cluster
+        """
+    ).fetchnumpy()
+    # Each member's links to shared keys that count as reuse (below their signal's cap).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE reuse AS
+        SELECT ck.cluster, ck.signal, f.family, ck.key, m.idx
+        FROM cluster_keys ck
+        JOIN families f ON f.signal = ck.signal AND ck.n_global < f.cap
+        JOIN links l ON l.signal = ck.signal AND l.key = ck.key
+        JOIN members m ON m.idx = l.idx AND m.cluster = ck.cluster
+        """
+    )
+    by_family = con.execute(
+        "SELECT cluster, family, count(DISTINCT idx) FROM reuse GROUP BY cluster, family"
+    ).fetchall()
+    by_signal = con.execute(
+        """
+        SELECT cluster, signal, count(DISTINCT key) AS n_keys, count(DISTINCT idx) AS covered
+        FROM reuse GROUP BY cluster, signal ORDER BY cluster, signal
+        """
+    ).fetchall()
+    con.execute("DROP TABLE reuse")
+    net_ranges = dict(con.execute(
+        """
+        SELECT m.cluster, count(DISTINCT l.key) FROM links l JOIN members m USING (idx)
+        WHERE l.signal = 'ip_net' GROUP BY m.cluster
+        """
+    ).fetchall())
+
+    n = len(base["cluster"])
+    size = base["size"].astype(np.int64)
+    feats: dict[str, np.ndarray] = {
+        "strong_share": base["n_strong"] / np.maximum(size, 1),
+        "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
+    }
+    for name in _FAMILY_FEATURE.values():
+        feats[name] = np.zeros(n)
+    for c, family, cov in by_family:
+        if family in _FAMILY_FEATURE:
+            feats[_FAMILY_FEATURE[family]][c] = cov / size[c]
+    signals: dict[int, list[tuple[str, int, int]]] = {}
+    for c, sig, n_keys, cov in by_signal:
+        signals.setdefault(c, []).append((sig, n_keys, cov))
+
+    weights = {f: cfg.weights.get(f, 0.0) for f in FEATURES}
+    contrib = {f: weights[f] * feats[f] for f in FEATURES}
+    raw = 1.0 - np.prod([1.0 - contrib[f] for f in FEATURES], axis=0) if n else np.zeros(0)
+    damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
+    score = np.clip(damp * raw, 0.0, 1.0)
+    flagged = score >= cfg.threshold
+    density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
+
+    features_json, contrib_json, reasons_json = [], [], []
+    for c in range(n):
+        fv = {f: round(float(feats[f][c]), 4) for f in FEATURES}
+        fv["density"] = round(float(density[c]), 4)
+        fv["size_factor"] = round(float(damp[c]), 4)
+        features_json.append(json.dumps(fv, sort_keys=True))
+        contrib_json.append(json.dumps(
+            {f: round(float(contrib[f][c]), 4) for f in FEATURES}, sort_keys=True))
+        reasons_json.append(json.dumps(_reasons(
+            c, int(size[c]), base, signals.get(c, []), net_ranges.get(c, 0),
+            float(damp[c]), cfg)))
+    table = pa.table({
+        "cluster": pa.array(base["cluster"], pa.int32()),
+        "size": pa.array(size, pa.int32()),
+        "score": pa.array(score, pa.float64()),
+        "flagged": pa.array(flagged, pa.bool_()),
+        "features": features_json,
+        "contributions": contrib_json,
+        "reasons": reasons_json,
+    })
+    con.register("scores_in", table)
+    con.execute("CREATE OR REPLACE TABLE cluster_scores AS SELECT * FROM scores_in")
+    con.unregister("scores_in")
+    return int(flagged.sum())
+
+
+def _family(signal: str) -> str:
+    if signal.startswith("obs:"):
+        return "identity"
+    return SIGNAL_FAMILIES.get(signal, "other")
+
+
+def _noun(signal: str, k: int) -> str:
+    if signal.startswith("obs:"):
+        kind = signal[4:].replace("_", " ")
+        return f"{kind} value" if k == 1 else f"{kind} values"
+    one, many = _NOUNS.get(signal, (signal, signal))
+    return one if k == 1 else many
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} seconds"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _reasons(
+    c: int,
+    size: int,
+    base: dict[str, np.ndarray],
+    signals: list[tuple[str, int, int]],
+    n_ranges: int,
+    damp: float,
+    cfg: ScoringConfig,
+) -> list[str]:
+    """Plain sentences with numbers, strongest evidence first."""
+    out: list[tuple[float, str]] = []
+    for sig, n_keys, cov in signals:
+        if sig == "cosignup":
+            continue  # said better by the signup burst sentence below
+        count = "one" if n_keys == 1 else str(n_keys)
+        strength = 1.0 if _family(sig) in ("payment", "device", "identity") else 0.5
+        out.append((strength * cov / size,
+                    f"{cov} of {size} accounts share {count} {_noun(sig, n_keys)}"))
+    burst_n = int(np.nan_to_num(base["burst_n"][c]))
+    if burst_n >= 3 and burst_n / size >= 0.5:
+        text = (f"{burst_n} of {size} signed up within "
+                f"{_duration(float(base['burst_span'][c]))}")
+        if n_ranges:
+            text += f"; the cluster uses {n_ranges} IP range{'s' if n_ranges != 1 else ''}"
+        out.append((0.9 * burst_n / size, text))
+    n_strong = int(base["n_strong"][c])
+    if n_strong:
+        out.append((0.1, f"{n_strong} of {size} have at least one strong link "
+                         f"(evidence >= {cfg.strong_edge:g})"))
+    out.sort(key=lambda t: -t[0])
+    reasons = [t for _, t in out]
+    if damp < 1.0:
+        reasons.append(f"small cluster ({size} accounts): score damped to {damp:.0%}")
+    return reasons

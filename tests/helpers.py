@@ -1,0 +1,64 @@
+"""Builders for the ingest stage's output tables, so later stages can be tested alone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from linkage.config import EngineConfig
+from linkage.engines import connect_duckdb
+
+BASE = datetime(2026, 1, 1)
+
+ACCOUNT_COLUMNS = (
+    "email_key", "phone_key", "display_name_key", "country", "signup_ip_key", "signup_net_key",
+    "signup_net48_key", "user_agent_key", "org_key",
+)
+
+
+def ingested(
+    n: int,
+    *,
+    cards: list[tuple[int, str]] = (),
+    devices: list[tuple[int, str]] = (),
+    ips: list[tuple[int, str, str]] = (),
+    created: dict[int, datetime] | None = None,
+    orgs: dict[int, str] | None = None,
+    user_agents: dict[int, str] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection holding ingest-shaped tables for ``n`` accounts ``a000000``..."""
+    con = connect_duckdb(EngineConfig())
+    created = created or {}
+    orgs = orgs or {}
+    user_agents = user_agents or {}
+    con.execute(
+        "CREATE TABLE accounts (idx INTEGER, account_id VARCHAR, created_at TIMESTAMP, "
+        + ", ".join(f"{c} VARCHAR" for c in ACCOUNT_COLUMNS) + ")"
+    )
+    rows = [
+        (i, f"a{i:06d}", created.get(i, BASE + timedelta(days=i % 97, minutes=7 * i)),
+         None, None, None, "US", None, None, None, user_agents.get(i), orgs.get(i))
+        for i in range(n)
+    ]
+    if rows:
+        con.executemany("INSERT INTO accounts VALUES (" + ", ".join("?" * 12) + ")", rows)
+    con.execute("CREATE TABLE payment_instruments (idx INTEGER, card_key VARCHAR, "
+                "bin_key VARCHAR, bin_postal_key VARCHAR, billing_country VARCHAR, "
+                "added_at TIMESTAMP)")
+    if cards:
+        con.executemany("INSERT INTO payment_instruments VALUES (?, ?, NULL, NULL, NULL, NULL)",
+                        list(cards))
+    con.execute("CREATE TABLE ip_events (idx INTEGER, ip_key VARCHAR, net_key VARCHAR, "
+                "net48_key VARCHAR, asn VARCHAR, seen_at TIMESTAMP)")
+    if ips:
+        con.executemany("INSERT INTO ip_events VALUES (?, ?, ?, NULL, NULL, NULL)", list(ips))
+    con.execute("CREATE TABLE devices (idx INTEGER, device_key VARCHAR, seen_at TIMESTAMP)")
+    if devices:
+        con.executemany("INSERT INTO devices VALUES (?, ?, NULL)", list(devices))
+    con.execute("CREATE TABLE observations (idx INTEGER, kind VARCHAR, value_key VARCHAR, "
+                "seen_at TIMESTAMP)")
+    con.execute("CREATE TABLE interactions (idx INTEGER, ts TIMESTAMP, model VARCHAR, "
+                "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
+                "output_tokens BIGINT)")
+    return con

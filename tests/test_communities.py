@@ -1,0 +1,127 @@
+"""Community detection: invariants, networkx as the oracle for components, determinism."""
+
+from __future__ import annotations
+
+import random
+
+import igraph as ig
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from linkage.communities import detect_communities
+
+
+def random_graph(seed: int, n: int = 200, m: int = 300) -> ig.Graph:
+    rng = np.random.default_rng(seed)
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, n, size=(m, 2)).tolist() if p[0] != p[1]}
+    pairs = sorted(pairs)
+    g = ig.Graph(n=n, edges=pairs)
+    g.es["weight"] = rng.uniform(0.01, 1.0, len(pairs)).tolist()
+    return g
+
+
+def planted(rings: int, size: int, noise: int, seed: int) -> tuple[ig.Graph, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = rings * size + noise
+    truth = np.full(n, -1)
+    edges, weights = [], []
+    for r in range(rings):
+        members = range(r * size, (r + 1) * size)
+        truth[list(members)] = r
+        for a in members:
+            for b in members:
+                if a < b and rng.random() < 0.5:
+                    edges.append((a, b))
+                    weights.append(float(rng.uniform(0.3, 0.9)))
+    # weak random noise edges everywhere
+    for _ in range(n):
+        a, b = sorted(rng.integers(0, n, 2).tolist())
+        if a != b:
+            edges.append((a, b))
+            weights.append(0.02)
+    g = ig.Graph(n=n, edges=edges)
+    g.es["weight"] = weights
+    g.simplify(combine_edges="max")
+    return g, truth
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_result_is_a_partition_within_components(seed):
+    g = random_graph(seed)
+    part = detect_communities(g, seed=seed)
+    labels = part.cluster
+    assert labels.shape == (g.vcount(),)
+    clustered = labels[labels >= 0]
+    # numbering is dense, every cluster has at least two members
+    assert set(clustered.tolist()) == set(range(part.n_clusters))
+    assert np.bincount(clustered).min(initial=2) >= 2
+    # clusters never span two connected components (networkx as the oracle)
+    nxg = nx.Graph()
+    nxg.add_nodes_from(range(g.vcount()))
+    nxg.add_edges_from(g.get_edgelist())
+    comp_of = {v: i for i, comp in enumerate(nx.connected_components(nxg)) for v in comp}
+    for c in range(part.n_clusters):
+        members = np.flatnonzero(labels == c)
+        assert len({comp_of[v] for v in members}) == 1
+    assert part.n_components == nx.number_connected_components(nxg)
+    assert part.largest_component == max(len(c) for c in nx.connected_components(nxg))
+
+
+def test_cluster_numbering_follows_smallest_member():
+    g = ig.Graph(n=6, edges=[(4, 5), (0, 3), (1, 2)])
+    g.es["weight"] = [0.9, 0.9, 0.9]
+    assert detect_communities(g).cluster.tolist() == [0, 1, 1, 0, 2, 2]
+
+
+def test_same_graph_same_seed_same_clusters_and_random_state_untouched():
+    g = random_graph(3, n=2000, m=6000)
+    random.seed(99)
+    before = random.random()
+    random.seed(99)
+    a = detect_communities(g, seed=7).cluster
+    assert random.random() == before
+    b = detect_communities(g, seed=7).cluster
+    assert (a == b).all()
+
+
+def test_cpm_recovers_planted_rings():
+    g, truth = planted(rings=20, size=15, noise=400, seed=1)
+    labels = detect_communities(g, objective="cpm", resolution=0.05, seed=1).cluster
+    for r in range(20):
+        members = labels[truth == r]
+        assert len(set(members.tolist())) == 1 and members[0] >= 0
+    ring_labels = set(labels[truth >= 0].tolist())
+    assert len(ring_labels) == 20
+
+
+def test_modularity_objective_is_available():
+    g, truth = planted(rings=5, size=10, noise=50, seed=2)
+    labels = detect_communities(g, objective="modularity", resolution=1.0, seed=2).cluster
+    assert labels[truth == 0][0] >= 0
+
+
+def test_warm_start_from_initial_membership_keeps_a_good_partition():
+    g, _ = planted(rings=8, size=12, noise=100, seed=4)
+    first = detect_communities(g, seed=4).cluster
+    again = detect_communities(g, seed=99, initial=np.where(first >= 0, first, -1)
+                               + (first < 0) * (np.arange(len(first)) + 10_000)).cluster
+    assert (again == first).all()
+
+
+def test_empty_and_edgeless_graphs():
+    assert detect_communities(ig.Graph(n=0)).n_clusters == 0
+    g = ig.Graph(n=4)
+    g.es["weight"] = []
+    part = detect_communities(g)
+    assert part.cluster.tolist() == [-1, -1, -1, -1] and part.n_components == 4
+
+
+@pytest.mark.parametrize("weight,expected", [(0.9, [0, 0]), (0.01, [-1, -1])])
+def test_pair_is_a_cluster_only_above_resolution(weight, expected):
+    g = ig.Graph(n=2, edges=[(0, 1)])
+    g.es["weight"] = [weight]
+    assert detect_communities(g, resolution=0.05).cluster.tolist() == expected

@@ -1,0 +1,62 @@
+"""Configuration: defaults, TOML, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from linkage.config import RunConfig, load_config
+from linkage.errors import ConfigError
+
+
+def test_defaults_are_complete_and_hash_is_stable():
+    a, b = RunConfig(), RunConfig.from_dict({})
+    assert a == b and a.hash() == b.hash()
+    assert RunConfig.from_dict({"seed": 1}).hash() != a.hash()
+
+
+def test_toml_overrides_merge_tables(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "seed = 7\n[communities]\nresolution = 0.1\n"
+        "[scoring.weights]\nburst = 0.2\n"
+        "[signals.observation.kinds]\nreferral_code = 0.3\n"
+        "[signals.cosignup]\nweak_keys = ['bin']\n"
+    )
+    cfg = load_config(path)
+    assert cfg.seed == 7 and cfg.communities.resolution == 0.1
+    assert cfg.scoring.weights["burst"] == 0.2
+    assert cfg.scoring.weights["payment_reuse"] == RunConfig().scoring.weights["payment_reuse"]
+    assert cfg.signals.observation.kinds == {"referral_code": 0.3}
+    assert cfg.signals.cosignup.weak_keys == ("bin",)
+    assert cfg.to_dict()["signals"]["cosignup"]["weak_keys"] == ["bin"]
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"sed": 1}, "unknown configuration key 'sed'"),
+        ({"graph": {"cliquemax": 3}}, "unknown configuration key 'graph.cliquemax'"),
+        ({"signals": {"card": {"weight": "high"}}}, "'signals.card.weight' must be float"),
+        ({"signals": {"card": {"weight": 1.5}}}, "'signals.card.weight' must be in [0, 1)"),
+        ({"communities": {"objective": "louvain"}}, "'communities.objective' must be one of"),
+        ({"scoring": {"weights": {"vibes": 0.2}}}, "scoring.weights"),
+        ({"signals": {"cosignup": {"weak_keys": ["shoe_size"]}}}, "weak_keys"),
+        ({"ingest": {"on_bad_rows": "ignore"}}, "'ingest.on_bad_rows' must be one of"),
+        ({"engine": {"threads": True}}, "'engine.threads' must be int"),
+        ({"graph": 3}, "'graph' must be a table"),
+    ],
+)
+def test_bad_config_names_the_key(data, message):
+    with pytest.raises(ConfigError) as exc:
+        RunConfig.from_dict(data)
+    assert message in str(exc.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seed = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    assert load_config(None) == RunConfig()

@@ -1,0 +1,173 @@
+"""Signals and edge building, checked against a brute-force pair builder."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from linkage.communities import detect_communities
+from linkage.config import GraphConfig, SignalsConfig
+from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.signals import build_links, specificity
+from tests.helpers import ingested
+
+
+def signals(**over):
+    from dataclasses import replace
+
+    from linkage.config import CosignupConfig
+
+    base = SignalsConfig(cosignup=CosignupConfig(enabled=False))
+    return replace(base, **over)
+
+
+def brute_force(cards, devices, cfg: SignalsConfig):
+    """Every pair sharing a key, noisy-OR within and across signals."""
+    per_signal: dict[tuple[int, int, str], float] = defaultdict(lambda: 1.0)
+    for signal, links, sig in (("card", cards, cfg.card), ("device", devices, cfg.device)):
+        holders: dict[str, set[int]] = defaultdict(set)
+        for idx, key in links:
+            holders[key].add(idx)
+        for members in holders.values():
+            p = sig.weight * specificity(len(members), sig.cap)
+            if p <= 0:
+                continue
+            for a, b in itertools.combinations(sorted(members), 2):
+                per_signal[(a, b, signal)] *= 1 - p
+    edges: dict[tuple[int, int], float] = defaultdict(lambda: 1.0)
+    for (a, b, _), keep in per_signal.items():
+        edges[(a, b)] *= keep
+    return {pair: 1 - keep for pair, keep in edges.items()}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edges_match_brute_force(seed):
+    rng = random.Random(seed)
+    n = 300
+    cards = [(rng.randrange(n), f"card{rng.randrange(60)}") for _ in range(500)]
+    devices = [(rng.randrange(n), f"dev{rng.randrange(40)}") for _ in range(400)]
+    cfg = signals()
+    cards, devices = sorted(set(cards)), sorted(set(devices))
+    con = ingested(n, cards=cards, devices=devices)
+    build_links(con, cfg)
+    build_edges(con, GraphConfig(clique_max=10_000))
+    got = {(a, b): w for a, b, w in con.execute("SELECT a, b, weight FROM edges").fetchall()}
+    want = brute_force(cards, devices, cfg)
+    want = {k: v for k, v in want.items() if v > 0}
+    assert got.keys() == want.keys()
+    for pair, w in want.items():
+        assert got[pair] == pytest.approx(w, rel=1e-9)
+
+
+def test_edge_signals_keep_per_signal_contributions():
+    con = ingested(3, cards=[(0, "c"), (1, "c")], devices=[(0, "d"), (1, "d"), (2, "d")])
+    cfg = signals()
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    rows = con.execute(
+        "SELECT a, b, signal, p, n_keys FROM edge_signals ORDER BY a, b, signal").fetchall()
+    card_p = cfg.card.weight * specificity(2, cfg.card.cap)
+    dev_p = cfg.device.weight * specificity(3, cfg.device.cap)
+    assert rows == [
+        (0, 1, "card", pytest.approx(card_p), 1),
+        (0, 1, "device", pytest.approx(dev_p), 1),
+        (0, 2, "device", pytest.approx(dev_p), 1),
+        (1, 2, "device", pytest.approx(dev_p), 1),
+    ]
+    (w,) = con.execute("SELECT weight FROM edges WHERE a = 0 AND b = 1").fetchone()
+    assert w == pytest.approx(1 - (1 - card_p) * (1 - dev_p))
+
+
+def test_key_above_cap_gives_no_edges():
+    n = 250
+    con = ingested(n, devices=[(i, "nat") for i in range(n)])
+    build_links(con, signals())
+    assert build_edges(con, GraphConfig()) == 0
+
+
+def test_large_key_uses_linear_ring_not_clique():
+    n, d = 150, 4
+    con = ingested(n, cards=[(i, "shared") for i in range(n)])
+    build_links(con, signals())
+    m = build_edges(con, GraphConfig(clique_max=20, ring_degree=d))
+    assert m == n * d  # a circulant graph: each account linked to d successors
+    edges = edge_arrays(con)
+    g = build_graph(edges)
+    assert g.is_connected()
+    assert max(g.degree()) == 2 * d
+
+
+def test_hub_does_not_merge_unrelated_rings():
+    """Two rings share nothing but a hub IP that 1,000 ordinary accounts also use."""
+    n = 1200
+    ring_a, ring_b = range(0, 12), range(12, 24)
+    cards = [(i, "cardA") for i in ring_a] + [(i, "cardB") for i in ring_b]
+    devices = [(i, f"devA{i % 3}") for i in ring_a] + [(i, f"devB{i % 3}") for i in ring_b]
+    ips = [(i, "hub-ip", "hub-net") for i in range(n)]
+    con = ingested(n, cards=cards, devices=devices, ips=ips)
+    build_links(con, signals())
+    build_edges(con, GraphConfig())
+    part = detect_communities(build_graph(edge_arrays(con)), seed=1)
+    labels = part.cluster
+    assert len(set(labels[list(ring_a)])) == 1
+    assert len(set(labels[list(ring_b)])) == 1
+    assert labels[0] != labels[12]
+    assert (labels[24:] == -1).all()  # the hub's ordinary users stay unlinked
+
+
+def test_org_members_are_not_linked_by_their_corporate_card():
+    orgs = {i: "org1" for i in range(10)}
+    con = ingested(12, cards=[(i, "corp") for i in range(10)] + [(10, "x"), (11, "x")],
+                   orgs=orgs)
+    build_links(con, signals())
+    build_edges(con, GraphConfig(suppress_org=True))
+    assert con.execute("SELECT a, b FROM edges").fetchall() == [(10, 11)]
+    build_edges(con, GraphConfig(suppress_org=False))
+    assert con.execute("SELECT count(*) FROM edges").fetchone()[0] == 46
+
+
+def test_cosignup_links_burst_on_same_weak_key_only():
+    from dataclasses import replace
+
+    from linkage.config import CosignupConfig
+    from tests.helpers import BASE
+
+    created = {0: BASE, 1: BASE.replace(minute=5), 2: BASE.replace(minute=9),
+               3: BASE.replace(hour=5)}
+    ua = {0: "ua1", 1: "ua1", 2: "ua2", 3: "ua1"}
+    cfg = replace(signals(), cosignup=CosignupConfig(window_minutes=30,
+                                                     weak_keys=("user_agent",)))
+    con = ingested(4, created=created, user_agents=ua)
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    rows = con.execute("SELECT a, b, signal, n_keys FROM edge_signals").fetchall()
+    assert rows == [(0, 1, "cosignup", 2)]  # same UA within minutes, seen by both grids
+    (w,) = con.execute("SELECT weight FROM edges").fetchone()
+    assert w == pytest.approx(cfg.cosignup.weight)  # counted once, not twice
+
+
+def test_specificity_is_monotone_and_bounded():
+    caps = [3, 10, 200]
+    for cap in caps:
+        values = [specificity(n, cap) for n in range(2, cap + 2)]
+        assert values[0] == 1.0
+        assert all(0.0 <= v <= 1.0 for v in values)
+        assert all(x >= y for x, y in itertools.pairwise(values))
+        assert values[-1] == 0.0 and specificity(cap, cap) == 0.0
+    assert math.isclose(specificity(20, 200), 0.5)
+
+
+def test_edge_arrays_are_sorted_and_typed():
+    con = ingested(5, cards=[(3, "k"), (1, "k"), (4, "j"), (0, "j")])
+    build_links(con, signals())
+    build_edges(con, GraphConfig())
+    e = edge_arrays(con)
+    assert e.n_vertices == 5
+    assert e.src.tolist() == [0, 1] and e.dst.tolist() == [4, 3]
+    assert (e.src < e.dst).all()
+    assert e.weight.dtype == np.float64
