@@ -171,7 +171,6 @@ class ScoringConfig:
             "device_reuse": 0.5,
             "network_concentration": 0.3,
             "identity_reuse": 0.5,
-            "known_bad": 0.9,
         }
     )
     """Feature weights of the noisy-OR that combines features into the raw score."""

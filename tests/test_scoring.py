@@ -1,0 +1,91 @@
+"""Scoring: features, the documented formula, flags and reasons."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+
+import pytest
+
+from linkage.communities import detect_communities
+from linkage.config import CosignupConfig, GraphConfig, ScoringConfig, SignalsConfig
+from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.scoring import FEATURES, score_clusters, size_factor
+from linkage.signals import build_links
+from tests.helpers import BASE, ingested
+
+SIGNALS = SignalsConfig(cosignup=CosignupConfig(enabled=False))
+
+
+def run_scoring(con, cfg=ScoringConfig()):
+    weights = build_links(con, SIGNALS)
+    build_edges(con, GraphConfig())
+    part = detect_communities(build_graph(edge_arrays(con)), seed=1)
+    flagged = score_clusters(con, part, cfg, {s: c for s, (_, c) in weights.items()})
+    rows = con.execute(
+        "SELECT cluster, size, score, flagged, features, contributions, reasons "
+        "FROM cluster_scores ORDER BY cluster").fetchall()
+    return part, flagged, [
+        dict(cluster=r[0], size=r[1], score=r[2], flagged=r[3], features=json.loads(r[4]),
+             contributions=json.loads(r[5]), reasons=json.loads(r[6])) for r in rows]
+
+
+def ring_and_family():
+    """A 16-account ring (2 cards, 3 devices, signups 2 minutes apart) and a family of 3."""
+    ring = range(16)
+    cards = [(i, f"ringcard{i % 2}") for i in ring] + [(20, "fam"), (21, "fam"), (22, "fam")]
+    devices = [(i, f"ringdev{i % 3}") for i in ring]
+    created = {i: BASE + timedelta(minutes=2 * i) for i in ring}
+    return ingested(40, cards=cards, devices=devices, created=created)
+
+
+def test_ring_is_flagged_family_is_not():
+    part, n_flagged, clusters = run_scoring(ring_and_family())
+    assert n_flagged == 1
+    ring, family = clusters
+    assert ring["size"] == 16 and ring["flagged"] and ring["score"] > 0.9
+    assert family["size"] == 3 and not family["flagged"]
+    assert ring["features"]["payment_reuse"] == 1.0
+    assert ring["features"]["device_reuse"] == 1.0
+    assert ring["features"]["burst"] == 1.0  # all 16 within 30 minutes < 120-minute window
+    assert "16 of 16 accounts share 2 cards" in ring["reasons"]
+    assert "16 of 16 accounts share 3 device fingerprints" in ring["reasons"]
+    assert "16 of 16 signed up within 30 minutes" in ring["reasons"]
+    assert any("small cluster (3 accounts)" in r for r in family["reasons"])
+
+
+def test_score_follows_the_documented_formula():
+    cfg = ScoringConfig()
+    _, _, clusters = run_scoring(ring_and_family(), cfg)
+    for c in clusters:
+        raw = 1 - math.prod(1 - cfg.weights[f] * c["features"][f] for f in FEATURES)
+        for f in FEATURES:
+            assert c["contributions"][f] == pytest.approx(cfg.weights[f] * c["features"][f],
+                                                          abs=1e-4)
+        assert c["score"] == pytest.approx(size_factor(c["size"], cfg.full_size) * raw, abs=1e-3)
+        assert 0.0 <= c["score"] <= 1.0
+        assert c["flagged"] == (c["score"] >= cfg.threshold)
+
+
+def test_threshold_is_configurable():
+    _, n_flagged, _ = run_scoring(ring_and_family(), ScoringConfig(threshold=0.99999))
+    assert n_flagged == 0
+
+
+def test_families_of_two_to_four_cannot_be_flagged():
+    for size in (2, 3, 4):
+        assert size_factor(size, ScoringConfig().full_size) < ScoringConfig().threshold
+
+
+def test_cluster_keys_and_intra_edges():
+    con = ring_and_family()
+    run_scoring(con)
+    keys = con.execute(
+        "SELECT signal, n_members, n_global FROM cluster_keys WHERE cluster = 0 "
+        "ORDER BY signal, n_members").fetchall()
+    assert keys == [("card", 8, 8), ("card", 8, 8), ("device", 5, 5), ("device", 5, 5),
+                    ("device", 6, 6)]
+    (n_intra,) = con.execute("SELECT count(*) FROM intra_edges WHERE cluster = 0").fetchone()
+    assert n_intra == con.execute(
+        "SELECT count(*) FROM edges WHERE a < 16 AND b < 16").fetchone()[0]
