@@ -41,7 +41,7 @@ def ring_and_family():
 
 
 def test_ring_is_flagged_family_is_not():
-    part, n_flagged, clusters = run_scoring(ring_and_family())
+    _, n_flagged, clusters = run_scoring(ring_and_family())
     assert n_flagged == 1
     ring, family = clusters
     assert ring["size"] == 16 and ring["flagged"] and ring["score"] > 0.9
