@@ -1,0 +1,518 @@
+"""The store: every run, its clusters and its evidence, in SQLite or PostgreSQL.
+
+A nightly run talks to the store four times: :meth:`Store.begin_run` records its parameters
+(status ``running``), :meth:`Store.set_stage` marks each stage as it is entered (committed at
+once, so a crashed run shows where it died), and at the end either :meth:`Store.publish_run`
+writes all results and flips the status to ``succeeded`` in one transaction, or
+:meth:`Store.fail_run` records the error. ``latest`` means the succeeded run with the greatest
+id, so readers never see a half-written run.
+
+Readers return Arrow tables sorted in Arrow, by code point: an ``ORDER BY`` on PostgreSQL
+follows the database's collation (``en_US`` puts ``a-2`` after ``a1``), and exports must not
+depend on which backend or locale a store happens to use.
+
+Bulk writes avoid per-row ORM objects: Arrow columns are converted in chunks and written with
+Core ``insert()`` executemany, or on PostgreSQL with ``COPY ... FROM STDIN`` on the same
+transaction's connection (several times faster than any INSERT).
+
+Examples
+--------
+>>> store = Store("sqlite://")
+>>> store.ensure_schema()
+>>> run_id = store.begin_run(config_json="{}", config_hash="0", seed=1, code_version="dev",
+...                          input_path="in/")
+>>> store.publish_run(run_id, RunRecord.empty(input_fingerprint="sha256:0"))
+>>> store.resolve_run("latest") == run_id
+True
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import repeat
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from linkage.errors import ConfigError, LinkageError, NotFoundError, StoreError, shorten
+from linkage.store import migrate
+from linkage.store.models import Base
+from linkage.store.record import RECORD_SCHEMAS, RunRecord
+
+__all__ = [
+    "CHUNK_ROWS",
+    "DEFAULT_DB_URL",
+    "Store",
+    "create_store_engine",
+    "resolve_db_url",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_URL = "sqlite:///linkage.db"
+CHUNK_ROWS = 50_000  # rows per executemany: bounds memory, big enough to amortise round trips
+SQLITE_BUSY_TIMEOUT_MS = 60_000  # wait for another writer rather than fail at once
+
+_ACCEPTED = "sqlite:///PATH, postgresql://USER@HOST/DB (or postgresql+psycopg://)"
+
+_T = Base.metadata.tables
+_RUNS, _CLUSTERS, _MEMBERSHIPS, _META = (
+    _T["runs"], _T["clusters"], _T["memberships"], _T["store_meta"]
+)
+
+
+def resolve_db_url(url: str | None) -> str:
+    """The database URL to use: ``url``, else ``$LINKAGE_DB_URL``, else ``sqlite:///linkage.db``.
+
+    Only SQLite and PostgreSQL are accepted. A plain ``postgresql://`` URL is rewritten to
+    psycopg 3 (``postgresql+psycopg://``): that is the driver linkage ships with, and the
+    bulk writer relies on its COPY support.
+
+    Examples
+    --------
+    >>> resolve_db_url("postgresql://ann@db/linkage")
+    'postgresql+psycopg://ann@db/linkage'
+    >>> resolve_db_url("mysql://db/linkage")
+    Traceback (most recent call last):
+    ...
+    linkage.errors.ConfigError: unsupported database URL 'mysql://db/linkage' (from --db): \
+accepted are sqlite:///PATH, postgresql://USER@HOST/DB (or postgresql+psycopg://)
+    """
+    if url:
+        raw, source = url, "--db"
+    elif os.environ.get("LINKAGE_DB_URL"):
+        raw, source = os.environ["LINKAGE_DB_URL"], "LINKAGE_DB_URL"
+    else:
+        raw, source = DEFAULT_DB_URL, "default"
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"invalid database URL {shorten(raw)} (from {source}): accepted are {_ACCEPTED}"
+        ) from None
+    shown = repr(parsed.render_as_string(hide_password=True))
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return parsed.render_as_string(hide_password=False)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed.render_as_string(hide_password=False)
+    raise ConfigError(f"unsupported database URL {shown} (from {source}): accepted are {_ACCEPTED}")
+
+
+def create_store_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a store URL, with the connection settings the store relies on.
+
+    SQLite gets foreign keys (off by default, and ``ON DELETE CASCADE`` depends on them), WAL
+    (readers such as report builders never block the nightly writer, nor it them), a busy
+    timeout, and real transactions: Python's sqlite3 module does not ``BEGIN`` before DDL or
+    SELECT, so SQLAlchemy emits ``BEGIN`` itself (the recipe in SQLAlchemy's SQLite docs),
+    which makes migrations transactional too.
+    """
+    url = resolve_db_url(url)
+    if make_url(url).get_backend_name() == "postgresql":
+        # pre_ping: the pooled connection may sit idle for the hours a run computes.
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"application_name": "linkage"}
+        )
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy owns BEGIN (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")  # persistent; 'memory' for :memory:
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """A linkage database: runs, clusters, memberships, evidence; SQLite or PostgreSQL.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL accepted by :func:`resolve_db_url` (``None``: the environment or the
+        default). ``Store.url`` holds the resolved URL.
+
+    A store holds a connection pool: call :meth:`close` (or use it as a context manager).
+    """
+
+    def __init__(self, url: str | None) -> None:
+        self.url = resolve_db_url(url)
+        self.engine = create_store_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Migrate the database to the newest schema (``alembic upgrade head``)."""
+        with self._guard("migrating the schema"):
+            migrate.upgrade(self.engine)
+
+    def is_empty(self) -> bool:
+        """Whether the database was never migrated (it has no Alembic version table)."""
+        with self._guard("inspecting the schema"):
+            return not migrate.has_version_table(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Upgrade the database if it is empty or behind; refuse one newer than this code."""
+        with self._guard("inspecting the schema"):
+            current = migrate.current_revision(self.engine)
+            if current == migrate.head_revision():
+                return
+            if current is not None and current not in migrate.known_revisions():
+                raise StoreError(
+                    f"{self.display_url} is at schema revision {current!r}, which this "
+                    f"linkage does not know (newest known: {migrate.head_revision()!r}); "
+                    "it was written by a newer linkage: upgrade linkage"
+                )
+        self.upgrade()
+
+    def check(self) -> list[str]:
+        """Differences between the models and the database schema; ``[]`` when they agree.
+
+        Also reports a database that is not at the newest revision. This is what CI runs
+        after ``upgrade()`` so that models and migrations cannot drift apart.
+        """
+        with self._guard("comparing the schema"), self.engine.connect() as conn:
+            problems = []
+            current, head = migrate.current_revision(conn), migrate.head_revision()
+            if current != head:
+                problems.append(
+                    f"database is at revision {current or 'none (never migrated)'}, "
+                    f"the newest is {head}"
+                )
+            return problems + migrate.compare(conn)
+
+    # -- writing a run -------------------------------------------------------------------
+
+    def begin_run(
+        self, *, config_json: str, config_hash: str, seed: int, code_version: str,
+        input_path: str,
+    ) -> int:
+        """Record a new run as ``running`` at stage ``start``; return its id."""
+        with self._guard("starting a run"), self.engine.begin() as conn:
+            result = conn.execute(
+                _RUNS.insert().values(
+                    status="running", stage="start", started_at=_now(),
+                    code_version=code_version, config_json=config_json,
+                    config_hash=config_hash, seed=seed, input_path=input_path,
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def set_stage(self, run_id: int, stage: str) -> None:
+        """Record that a running run entered ``stage`` (committed at once)."""
+        with self._guard(f"recording the stage of run {run_id}"), self.engine.begin() as conn:
+            self._update_running(conn, run_id, stage=stage)
+
+    def fail_run(self, run_id: int, *, stage: str, error: str) -> None:
+        """Mark a running run as failed at ``stage`` with ``error`` (e.g. the traceback)."""
+        with self._guard(f"recording the failure of run {run_id}"), self.engine.begin() as conn:
+            self._update_running(
+                conn, run_id, status="failed", stage=stage, error=error, finished_at=_now()
+            )
+
+    def publish_run(self, run_id: int, result: RunRecord) -> None:
+        """Write a run's results and mark it ``succeeded``, all in one transaction.
+
+        If anything fails, nothing of it remains and the run is still ``running`` (for the
+        caller to :meth:`fail_run`); ``latest`` is unchanged either way until the commit.
+        """
+        result.validate()
+        started = time.perf_counter()
+        with self._guard(f"publishing run {run_id}"), self.engine.begin() as conn:
+            # The runs row first: it takes the write lock at once (SQLite would otherwise
+            # let another writer in between our first read and first write) and refuses a
+            # run that is not running, e.g. one published twice.
+            self._update_running(
+                conn, run_id,
+                status="succeeded", finished_at=_now(),
+                input_fingerprint=result.input_fingerprint,
+                rows_read_json=json.dumps(result.rows_read),
+                rows_quarantined_json=json.dumps(result.rows_quarantined),
+                n_rows_read=result.n_rows_read, n_rows_quarantined=result.n_rows_quarantined,
+                n_accounts=result.n_accounts, n_edges=result.n_edges,
+                n_clusters=result.n_clusters, n_flagged=result.n_flagged,
+                timings_json=json.dumps(result.timings),
+            )
+            clusters = result.table("clusters")
+            first_seen = clusters.column("first_seen_run_id").cast(pa.int64())
+            clusters = clusters.set_column(
+                clusters.schema.get_field_index("first_seen_run_id"),
+                "first_seen_run_id", pc.fill_null(first_seen, run_id),
+            )
+            quarantine = result.table("quarantine")
+            quarantine = quarantine.add_column(
+                0, "seq", pa.array(range(1, quarantine.num_rows + 1), pa.int64())
+            )
+            self._write(conn, "clusters", run_id, clusters)
+            self._write(conn, "memberships", run_id, result.table("memberships"))
+            self._write(conn, "evidence", run_id, result.table("evidence"))
+            self._write(conn, "evidence_signals", run_id, result.table("evidence_signals"))
+            self._write(conn, "cluster_keys", run_id, result.table("cluster_keys"))
+            self._write(conn, "quarantine", run_id, quarantine)
+        log.info("published run %d in %.1fs", run_id, time.perf_counter() - started)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def latest_run_id(self) -> int | None:
+        """The id of the newest succeeded run, or ``None`` when there is none."""
+        with self._guard("finding the latest run"), self.engine.connect() as conn:
+            return self._latest(conn)
+
+    def resolve_run(self, ref: str | int | None) -> int:
+        """Turn ``None``, ``'latest'`` or a run id (int or digits) into a succeeded run's id.
+
+        Raises :class:`NotFoundError` for an unknown id, a run that did not succeed, or a
+        store without any finished run.
+        """
+        with self._guard("finding a run"), self.engine.connect() as conn:
+            if ref is None or (isinstance(ref, str) and ref.strip().lower() == "latest"):
+                latest = self._latest(conn)
+                if latest is None:
+                    raise NotFoundError(f"no finished run in {self.display_url}")
+                return latest
+            text = str(ref).strip()
+            if isinstance(ref, bool) or not text.isascii() or not text.isdigit():
+                raise NotFoundError(
+                    f"no such run: {shorten(ref)} (expected a run id or 'latest')"
+                )
+            run_id = int(text)
+            status = conn.execute(
+                select(_RUNS.c.status).where(_RUNS.c.run_id == run_id)
+            ).scalar()
+            if status is None:
+                raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
+            if status != "succeeded":
+                raise NotFoundError(
+                    f"no such run: {run_id} is {status}; only succeeded runs have results"
+                )
+            return run_id
+
+    def runs(self, limit: int | None = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (``None``: all), newest first, whatever their status.
+
+        Each is a dict of the ``runs`` columns as stored (JSON columns stay text).
+        """
+        query = select(_RUNS).order_by(_RUNS.c.run_id.desc())
+        if limit is not None:
+            query = query.limit(max(limit, 0))
+        with self._guard("listing runs"), self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """One run's ``runs`` row as a dict, whatever its status."""
+        with self._guard(f"reading run {run_id}"), self.engine.connect() as conn:
+            row = conn.execute(select(_RUNS).where(_RUNS.c.run_id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
+        return dict(row._mapping)
+
+    def memberships(self, run_id: int) -> pa.Table:
+        """``account_id, cluster_id, cluster_score, flagged`` of a run, by cluster, account."""
+        m, c = _MEMBERSHIPS, _CLUSTERS
+        query = (
+            select(m.c.account_id, m.c.cluster_id, c.c.score.label("cluster_score"), c.c.flagged)
+            .join(c, (c.c.run_id == m.c.run_id) & (c.c.cluster_id == m.c.cluster_id))
+            .where(m.c.run_id == run_id)
+        )
+        schema = pa.schema(
+            [("account_id", pa.string()), ("cluster_id", pa.string()),
+             ("cluster_score", pa.float64()), ("flagged", pa.bool_())]
+        )
+        table = self._read(f"reading memberships of run {run_id}", run_id, query, schema)
+        return table.sort_by([("cluster_id", "ascending"), ("account_id", "ascending")])
+
+    def clusters(self, run_id: int) -> pa.Table:
+        """A run's clusters (the columns of ``RunRecord.clusters``), by score desc, id."""
+        schema = RECORD_SCHEMAS["clusters"]
+        c = _CLUSTERS
+        query = (
+            select(*(c.c[name] for name in schema.names))
+            .where(c.c.run_id == run_id)
+        )
+        table = self._read(f"reading clusters of run {run_id}", run_id, query, schema)
+        return table.sort_by([("score", "descending"), ("cluster_id", "ascending")])
+
+    def previous_memberships(self) -> pa.Table | None:
+        """``cluster_id, account_id, first_seen_run_id`` of the latest succeeded run.
+
+        What the continuity stage matches tonight's clusters against; ``None`` before the
+        first successful run.
+        """
+        latest = self.latest_run_id()
+        if latest is None:
+            return None
+        m, c = _MEMBERSHIPS, _CLUSTERS
+        query = (
+            select(m.c.cluster_id, m.c.account_id, c.c.first_seen_run_id)
+            .join(c, (c.c.run_id == m.c.run_id) & (c.c.cluster_id == m.c.cluster_id))
+            .where(m.c.run_id == latest)
+        )
+        schema = pa.schema(
+            [("cluster_id", pa.string()), ("account_id", pa.string()),
+             ("first_seen_run_id", pa.int64())]
+        )
+        table = self._read("reading the previous run's memberships", latest, query, schema)
+        return table.sort_by([("cluster_id", "ascending"), ("account_id", "ascending")])
+
+    # -- store metadata ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of ``store_meta``, or ``None`` when unset."""
+        with self._guard(f"reading store_meta {key!r}"), self.engine.connect() as conn:
+            return conn.execute(select(_META.c.value).where(_META.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of ``store_meta`` (insert or replace)."""
+        # INSERT ... ON CONFLICT: one statement, so two writers cannot both insert. The
+        # syntax is the same on both backends, but each dialect has its own construct.
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+        insert = dialect.insert(_META).values(key=key, value=value)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[_META.c.key], set_={"value": insert.excluded.value}
+        )
+        with self._guard(f"writing store_meta {key!r}"), self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # -- internals -----------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn database and migration errors into :class:`StoreError` naming the action."""
+        try:
+            yield
+        except LinkageError:
+            raise
+        except (SQLAlchemyError, CommandError, self._driver_error) as exc:
+            detail = getattr(exc, "orig", None) or exc
+            text = " ".join(str(detail).split())
+            raise StoreError(
+                f"{doing} failed on {self.display_url}: {text[:500]}"
+            ) from exc
+
+    def _latest(self, conn: Connection) -> int | None:
+        query = select(func.max(_RUNS.c.run_id)).where(_RUNS.c.status == "succeeded")
+        return conn.execute(query).scalar()
+
+    def _update_running(self, conn: Connection, run_id: int, **values: Any) -> None:
+        """Update a run that is still running; refuse any other (published runs are final)."""
+        result = conn.execute(
+            _RUNS.update()
+            .where(_RUNS.c.run_id == run_id, _RUNS.c.status == "running")
+            .values(**values)
+        )
+        if result.rowcount == 1:
+            return
+        status = conn.execute(select(_RUNS.c.status).where(_RUNS.c.run_id == run_id)).scalar()
+        if status is None:
+            raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
+        raise StoreError(f"run {run_id} is {status}, not running: its record is final")
+
+    def _read(self, doing: str, run_id: int, query: Any, schema: pa.Schema) -> pa.Table:
+        with self._guard(doing), self.engine.connect() as conn:
+            exists = conn.execute(select(_RUNS.c.run_id).where(_RUNS.c.run_id == run_id))
+            if exists.first() is None:
+                raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
+            rows = conn.execute(query).all()
+        columns: Sequence[Sequence[Any]] = (
+            list(zip(*rows, strict=True)) if rows else [[] for _ in schema.names]
+        )
+        return pa.table(
+            [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
+            schema=schema,
+        )
+
+    def _write(self, conn: Connection, name: str, run_id: int, data: pa.Table) -> None:
+        """Append ``data`` (plus ``run_id``) to table ``name`` inside ``conn``'s transaction."""
+        if data.num_rows == 0:
+            return
+        table = _T[name]
+        columns = ["run_id", *data.column_names]
+        started = time.perf_counter()
+        if self.dialect == "postgresql":
+            _copy_rows(conn, table, columns, _row_chunks(run_id, data))
+        else:
+            insert = table.insert()
+            for rows in _row_chunks(run_id, data):
+                conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
+        seconds = time.perf_counter() - started
+        log.debug(
+            "wrote %d rows to %s in %.2fs (%.0f rows/s)",
+            data.num_rows, name, seconds, data.num_rows / max(seconds, 1e-9),
+        )
+
+
+def _row_chunks(run_id: int, data: pa.Table) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of ``(run_id, *columns)`` in chunks of :data:`CHUNK_ROWS`.
+
+    Column by column (``to_pylist`` on a zero-copy slice), which is an order of magnitude
+    faster than touching Arrow row by row, and never holds more than a chunk in Python.
+    """
+    for offset in range(0, data.num_rows, CHUNK_ROWS):
+        part = data.slice(offset, CHUNK_ROWS)
+        yield list(zip(repeat(run_id), *(col.to_pylist() for col in part.columns)))
+
+
+def _copy_rows(
+    conn: Connection, table: Table, columns: list[str], chunks: Iterator[list[tuple[Any, ...]]]
+) -> None:
+    """``COPY table (columns) FROM STDIN`` through psycopg 3, in ``conn``'s transaction.
+
+    The raw connection is the one SQLAlchemy's transaction runs on, so the copied rows
+    commit or roll back with everything else of the run.
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver_connection = conn.connection.driver_connection
+    assert driver_connection is not None  # an open SQLAlchemy connection always has one
+    with driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for rows in chunks:
+            for row in rows:
+                copy.write_row(row)
