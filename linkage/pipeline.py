@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +61,7 @@ class RunSummary:
     rows_quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
     origins: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
     largest_component: int = 0
 
 
@@ -84,6 +86,7 @@ def run_pipeline(
     """
     pseudo = Pseudonymiser(secret)
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(name: str, run_id: int | None = None) -> Iterator[None]:
@@ -93,7 +96,8 @@ def run_pipeline(
         with reporter(name):
             yield
         timings[name] = round(time.perf_counter() - start, 3)
-        log.info("stage %s: done in %.1f s", name, timings[name])
+        peaks[name] = _peak_rss_mb()
+        log.info("stage %s: done in %.1f s, peak RSS %.0f MB", name, timings[name], peaks[name])
 
     with tempfile.TemporaryDirectory(prefix="linkage-") as spill:
         con = connect_duckdb(cfg.engine, Path(spill))
@@ -151,7 +155,14 @@ def run_pipeline(
         finally:
             con.close()
     summary.timings = timings
+    summary.peak_rss_mb = peaks
     return summary
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far, from the OS's own accounting."""
+    # ru_maxrss is in KiB on Linux (bytes on macOS, where this is only indicative).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _check_key(store: Store, pseudo: Pseudonymiser) -> None:

@@ -144,6 +144,8 @@ def _print_summary(summary) -> None:
     table.add_row("flagged clusters", f"{summary.n_flagged:,}")
     table.add_row("lineage", ", ".join(f"{k} {v}" for k, v in sorted(summary.origins.items())))
     table.add_row("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
+    if summary.peak_rss_mb:
+        table.add_row("peak memory", f"{max(summary.peak_rss_mb.values()):,.0f} MB")
     out.print(table)
 
 

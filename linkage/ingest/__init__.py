@@ -1,0 +1,319 @@
+"""Ingest: read the input folder, validate it, normalise and pseudonymise it.
+
+The first stage of a nightly run (DESIGN.md). :func:`ingest` reads every contract table of the
+input folder (CONTRACT.md section 1) through DuckDB, checks it, and leaves six tables in the
+connection, the hand-off to the signals stage (schemas in :data:`OUTPUT_SCHEMAS`):
+
+``accounts``
+    one row per account; ``idx`` is 0..n-1 in ``account_id`` order, so it depends neither on
+    file order nor on partitioning.
+``payment_instruments``, ``ip_events``, ``devices``, ``observations``, ``interactions``
+    one row per input row; ``idx`` is the account's. Empty (with the same columns) when the
+    input has no such table.
+
+Identifying values leave ingest only as keyed hashes (``*_key``, the ``lk_hash`` macro of
+:class:`~linkage.pseudonymise.Pseudonymiser`), each kind in its own namespace; the staging
+tables that held raw values are dropped before :func:`ingest` returns or raises. Rows of every
+output table are sorted by all their columns, so equal input gives equal tables.
+
+All work is SQL inside DuckDB: no Python loop touches a row, and memory is DuckDB's (it
+spills to its temporary directory) rather than Python's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from linkage.config import IngestConfig
+from linkage.errors import InputError, InputProblem
+from linkage.ingest import normalise as nz
+from linkage.ingest import validate
+from linkage.ingest.read import SPECS, TABLE_NAMES, discover, fingerprint, load_table, stage_name
+from linkage.pseudonymise import Pseudonymiser
+
+__all__ = ["OUTPUT_SCHEMAS", "TABLES", "IngestResult", "ingest"]
+
+log = logging.getLogger("linkage.ingest")
+
+TABLES: tuple[str, ...] = TABLE_NAMES
+"""The contract tables, in contract order; each is also the name of an output table."""
+
+OUTPUT_SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
+    "accounts": (
+        ("idx", "INTEGER"), ("account_id", "VARCHAR"), ("created_at", "TIMESTAMP"),
+        ("email_key", "VARCHAR"), ("phone_key", "VARCHAR"), ("display_name_key", "VARCHAR"),
+        ("country", "VARCHAR"), ("signup_ip_key", "VARCHAR"), ("signup_net_key", "VARCHAR"),
+        ("signup_net48_key", "VARCHAR"), ("user_agent_key", "VARCHAR"), ("org_key", "VARCHAR"),
+    ),
+    "payment_instruments": (
+        ("idx", "INTEGER"), ("card_key", "VARCHAR"), ("bin_key", "VARCHAR"),
+        ("bin_postal_key", "VARCHAR"), ("billing_country", "VARCHAR"), ("added_at", "TIMESTAMP"),
+    ),
+    "ip_events": (
+        ("idx", "INTEGER"), ("ip_key", "VARCHAR"), ("net_key", "VARCHAR"),
+        ("net48_key", "VARCHAR"), ("asn", "VARCHAR"), ("seen_at", "TIMESTAMP"),
+    ),
+    "devices": (("idx", "INTEGER"), ("device_key", "VARCHAR"), ("seen_at", "TIMESTAMP")),
+    "interactions": (
+        ("idx", "INTEGER"), ("ts", "TIMESTAMP"), ("model", "VARCHAR"), ("prompt_key", "VARCHAR"),
+        ("category", "VARCHAR"), ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"),
+    ),
+    "observations": (
+        ("idx", "INTEGER"), ("kind", "VARCHAR"), ("value_key", "VARCHAR"),
+        ("seen_at", "TIMESTAMP"),
+    ),
+}
+"""Columns and DuckDB types of every output table: the hand-off to the signals stage."""
+
+
+@dataclass(frozen=True)
+class _Key:
+    """An output column ``lk_hash(namespace, value)``, both SQL over the staging table ``s``.
+
+    ``shared``: values repeat across rows (a device seen a thousand times, a prompt template,
+    a BIN), so each distinct value is hashed once and joined back, three times faster than
+    hashing every row when values repeat ten times. Account attributes that are nearly
+    unique (email, phone, name) are hashed per row, where a dictionary would only add work.
+    """
+
+    namespace: str
+    value: str
+    shared: bool = True
+
+
+# The columns of each output table (in OUTPUT_SCHEMAS order) over its staging table ``s``,
+# the IP map ``m`` (tables with an IP) and the output accounts ``a`` (the others, for idx).
+_COLUMNS: dict[str, tuple[str | _Key, ...]] = {
+    "accounts": (
+        "(row_number() OVER (ORDER BY s.account_id) - 1)::INTEGER", "s.account_id",
+        "s.created_at", _Key("'email'", "s.email", shared=False),
+        _Key("'phone'", "s.phone", shared=False),
+        _Key("'display_name'", "s.display_name", shared=False), "s.country",
+        "m.ip_key", "m.net_key", "m.net48_key",
+        _Key("'user_agent'", "s.user_agent"), _Key("'org'", "s.org_id"),
+    ),
+    "payment_instruments": (
+        "a.idx", _Key("'card'", "s.fingerprint"), _Key("'bin'", "s.bin"),
+        _Key("'bin_postal'", "s.bin || ' ' || s.billing_postal"),  # NULL if either is
+        "s.billing_country", "s.added_at",
+    ),
+    "ip_events": ("a.idx", "m.ip_key", "m.net_key", "m.net48_key", "s.asn", "s.seen_at"),
+    "devices": ("a.idx", _Key("'device'", "s.device_id"), "s.seen_at"),
+    "interactions": (
+        "a.idx", "s.ts", "s.model", _Key("'prompt'", "s.prompt_fingerprint"), "s.category",
+        "s.input_tokens", "s.output_tokens",
+    ),
+    "observations": ("a.idx", "s.kind", _Key("'obs:' || s.kind", "s.value"), "s.seen_at"),
+}
+_IP_COLUMN = {"accounts": "signup_ip", "ip_events": "ip"}
+_IP_MAP = "_lk_ingest_ipmap"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ingest read and set aside; the run record keeps it."""
+
+    tables: tuple[str, ...]
+    """Contract tables present in the input, in contract order."""
+    rows_read: dict[str, int]
+    """Per present table, every row read (quarantined ones included)."""
+    rows_quarantined: dict[str, dict[str, int]]
+    """Table → reason → rows set aside; only tables with any; empty in ``fail`` mode."""
+    quarantine_sample: list[InputProblem]
+    """The first ``quarantine_sample`` quarantined rows, in table, file and row order."""
+    input_fingerprint: str
+    """SHA-256 hex over ``(relative path, size, SHA-256 of content)`` of every file read."""
+    n_accounts: int
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    input_dir: Path,
+    cfg: IngestConfig,
+    pseudo: Pseudonymiser,
+) -> IngestResult:
+    """Read, validate, normalise and pseudonymise the input folder into ``con``.
+
+    Parameters
+    ----------
+    con
+        DuckDB connection that receives the output tables (:data:`OUTPUT_SCHEMAS`). Its
+        ``TimeZone`` is set to UTC.
+    input_dir
+        The input folder (CONTRACT.md section 1).
+    cfg
+        Validation mode and normalisation rules.
+    pseudo
+        Keyed hash; its ``lk_hash`` macro is (re)installed in ``con``.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    InputError
+        The input breaks the contract: in ``fail`` mode any problem, in ``quarantine`` mode a
+        file-level one (missing table or column, unreadable file). It lists the first
+        ``cfg.max_reported_problems`` problems of *all* files and counts the rest. Nothing
+        is left in ``con`` then, except output tables of an earlier call.
+
+    Examples
+    --------
+    >>> import duckdb, pathlib, tempfile
+    >>> from linkage.config import IngestConfig
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "accounts.csv").write_text(
+    ...     "account_id,created_at,email\\nb,2024-05-01T10:00:00+02:00,B@x.org\\n"
+    ...     "a,2024-05-01,\\n")
+    >>> con = duckdb.connect()
+    >>> result = ingest(con, folder, IngestConfig(), Pseudonymiser(b"0123456789abcdef"))
+    >>> result.n_accounts, result.tables
+    (2, ('accounts',))
+    >>> con.execute("SELECT idx, account_id, created_at FROM accounts").fetchall()
+    [(0, 'a', datetime.datetime(2024, 5, 1, 0, 0)), (1, 'b', datetime.datetime(2024, 5, 1, 8, 0))]
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"input folder {str(input_dir)!r} does not exist or is not a folder")
+    con.execute("SET TimeZone = 'UTC'")
+    pseudo.install(con)
+    # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
+    # engine may turn it off to save memory); it is restored afterwards.
+    (keep_order,) = con.execute(
+        "SELECT current_setting('preserve_insertion_order')"
+    ).fetchone() or (True,)
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        return _ingest(con, input_dir, cfg)
+    finally:
+        _drop_staging(con)
+        con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
+
+
+def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig) -> IngestResult:
+    found = discover(input_dir)
+    file_problems = list(found.problems)
+    present = [t for t in TABLES if t in found.files]
+    loaded: dict[str, bool] = {}
+    for table in TABLES:
+        # Absent tables get an empty stage too, so that every later query has its input.
+        problems, ok = load_table(con, SPECS[table], found.files.get(table, []), cfg)
+        file_problems += problems
+        loaded[table] = ok and table in found.files
+
+    _build_ip_map(con)
+    validate.create_problem_table(con)
+    for table in present:
+        validate.check_rows(con, SPECS[table], _IP_MAP)
+    if loaded["accounts"]:
+        validate.check_duplicates(con)
+        for table in present:
+            if table != "accounts":
+                validate.check_accounts(con, SPECS[table])
+    quarantine = cfg.on_bad_rows == "quarantine"
+    if quarantine and not file_problems:
+        validate.quarantine_orphans(con, present)
+
+    summary = validate.summarise(con, found.files, file_problems, cfg)
+    if file_problems or (summary.total and not quarantine):
+        raise summary.error()
+    if not quarantine:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {validate.QUARANTINE} (t INTEGER, f INTEGER, "
+                    "r BIGINT)")
+
+    rows_read = {t: _count(con, stage_name(t)) for t in present}
+    for table in TABLES:
+        _build_output(con, table)
+        # A staging table goes as soon as it is used up: less memory, fewer raw values.
+        con.execute(f"DROP TABLE {stage_name(table)}")
+    n_accounts = _count(con, "accounts")
+    for t in present:
+        lost = sum(summary.quarantined.get(t, {}).values())
+        log.info("%s: %d rows read, %d quarantined", t, rows_read[t], lost)
+    return IngestResult(
+        tables=tuple(present),
+        rows_read=rows_read,
+        rows_quarantined=summary.quarantined,
+        quarantine_sample=summary.sample,
+        input_fingerprint=fingerprint(f for t in present for f in found.files[t]),
+        n_accounts=n_accounts,
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    (n,) = con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+    return int(n)
+
+
+def _build_ip_map(con: duckdb.DuckDBPyConnection) -> None:
+    """Canonicalise and hash every distinct IP text once.
+
+    IPs repeat (an account's events, a NAT's accounts), and parsing IPv6 with string
+    functions costs about a microsecond, so the work is done per distinct text and joined
+    back; networks repeat even more, so each distinct network is hashed once. ``ip`` is
+    ``NULL`` for text that is not an IP address.
+    """
+    sources = " UNION ".join(
+        f"SELECT DISTINCT {col} AS raw FROM {stage_name(table)} WHERE {col} IS NOT NULL"
+        for table, col in _IP_COLUMN.items()
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_IP_MAP} AS "
+        f"WITH p AS (SELECT raw, {nz.ip_sql('raw')} AS ip FROM ({sources})), "
+        # Materialised: q feeds three branches, and the IP parse must run once.
+        f"q AS MATERIALIZED (SELECT raw, ip, {nz.ip_net_sql('ip')} AS net, "
+        f"{nz.ip_net48_sql('ip')} AS net48 FROM p), "
+        "n AS (SELECT net, lk_hash('net', net) AS net_key FROM "
+        "(SELECT DISTINCT net FROM q WHERE net IS NOT NULL)), "
+        "n48 AS (SELECT net48, lk_hash('net48', net48) AS net48_key FROM "
+        "(SELECT DISTINCT net48 FROM q WHERE net48 IS NOT NULL)) "
+        "SELECT raw, ip, lk_hash('ip', ip) AS ip_key, net_key, net48_key "
+        "FROM q LEFT JOIN n USING (net) LEFT JOIN n48 USING (net48)"
+    )
+
+
+def _build_output(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    schema = ", ".join(f"{name} {dtype}" for name, dtype in OUTPUT_SCHEMAS[table])
+    con.execute(f"CREATE OR REPLACE TABLE {table} ({schema})")
+    stage = stage_name(table)
+    joins = ""
+    if table in _IP_COLUMN:
+        joins += f" LEFT JOIN {_IP_MAP} m ON m.raw = s.{_IP_COLUMN[table]}"
+    if table != "accounts":
+        joins += " JOIN accounts a ON a.account_id = s.account_id"
+    select: list[str] = []
+    for i, col in enumerate(_COLUMNS[table]):
+        if isinstance(col, str):
+            select.append(col)
+        elif not col.shared:
+            select.append(f"lk_hash({col.namespace}, {col.value})")
+        else:
+            # NULL values find no partner in the dictionary, so their key stays NULL.
+            d = f"d{i}"
+            joins += (
+                f" LEFT JOIN (SELECT n, v, lk_hash(n, v) AS k FROM (SELECT DISTINCT "
+                f"{col.namespace} AS n, {col.value} AS v FROM {stage} s WHERE {col.value} "
+                f"IS NOT NULL)) {d} ON {d}.n = {col.namespace} AND {d}.v = {col.value}"
+            )
+            select.append(f"{d}.k")
+    t = TABLES.index(table)
+    con.execute(
+        f"INSERT INTO {table} SELECT {', '.join(select)} FROM {stage} s{joins} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {validate.QUARANTINE} q "
+        f"WHERE q.t = {t} AND q.f = s._file AND q.r = s._row) ORDER BY ALL"
+    )
+
+
+def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop every ``_lk_ingest_*`` table: they hold raw identifying values."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE temporary AND starts_with(table_name, '_lk_ingest_')"
+    ).fetchall()
+    for (name,) in names:
+        con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -1,0 +1,551 @@
+"""Find the input files of each contract table and load them, normalised, into staging tables.
+
+A table is ``NAME.parquet``, ``NAME.csv``, ``NAME.csv.gz`` or a folder ``NAME/`` holding any
+number of such files, at any depth (hive-style ``date=…/`` partitions). Each file is read on
+its own, so that every problem can name the file and the row within it:
+
+- **CSV** is read with an explicit dialect (comma, double quote, header, UTF-8) and *every
+  column as text*; DuckDB's sniffer is off, because it guesses (it once took a ragged second
+  line for the header and silently skipped the real one). The header is read here first, to
+  give DuckDB the column list. The row number is the ``rowid`` of a table the file was copied
+  into alone: insertion order is preserved, so it is the data row within the file.
+- **Parquet** keeps its native types; a text column is parsed like CSV text. The row number
+  is ``file_row_number + 1``.
+
+Every file lands in one staging table per contract table (``_lk_ingest_<table>``) with its
+file number ``_file`` (the position of the file in path order), ``_row`` and the normalised
+columns (see :data:`SPECS`). Values that fail to parse keep their text in ``<column>__bad`` so
+that validation can quote them; a fingerprint that is a raw card number is *not* copied (only
+``fingerprint__card`` says it was there).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+
+from linkage.config import IngestConfig
+from linkage.errors import InputProblem, shorten
+from linkage.ingest import normalise as nz
+
+__all__ = [
+    "SPECS",
+    "TABLE_NAMES",
+    "Column",
+    "Discovery",
+    "InputFile",
+    "TableSpec",
+    "discover",
+    "fingerprint",
+    "load_table",
+    "stage_name",
+]
+
+log = logging.getLogger("linkage.ingest")
+
+Norm = Literal[
+    "text", "lower", "upper", "email", "phone", "display_name", "compact", "asn", "ip",
+    "card", "timestamp", "count", "unused",
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A contract column and the normalisation its values get (see ``normalise``)."""
+
+    name: str
+    norm: Norm = "text"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A contract table: its columns, required ones first."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def stage_columns(self) -> list[tuple[str, str]]:
+        """``(name, type)`` of the staging table, after ``_file`` and ``_row``."""
+        out: list[tuple[str, str]] = []
+        for c in self.columns:
+            if c.norm == "timestamp":
+                out += [(c.name, "TIMESTAMP"), (c.name + "__bad", "VARCHAR")]
+            elif c.norm == "count":
+                out += [(c.name, "BIGINT"), (c.name + "__bad", "VARCHAR")]
+            elif c.norm == "card":
+                out += [(c.name, "VARCHAR"), (c.name + "__card", "BOOLEAN")]
+            elif c.norm != "unused":
+                out.append((c.name, "VARCHAR"))
+        return out
+
+
+_ACCOUNT = Column("account_id", required=True)
+SPECS: dict[str, TableSpec] = {
+    s.name: s
+    for s in (
+        TableSpec("accounts", (
+            _ACCOUNT,
+            Column("created_at", "timestamp", required=True),
+            Column("email", "email"),
+            Column("display_name", "display_name"),
+            Column("phone", "phone"),
+            Column("country", "upper"),
+            Column("signup_ip", "ip"),
+            Column("user_agent"),
+            Column("org_id"),
+        )),
+        TableSpec("payment_instruments", (
+            _ACCOUNT,
+            Column("fingerprint", "card", required=True),
+            Column("bin", "compact"),
+            Column("last4", "unused"),  # not a linking signal; never stored
+            Column("billing_postal", "compact"),
+            Column("billing_country", "upper"),
+            Column("added_at", "timestamp"),
+        )),
+        TableSpec("ip_events", (
+            _ACCOUNT,
+            Column("ip", "ip", required=True),
+            Column("seen_at", "timestamp", required=True),
+            Column("asn", "asn"),
+        )),
+        TableSpec("devices", (
+            _ACCOUNT,
+            Column("device_id", required=True),
+            Column("seen_at", "timestamp"),
+        )),
+        TableSpec("interactions", (
+            _ACCOUNT,
+            Column("ts", "timestamp", required=True),
+            Column("model"),
+            Column("prompt_fingerprint"),
+            Column("category", "lower"),
+            Column("input_tokens", "count"),
+            Column("output_tokens", "count"),
+        )),
+        TableSpec("observations", (
+            _ACCOUNT,
+            Column("kind", "lower", required=True),
+            Column("value", required=True),
+            Column("seen_at", "timestamp"),
+        )),
+    )
+}
+"""The contract's tables (CONTRACT.md section 1), in contract order."""
+
+TABLE_NAMES: tuple[str, ...] = tuple(SPECS)
+
+Form = Literal["parquet", "csv", "csv.gz"]
+_SUFFIXES: tuple[tuple[str, Form], ...] = (
+    (".parquet", "parquet"), (".csv.gz", "csv.gz"), (".csv", "csv"),
+)
+_MAX_HEADER_BYTES = 1 << 20
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One data file of a contract table."""
+
+    table: str
+    path: Path
+    rel: str
+    """Path relative to the input folder, with ``/``: what messages show."""
+    form: Form
+    number: int = 0
+    """Position in path order within its table: the ``_file`` of its staged rows."""
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover` found."""
+
+    files: dict[str, list[InputFile]] = field(default_factory=dict)
+    """Present contract tables and their files (possibly none, for an empty folder)."""
+    problems: list[InputProblem] = field(default_factory=list)
+
+
+def stage_name(table: str) -> str:
+    """Name of the staging table of a contract table."""
+    return f"_lk_ingest_{table}"
+
+
+def _form_of(name: str) -> tuple[str, Form] | None:
+    for suffix, form in _SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], form
+    return None
+
+
+def discover(input_dir: Path) -> Discovery:
+    """List the data files of every contract table in ``input_dir``.
+
+    Unknown entries are ignored and logged at INFO (a ``truth.csv`` beside the input is
+    normal); inside a table folder, names starting with ``_`` or ``.`` are the markers and
+    checksums of Spark and Hadoop (``_SUCCESS``, ``.part-0.crc``) and are skipped silently.
+    """
+    found = Discovery()
+    forms: dict[str, list[tuple[str, Path]]] = {}
+    for entry in sorted(input_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and entry.name in SPECS:
+            forms.setdefault(entry.name, []).append((entry.name + "/", entry))
+            continue
+        parsed = _form_of(entry.name) if entry.is_file() else None
+        if parsed is not None and parsed[0] in SPECS:
+            forms.setdefault(parsed[0], []).append((entry.name, entry))
+        else:
+            log.info("ignoring %s in the input folder: not a contract table", entry.name)
+    for table in TABLE_NAMES:
+        entries = forms.get(table, [])
+        if len(entries) > 1:
+            names = ", ".join(name for name, _ in entries)
+            found.problems.append(InputProblem(
+                table, names, None, None, None,
+                f"table {table!r} is given in more than one form ({names}); keep one",
+            ))
+        elif entries:
+            found.files[table] = _files_of(table, entries[0][1], input_dir)
+    if "accounts" not in forms:
+        found.problems.append(InputProblem(
+            "accounts", "accounts", None, None, None,
+            "required table 'accounts' is missing (expected accounts.parquet, accounts.csv, "
+            "accounts.csv.gz or a folder accounts/)",
+        ))
+    return found
+
+
+def _files_of(table: str, path: Path, root: Path) -> list[InputFile]:
+    if path.is_file():
+        parsed = _form_of(path.name)
+        assert parsed is not None
+        return [InputFile(table, path, path.relative_to(root).as_posix(), parsed[1])]
+    out: list[InputFile] = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if any(part.startswith(("_", ".")) for part in p.relative_to(path).parts):
+            continue
+        if p.is_dir():
+            continue
+        parsed = _form_of(p.name)
+        if parsed is None:
+            log.info("ignoring %s: not a .parquet, .csv or .csv.gz file", rel)
+            continue
+        out.append(InputFile(table, p, rel, parsed[1], len(out)))
+    if not out:
+        log.warning("table folder %s/ holds no data files: table %r is empty", table, table)
+    return out
+
+
+def fingerprint(files: Iterable[InputFile]) -> str:
+    """SHA-256 over ``(relative path, size, SHA-256 of content)`` of each file, in path order.
+
+    Records exactly which bytes a run read; the files are streamed, never held in memory.
+    """
+    outer = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.rel):
+        inner = hashlib.sha256()
+        size = 0
+        with f.path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                inner.update(chunk)
+                size += len(chunk)
+        outer.update(f"{f.rel}\0{size}\0{inner.hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+class _FileProblem(Exception):
+    """A file cannot be used at all; carries the reason."""
+
+
+def _duckdb_reason(exc: Exception, f: InputFile) -> str:
+    """DuckDB's message, cut to its first paragraph (the rest is advice on reader options
+    and a dump of the reader's settings), with the absolute path made relative and any card
+    number that the message quotes from the file hidden."""
+    lines: list[str] = []
+    for line in str(exc).splitlines():
+        if not line.strip() or line.startswith(("Possible", "LINE ")):
+            if lines:
+                break
+            continue
+        lines.append(line.strip())
+    # "Invalid Input Error: CSV Error on Line: 3" says "error" once too often.
+    text = re.sub(r"^[A-Za-z ]+ Error: ", "", " ".join(lines)).replace(str(f.path), f.rel)
+    text = nz.redact_card_numbers(text)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _csv_header(f: InputFile) -> list[str] | None:
+    """Column names from the first line, or ``None`` for an empty file."""
+    opener = gzip.open if f.form == "csv.gz" else open
+    try:
+        with opener(f.path, "rb") as fh:
+            line = fh.readline(_MAX_HEADER_BYTES)
+            if not line:
+                return None
+            if not line.endswith(b"\n") and fh.read(1):
+                raise _FileProblem(
+                    f"not a CSV file: no line break in the first {_MAX_HEADER_BYTES} bytes"
+                )
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _FileProblem(f"not a gzip-compressed CSV file ({exc})") from None
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _FileProblem("not a CSV file: the header line is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if any(ord(c) < 32 and c != "\t" for c in text):
+        raise _FileProblem("not a CSV file: the header line holds control characters")
+    return next(csv.reader([text]), [])
+
+
+def _describe(con: duckdb.DuckDBPyConnection, f: InputFile) -> list[tuple[str, str]] | None:
+    """``(name, DuckDB type)`` of every column of ``f``; ``None`` for an empty CSV file."""
+    if f.form == "parquet":
+        try:
+            rows = con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({nz.sql_string(str(f.path))})"
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise _FileProblem(f"not a readable Parquet file: {_duckdb_reason(exc, f)}") from None
+        return [(r[0], r[1]) for r in rows]
+    header = _csv_header(f)
+    return None if header is None else [(name, "VARCHAR") for name in header]
+
+
+def _is_nested(dtype: str) -> bool:
+    return dtype.endswith("]") or dtype.startswith(("STRUCT", "MAP", "UNION"))
+
+
+_TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE")
+_INT_TYPES = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+)
+
+
+def _column_sql(
+    col: Column, src: str | None, dtype: str, cfg: IngestConfig
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """The three query levels of one column: source → text ``t``, text → parsed ``p``,
+    parsed → stage columns. ``src`` is the quoted source column (``None``: absent)."""
+    t = f'"t_{col.name}"'
+    p = f'"p_{col.name}"'
+    # Native Parquet timestamps and integers are taken as they are; anything else is text.
+    native = True
+    if src is None:
+        level1 = "NULL::VARCHAR"
+        native = False
+    elif col.norm == "timestamp" and dtype in _TIMESTAMP_TYPES:
+        level1 = f"CAST({src} AS TIMESTAMP)"
+    elif col.norm == "timestamp" and dtype == "TIMESTAMP WITH TIME ZONE":
+        level1 = f"timezone('UTC', {src})"
+    elif col.norm == "count" and dtype in _INT_TYPES:
+        level1 = src
+    else:
+        level1 = nz.clean_text_sql(src)
+        native = False
+    bad = f"CASE WHEN {p} IS NULL AND {t} IS NOT NULL THEN {t}::VARCHAR END"
+    match col.norm:
+        case "timestamp":
+            level2 = t if native else nz.timestamp_sql(t)
+            return level1, level2, [(col.name, p), (col.name + "__bad", bad)]
+        case "count":
+            level2 = (
+                f"CASE WHEN {t} >= 0 AND {t} <= 9223372036854775807 THEN {t}::BIGINT END"
+                if native else nz.count_sql(t)
+            )
+            return level1, level2, [(col.name, p), (col.name + "__bad", bad)]
+        case "card":
+            # The raw card number stops here: the stage keeps only the flag.
+            value = f"CASE WHEN {p} THEN NULL ELSE {t} END"
+            return level1, nz.card_number_sql(t), [(col.name, value), (col.name + "__card", p)]
+        case "email":
+            level2 = nz.email_sql(
+                t, cfg.email_ignore_dots, cfg.email_ignore_plus, cfg.email_domain_aliases
+            )
+        case "phone":
+            level2 = nz.phone_sql(t)
+        case "display_name":
+            level2 = nz.display_name_sql(t)
+        case "compact":
+            level2 = nz.compact_sql(t)
+        case "asn":
+            level2 = nz.asn_sql(t)
+        case "lower":
+            level2 = f"lower({t})"
+        case "upper":
+            level2 = f"upper({t})"
+        case _:  # text, ip (canonicalised once per distinct value, later)
+            level2 = t
+    return level1, level2, [(col.name, p)]
+
+
+def _match_columns(
+    spec: TableSpec, f: InputFile, columns: list[tuple[str, str]]
+) -> tuple[dict[str, tuple[int, str]], list[str], list[InputProblem]]:
+    """Map contract columns to the file's columns (by name, ignoring case and surrounding
+    whitespace); returns the map to ``(position, type)``, the unknown names and problems."""
+    known = {c.name for c in spec.columns}
+    unused = {c.name for c in spec.columns if c.norm == "unused"}
+    matched: dict[str, tuple[int, str]] = {}
+    unknown: list[str] = []
+    problems: list[InputProblem] = []
+    for i, (name, dtype) in enumerate(columns):
+        key = name.strip(nz.WHITESPACE).lower()
+        if key not in known:
+            unknown.append(name)
+        elif key in unused:
+            continue
+        elif key in matched:
+            problems.append(InputProblem(
+                spec.name, f.rel, key, None, None, f"column {key!r} appears more than once"
+            ))
+        elif _is_nested(dtype):
+            problems.append(InputProblem(
+                spec.name, f.rel, key, None, shorten(dtype),
+                f"column {key!r} has the nested type {dtype}; expected a scalar",
+            ))
+        else:
+            matched[key] = (i, dtype)
+    found = ", ".join(repr(name) for name, _ in columns) or "none"
+    for req in spec.required:
+        if req not in matched and not any(p.column == req for p in problems):
+            problems.append(InputProblem(
+                spec.name, f.rel, req, None, None,
+                f"required column {req!r} is missing (columns found: {found})",
+            ))
+    for col in spec.columns:
+        if col.norm in ("timestamp", "count") and col.name in matched:
+            dtype = matched[col.name][1]
+            allowed = (
+                ("VARCHAR", "TIMESTAMP WITH TIME ZONE", *_TIMESTAMP_TYPES)
+                if col.norm == "timestamp"
+                else ("VARCHAR", "FLOAT", "DOUBLE", *_INT_TYPES)
+            )
+            if dtype not in allowed and not dtype.startswith("DECIMAL"):
+                what = "a timestamp or ISO 8601 text" if col.norm == "timestamp" else "an integer"
+                problems.append(InputProblem(
+                    spec.name, f.rel, col.name, None, shorten(dtype),
+                    f"column {col.name!r} has type {dtype}; expected {what}",
+                ))
+    return matched, unknown, problems
+
+
+def load_table(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    files: list[InputFile],
+    cfg: IngestConfig,
+) -> tuple[list[InputProblem], bool]:
+    """Create the staging table of ``spec`` and load ``files`` into it.
+
+    Returns the file-level problems and whether every file loaded. Unknown columns are logged
+    once per table at INFO.
+    """
+    stage = stage_name(spec.name)
+    cols = ", ".join(f'"{n}" {t}' for n, t in spec.stage_columns())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} (_file INTEGER, _row BIGINT, {cols})")
+    problems: list[InputProblem] = []
+    unknown: dict[str, None] = {}
+    for f in files:
+        try:
+            columns = _describe(con, f)
+            if columns is None:
+                log.info("%s is empty: no rows", f.rel)
+                continue
+            matched, extra, file_problems = _match_columns(spec, f, columns)
+            unknown.update(dict.fromkeys(extra))
+            if file_problems:
+                problems += file_problems
+                continue
+            _insert(con, spec, f, columns, matched, cfg, stage)
+        except _FileProblem as exc:
+            problems.append(InputProblem(spec.name, f.rel, None, None, None, str(exc)))
+        except duckdb.Error as exc:
+            what = "Parquet" if f.form == "parquet" else "CSV"
+            problems.append(InputProblem(
+                spec.name, f.rel, None, None, None,
+                f"cannot read as {what}: {_duckdb_reason(exc, f)}",
+            ))
+        finally:
+            con.execute("DROP TABLE IF EXISTS _lk_ingest_raw")
+    if unknown:
+        log.info(
+            "%s: ignoring columns not in the contract: %s",
+            spec.name, ", ".join(map(repr, unknown)),
+        )
+    return problems, not problems
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    f: InputFile,
+    columns: list[tuple[str, str]],
+    matched: dict[str, tuple[int, str]],
+    cfg: IngestConfig,
+    stage: str,
+) -> None:
+    path = nz.sql_string(str(f.path))
+    if f.form == "parquet":
+        source = (
+            f"(SELECT file_row_number + 1 AS _lk_row, * FROM read_parquet({path}, "
+            "file_row_number = true, hive_partitioning = false))"
+        )
+        names = {c: _quote(columns[i][0]) for c, (i, _) in matched.items()}
+    else:
+        # Positional names (c0, c1 …) keep odd header text out of the SQL.
+        struct = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns)))
+        picked = ", ".join(f"c{i}" for i, _ in matched.values())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _lk_ingest_raw AS SELECT {picked} FROM read_csv("
+            f"{path}, header = true, auto_detect = false, columns = {{{struct}}}, "
+            "delim = ',', quote = '\"', escape = '\"', comment = '', skip = 0, "
+            "strict_mode = true, null_padding = false, encoding = 'utf-8', "
+            f"compression = '{'gzip' if f.form == 'csv.gz' else 'none'}', "
+            "hive_partitioning = false)"
+        )
+        source = "(SELECT rowid + 1 AS _lk_row, * FROM _lk_ingest_raw)"
+        names = {c: f"c{i}" for c, (i, _) in matched.items()}
+    level1, level2, level3, targets = ["_lk_row"], ["_lk_row"], [str(f.number), "_lk_row"], []
+    for col in spec.columns:
+        if col.norm == "unused":
+            continue
+        src = names.get(col.name)
+        dtype = matched[col.name][1] if col.name in matched else "VARCHAR"
+        l1, l2, outs = _column_sql(col, src, dtype, cfg)
+        level1.append(f'{l1} AS "t_{col.name}"')
+        level2 += [f'"t_{col.name}"', f'{l2} AS "p_{col.name}"']
+        for name, expr in outs:
+            targets.append(f'"{name}"')
+            level3.append(expr)
+    con.execute(
+        f"INSERT INTO {stage} (_file, _row, {', '.join(targets)}) "
+        f"SELECT {', '.join(level3)} FROM (SELECT {', '.join(level2)} FROM "
+        f"(SELECT {', '.join(level1)} FROM {source}))"
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
