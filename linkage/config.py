@@ -171,6 +171,7 @@ class ScoringConfig:
             "device_reuse": 0.5,
             "network_concentration": 0.3,
             "identity_reuse": 0.5,
+            "observation_reuse": 0.3,
         }
     )
     """Feature weights of the noisy-OR that combines features into the raw score."""

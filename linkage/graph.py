@@ -96,7 +96,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
         CREATE OR REPLACE TABLE edge_signals AS
         SELECT pk.a, pk.b, k.signal,
                CASE WHEN k.signal = '{COSIGNUP}' THEN max(k.p)
-                    ELSE 1 - exp(sum(ln(1 - k.p))) END AS p,
+                    ELSE 1 - {_product("1 - k.p")} END AS p,
                count(*)::INTEGER AS n_keys
         FROM pair_keys pk JOIN keys k USING (kid)
         GROUP BY pk.a, pk.b, k.signal
@@ -119,15 +119,22 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edges AS
-        SELECT a, b, 1 - exp(sum(ln(1 - p))) AS weight
+        SELECT a, b, 1 - {_product("1 - p")} AS weight
         FROM edge_signals
         GROUP BY a, b
-        HAVING 1 - exp(sum(ln(1 - p))) > {float(cfg.min_edge_weight)}
+        HAVING 1 - {_product("1 - p")} > {float(cfg.min_edge_weight)}
         ORDER BY a, b
         """
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+def _product(expr: str) -> str:
+    # Floating-point products depend on the order of their factors, and a parallel GROUP BY
+    # meets the rows of a group in any order: multiply in sorted order so that the same input
+    # gives bit-identical weights (and so the same Leiden partition) on every run.
+    return f"list_aggregate(list({expr} ORDER BY {expr}), 'product')"
 
 
 def edge_arrays(con: duckdb.DuckDBPyConnection) -> EdgeArrays:

@@ -17,26 +17,31 @@ Output (DuckDB tables, keyed by the run-local cluster number ``cluster``):
 
 The score
 ---------
-Every feature ``f`` lies in [0, 1] and has a weight ``w_f`` (``scoring.weights``). Its
-contribution is ``c_f = w_f * f``, read as "how sure this feature alone makes us". The
-contributions are combined by noisy-OR and damped for small clusters::
+Every feature ``f`` lies in [0, 1] and has a weight ``w_f`` (``scoring.weights``). The linked
+shares below are squared (``e_f = f**2``; ``e_burst = burst``): evidence that runs through
+the whole cluster counts fully, evidence that covers a corner of it (a family of four inside
+a neighbourhood of sixteen: 0.25) counts little (0.06). The contribution of a feature is
+``c_f = w_f * e_f``, read as "how sure this feature alone makes us". Contributions combine by
+noisy-OR and small clusters are damped::
 
     raw   = 1 - prod_f (1 - c_f)
     size  = clamp(log(size / 2) / log(full_size / 2), 0, 1)
     score = size * raw
 
-The features:
+The features (a *linked share* is the largest group of members connected to each other
+through one kind of evidence alone, as a share of the cluster):
 
-``strong_share``            members with at least one edge of weight >= ``strong_edge``
+``strong_share``            linked share through strong edges (weight >= ``strong_edge``)
 ``burst``                   largest share of members that signed up within
                             ``burst_window_minutes`` of each other
-``payment_reuse``           members sharing a card or BIN+postal code with another member
-``device_reuse``            members sharing a device fingerprint with another member
-``network_concentration``   members sharing an IP, /24, /64 or /48 with another member
-``identity_reuse``          members sharing an email, phone or observation value
+``payment_reuse``           linked share through shared cards and BIN+postal codes
+``device_reuse``            linked share through shared device fingerprints
+``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
+``identity_reuse``          linked share through shared emails and phones
+``observation_reuse``       linked share through shared ``observations`` values
 
-Only keys carried by fewer accounts than their signal's cap count as reuse: sharing a campus
-NAT with the whole campus is not concentration.
+Only keys carried by fewer accounts than their signal's cap link anyone: sharing a campus NAT
+with the whole campus is not concentration.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import json
 import math
 
 import duckdb
+import igraph as ig
 import numpy as np
 import pyarrow as pa
 
@@ -61,12 +67,14 @@ FEATURES = (
     "device_reuse",
     "network_concentration",
     "identity_reuse",
+    "observation_reuse",
 )
 _FAMILY_FEATURE = {
     "payment": "payment_reuse",
     "device": "device_reuse",
     "network": "network_concentration",
     "identity": "identity_reuse",
+    "observation": "observation_reuse",
 }
 _NOUNS = {
     "card": ("card", "cards"),
@@ -183,27 +191,18 @@ def score_clusters(
         ORDER BY s.cluster
         """
     ).fetchnumpy()
-    # Each member's links to shared keys that count as reuse (below their signal's cap).
-    con.execute(
+    # Per signal: how many shared keys and how many members carry one (for the reasons).
+    by_signal = con.execute(
         """
-        CREATE OR REPLACE TEMP TABLE reuse AS
-        SELECT ck.cluster, ck.signal, f.family, ck.key, m.idx
+        SELECT ck.cluster, ck.signal, count(DISTINCT ck.key) AS n_keys,
+               count(DISTINCT m.idx) AS covered
         FROM cluster_keys ck
         JOIN families f ON f.signal = ck.signal AND ck.n_global < f.cap
         JOIN links l ON l.signal = ck.signal AND l.key = ck.key
         JOIN members m ON m.idx = l.idx AND m.cluster = ck.cluster
-        """
-    )
-    by_family = con.execute(
-        "SELECT cluster, family, count(DISTINCT idx) FROM reuse GROUP BY cluster, family"
-    ).fetchall()
-    by_signal = con.execute(
-        """
-        SELECT cluster, signal, count(DISTINCT key) AS n_keys, count(DISTINCT idx) AS covered
-        FROM reuse GROUP BY cluster, signal ORDER BY cluster, signal
+        GROUP BY ck.cluster, ck.signal ORDER BY ck.cluster, ck.signal
         """
     ).fetchall()
-    con.execute("DROP TABLE reuse")
     net_ranges = dict(con.execute(
         """
         SELECT m.cluster, count(DISTINCT l.key) FROM links l JOIN members m USING (idx)
@@ -213,21 +212,32 @@ def score_clusters(
 
     n = len(base["cluster"])
     size = base["size"].astype(np.int64)
+    n_vertices = int(partition.cluster.shape[0])
+    strong = con.execute(
+        f"SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}").fetchnumpy()
     feats: dict[str, np.ndarray] = {
-        "strong_share": base["n_strong"] / np.maximum(size, 1),
+        "strong_share": _largest_linked(strong, idx, cluster, n_vertices, n) / np.maximum(size, 1),
         "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
     }
-    for name in _FAMILY_FEATURE.values():
-        feats[name] = np.zeros(n)
-    for c, family, cov in by_family:
-        if family in _FAMILY_FEATURE:
-            feats[_FAMILY_FEATURE[family]][c] = cov / size[c]
+    for family, name in _FAMILY_FEATURE.items():
+        pairs = con.execute(
+            """
+            SELECT DISTINCT es.a, es.b FROM edge_signals es
+            JOIN families f ON f.signal = es.signal AND f.family = ?
+            SEMI JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+            """,
+            [family],
+        ).fetchnumpy()
+        feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
     signals: dict[int, list[tuple[str, int, int]]] = {}
     for c, sig, n_keys, cov in by_signal:
         signals.setdefault(c, []).append((sig, n_keys, cov))
 
     weights = {f: cfg.weights.get(f, 0.0) for f in FEATURES}
-    contrib = {f: weights[f] * feats[f] for f in FEATURES}
+    # Shares are squared: evidence that covers part of a cluster (a family of four inside a
+    # neighbourhood of sixteen: 0.25) counts little (0.06); evidence that runs through the
+    # whole cluster counts fully. The signup burst is already a share of the whole cluster.
+    contrib = {f: weights[f] * (feats[f] if f == "burst" else feats[f] ** 2) for f in FEATURES}
     raw = 1.0 - np.prod([1.0 - contrib[f] for f in FEATURES], axis=0) if n else np.zeros(0)
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
     score = np.clip(damp * raw, 0.0, 1.0)
@@ -260,9 +270,27 @@ def score_clusters(
     return int(flagged.sum())
 
 
+def _largest_linked(
+    pairs: dict[str, np.ndarray], idx: np.ndarray, cluster: np.ndarray, n_vertices: int,
+    n_clusters: int,
+) -> np.ndarray:
+    """Per cluster, the size of the largest group of members linked to each other through
+    ``pairs`` (intra-cluster pairs of one kind of evidence): connected components of that
+    evidence alone, counted within each cluster."""
+    out = np.zeros(n_clusters)
+    if not len(pairs["a"]):
+        return out
+    g = ig.Graph(n=n_vertices, edges=np.column_stack([pairs["a"], pairs["b"]]))
+    comp = np.asarray(g.connected_components().membership, dtype=np.int64)[idx]
+    groups, counts = np.unique(cluster * n_vertices + comp, return_counts=True)
+    np.maximum.at(out, groups // n_vertices, counts)
+    out[out < 2] = 0.0  # a member alone shares nothing
+    return out
+
+
 def _family(signal: str) -> str:
     if signal.startswith("obs:"):
-        return "identity"
+        return "observation"
     return SIGNAL_FAMILIES.get(signal, "other")
 
 

@@ -309,6 +309,10 @@ class Store:
         Raises :class:`NotFoundError` for an unknown id, a run that did not succeed, or a
         store without any finished run.
         """
+        if self.is_empty():
+            # A store that was never written (or a mistyped path, which SQLite would create)
+            # holds no run: that is the user's "no such run", not an internal failure.
+            raise NotFoundError(f"no finished run in {self.display_url}: the store is empty")
         with self._guard("finding a run"), self.engine.connect() as conn:
             if ref is None or (isinstance(ref, str) and ref.strip().lower() == "latest"):
                 latest = self._latest(conn)
