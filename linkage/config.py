@@ -42,6 +42,7 @@ __all__ = [
     "ScoringConfig",
     "SignalConfig",
     "SignalsConfig",
+    "StoreConfig",
     "load_config",
 ]
 
@@ -95,7 +96,10 @@ class CosignupConfig:
     cap: int = 200
     enabled: bool = True
     window_minutes: int = 30
-    weak_keys: tuple[str, ...] = ("signup_net", "bin", "user_agent")
+    weak_keys: tuple[str, ...] = ("signup_net",)
+    """``signup_net``, ``bin``, ``user_agent``. Only the signup range by default: a bank's BIN
+    or a browser's user agent is shared by so many signups in any half hour that, at a million
+    accounts, they added 10-15 million weak pairs (most of the graph) for no measured gain."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class SignalsConfig:
 class GraphConfig:
     """How shared keys become edges."""
 
-    clique_max: int = 64
+    clique_max: int = 32
     """A key shared by at most this many accounts links every pair of them."""
     ring_degree: int = 8
     """A key shared by more accounts (up to the signal's cap) links each account only to its
@@ -162,12 +166,14 @@ class ScoringConfig:
     that families of 2-4 sharing a card cannot reach the threshold."""
     burst_window_minutes: int = 120
     strong_edge: float = 0.6
-    """An edge at least this heavy counts as strong evidence."""
+    """An edge at least this heavy counts as a strong link in the reasons ("12 of 14 have at
+    least one strong link"). Not a score feature: strong links come from the shared cards,
+    devices and emails that the features already count."""
     weights: dict[str, float] = field(
         default_factory=lambda: {
-            "strong_share": 0.6,
             "burst": 0.45,
             "payment_reuse": 0.5,
+            "issuer_reuse": 0.3,
             "device_reuse": 0.5,
             "network_concentration": 0.3,
             "identity_reuse": 0.5,
@@ -183,6 +189,17 @@ class ContinuityConfig:
 
     min_jaccard: float = 0.5
     """A cluster keeps a previous id when their member sets overlap at least this much."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What a run keeps in the store."""
+
+    evidence_min_score: float = 0.4
+    """Evidence (intra-cluster edges with per-signal contributions, and shared keys) is kept
+    for every cluster scoring at least this; memberships and scores for every cluster. At a
+    million accounts most accounts sit in low-scoring neighbourhood clusters whose evidence
+    would be most of the store's rows and write time; 0 keeps everything."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,7 @@ class RunConfig:
     communities: CommunitiesConfig = CommunitiesConfig()
     scoring: ScoringConfig = ScoringConfig()
     continuity: ContinuityConfig = ContinuityConfig()
+    store: StoreConfig = StoreConfig()
     engine: EngineConfig = EngineConfig()
 
     @classmethod
@@ -327,5 +345,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         need(0.0 <= w <= 1.0, f"scoring.weights.{name}", "in [0, 1]", w)
     need(0.0 < cfg.continuity.min_jaccard <= 1.0, "continuity.min_jaccard", "in (0, 1]",
          cfg.continuity.min_jaccard)
+    need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
+         cfg.store.evidence_min_score)
     need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
          cfg.ingest.quarantine_sample)

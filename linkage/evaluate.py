@@ -31,7 +31,8 @@ class Evaluation:
     operator_accounts: int
     legitimate_accounts: int
     false_positive_rate: float
-    """Flagged legitimate accounts / legitimate accounts in the truth file."""
+    """Flagged legitimate accounts / legitimate accounts (those the truth file marks
+    legitimate plus flagged accounts it does not list)."""
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -46,8 +47,11 @@ def read_truth(path: Path) -> pa.Table:
     con = duckdb.connect()
     try:
         try:
-            table = con.sql("SELECT * FROM read_csv(?, header = true, all_varchar = true)",
-                            params=[str(path)]).to_arrow_table()
+            table = con.sql(
+                "SELECT * FROM read_csv(?, header = true, all_varchar = true, delim = ',', "
+                "quote = '\"', escape = '\"')",
+                params=[str(path)],
+            ).to_arrow_table()
             cols = table.column_names
         except duckdb.Error as exc:
             raise InputError(f"{path.name}: not a readable CSV file ({exc})") from None
@@ -101,7 +105,9 @@ def evaluate_flagged(truth: pa.Table, memberships: pa.Table) -> Evaluation:
               (SELECT count(*) FROM flagged ANTI JOIN ops USING (account_id)) AS fp,
               (SELECT count(*) FROM ops ANTI JOIN flagged USING (account_id)) AS fn,
               (SELECT count(*) FROM ops) AS n_ops,
-              (SELECT count(*) FROM truth WHERE group_id IS NULL) AS n_legit
+              -- an account the truth file does not list counts as legitimate
+              (SELECT count(*) FROM truth WHERE group_id IS NULL)
+                + (SELECT count(*) FROM flagged ANTI JOIN truth USING (account_id)) AS n_legit
             """
         ).fetchone()
     finally:

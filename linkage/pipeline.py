@@ -143,7 +143,7 @@ def run_pipeline(
                 current = "store"
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
-                                     ing.quarantine_sample)
+                                     ing.quarantine_sample, cfg.store.evidence_min_score)
                     store.publish_run(run_id, record)
                     if store.get_meta(KEY_CHECK) is None:
                         store.set_meta(KEY_CHECK, pseudo.check_value())
@@ -191,6 +191,7 @@ def _record(
     summary: RunSummary,
     timings: dict[str, float],
     quarantine: list[InputProblem],
+    evidence_min_score: float,
 ) -> RunRecord:
     clusters = _arrow(con, """
         SELECT i.cluster_id, s.size, s.score, s.flagged, i.origin, i.parents_json,
@@ -204,20 +205,28 @@ def _record(
         FROM members m JOIN accounts a USING (idx) JOIN cluster_ids i USING (cluster)
         ORDER BY a.account_id
     """)
+    # Evidence is kept for the clusters worth explaining (store.evidence_min_score).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE explained AS
+        SELECT cluster FROM cluster_scores WHERE score >= {float(evidence_min_score)}
+    """)
     evidence = _arrow(con, """
         SELECT i.cluster_id, x.account_id AS account_a, y.account_id AS account_b, e.weight
-        FROM intra_edges e JOIN cluster_ids i USING (cluster)
+        FROM intra_edges e SEMI JOIN explained USING (cluster) JOIN cluster_ids i USING (cluster)
         JOIN accounts x ON x.idx = e.a JOIN accounts y ON y.idx = e.b
     """)
     evidence_signals = _arrow(con, """
         SELECT x.account_id AS account_a, y.account_id AS account_b, es.signal,
                es.p AS contribution, es.n_keys AS shared_keys
-        FROM edge_signals es SEMI JOIN intra_edges e ON e.a = es.a AND e.b = es.b
+        FROM edge_signals es
+        SEMI JOIN (SELECT a, b FROM intra_edges SEMI JOIN explained USING (cluster)) e
+            ON e.a = es.a AND e.b = es.b
         JOIN accounts x ON x.idx = es.a JOIN accounts y ON y.idx = es.b
     """)
     cluster_keys = _arrow(con, """
         SELECT i.cluster_id, k.signal, k.key AS key_hash, k.n_members
-        FROM cluster_keys k JOIN cluster_ids i USING (cluster)
+        FROM cluster_keys k SEMI JOIN explained USING (cluster)
+        JOIN cluster_ids i USING (cluster)
     """)
     q = pa.table({
         "table_name": [p.table for p in quarantine],
@@ -225,7 +234,8 @@ def _record(
         "row_number": pa.array([p.row for p in quarantine], pa.int64()),
         "column_name": [p.column for p in quarantine],
         "reason": [p.reason for p in quarantine],
-        "value": [p.value for p in quarantine],
+        # shorten() renders a missing value as bare NULL (a text value is always quoted)
+        "value": [None if p.value == "NULL" else p.value for p in quarantine],
     })
     return RunRecord(
         input_fingerprint=fingerprint,

@@ -31,10 +31,10 @@ noisy-OR and small clusters are damped::
 The features (a *linked share* is the largest group of members connected to each other
 through one kind of evidence alone, as a share of the cluster):
 
-``strong_share``            linked share through strong edges (weight >= ``strong_edge``)
 ``burst``                   largest share of members that signed up within
                             ``burst_window_minutes`` of each other
-``payment_reuse``           linked share through shared cards and BIN+postal codes
+``payment_reuse``           linked share through shared cards
+``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``device_reuse``            linked share through shared device fingerprints
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``identity_reuse``          linked share through shared emails and phones
@@ -61,9 +61,9 @@ from linkage.signals import SIGNAL_FAMILIES
 __all__ = ["FEATURES", "score_clusters", "size_factor"]
 
 FEATURES = (
-    "strong_share",
     "burst",
     "payment_reuse",
+    "issuer_reuse",
     "device_reuse",
     "network_concentration",
     "identity_reuse",
@@ -71,6 +71,7 @@ FEATURES = (
 )
 _FAMILY_FEATURE = {
     "payment": "payment_reuse",
+    "issuer": "issuer_reuse",
     "device": "device_reuse",
     "network": "network_concentration",
     "identity": "identity_reuse",
@@ -129,11 +130,17 @@ def score_clusters(
 
     con.execute(
         """
+        CREATE OR REPLACE TEMP TABLE member_links AS
+        SELECT m.cluster, l.signal, l.key, l.idx FROM links l JOIN members m USING (idx)
+        """
+    )
+    con.execute(
+        """
         CREATE OR REPLACE TABLE cluster_keys AS
         WITH shared AS (
-            SELECT m.cluster, l.signal, l.key, count(*)::INTEGER AS n_members
-            FROM links l JOIN members m USING (idx)
-            GROUP BY m.cluster, l.signal, l.key
+            SELECT cluster, signal, key, count(*)::INTEGER AS n_members
+            FROM member_links
+            GROUP BY cluster, signal, key
             HAVING count(*) >= 2
         ),
         global AS (
@@ -194,29 +201,28 @@ def score_clusters(
     # Per signal: how many shared keys and how many members carry one (for the reasons).
     by_signal = con.execute(
         """
-        SELECT ck.cluster, ck.signal, count(DISTINCT ck.key) AS n_keys,
-               count(DISTINCT m.idx) AS covered
-        FROM cluster_keys ck
-        JOIN families f ON f.signal = ck.signal AND ck.n_global < f.cap
-        JOIN links l ON l.signal = ck.signal AND l.key = ck.key
-        JOIN members m ON m.idx = l.idx AND m.cluster = ck.cluster
-        GROUP BY ck.cluster, ck.signal ORDER BY ck.cluster, ck.signal
+        WITH reuse AS (
+            SELECT ck.cluster, ck.signal, ck.key FROM cluster_keys ck
+            JOIN families f ON f.signal = ck.signal AND ck.n_global < f.cap
+        )
+        SELECT ml.cluster, ml.signal, count(DISTINCT ml.key) AS n_keys,
+               count(DISTINCT ml.idx) AS covered
+        FROM member_links ml SEMI JOIN reuse r USING (cluster, signal, key)
+        GROUP BY ml.cluster, ml.signal ORDER BY ml.cluster, ml.signal
         """
     ).fetchall()
     net_ranges = dict(con.execute(
         """
-        SELECT m.cluster, count(DISTINCT l.key) FROM links l JOIN members m USING (idx)
-        WHERE l.signal = 'ip_net' GROUP BY m.cluster
+        SELECT cluster, count(DISTINCT key) FROM member_links
+        WHERE signal = 'ip_net' GROUP BY cluster
         """
     ).fetchall())
+    con.execute("DROP TABLE member_links")
 
     n = len(base["cluster"])
     size = base["size"].astype(np.int64)
     n_vertices = int(partition.cluster.shape[0])
-    strong = con.execute(
-        f"SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}").fetchnumpy()
     feats: dict[str, np.ndarray] = {
-        "strong_share": _largest_linked(strong, idx, cluster, n_vertices, n) / np.maximum(size, 1),
         "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
     }
     for family, name in _FAMILY_FEATURE.items():

@@ -49,10 +49,10 @@ __all__ = ["COSIGNUP", "SIGNAL_FAMILIES", "build_links", "signal_weights", "spec
 
 COSIGNUP = "cosignup"
 
-# Which scoring family each signal belongs to (``obs:*`` signals are identity evidence).
+# Which scoring family each signal belongs to (``obs:*`` signals form the observation family).
 SIGNAL_FAMILIES: dict[str, str] = {
     "card": "payment",
-    "bin_postal": "payment",
+    "bin_postal": "issuer",
     "device": "device",
     "ip": "network",
     "ip_net": "network",

@@ -51,3 +51,19 @@ def test_bad_truth_files(tmp_path, content, message):
 def test_missing_truth_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_truth(tmp_path / "nope.csv")
+
+
+def test_flagged_accounts_missing_from_truth_are_legitimate(tmp_path):
+    truth = tmp_path / "t.csv"
+    truth.write_text("account_id,group_id\na,g\n")
+    m = pa.table({"account_id": ["a", "x", "y"], "flagged": [True, True, True]})
+    r = evaluate_flagged(read_truth(truth), m)
+    assert (r.false_positives, r.legitimate_accounts) == (2, 2)
+    assert r.false_positive_rate == 1.0
+
+
+def test_semicolon_file_is_not_sniffed_into_a_truth_file(tmp_path):
+    truth = tmp_path / "t.csv"
+    truth.write_text("account_id;group_id\na;g\n")
+    with pytest.raises(InputError, match="missing required column"):
+        read_truth(truth)

@@ -41,6 +41,7 @@ __all__ = [
     "check_rows",
     "create_problem_table",
     "quarantine_orphans",
+    "shape",
     "summarise",
 ]
 
@@ -185,7 +186,15 @@ class Summary:
         return InputError(self.listed, total=self.total)
 
 
-_IP_COLUMNS = ("ip", "signup_ip")
+def shape(value: str) -> str:
+    """A value with every digit replaced by ``9`` and every letter by ``a``.
+
+    Examples
+    --------
+    >>> shape("10.0.0.300:80"), shape("Ann@Example.com")
+    ('99.9.9.999:99', 'aaa@aaaaaaa.aaa')
+    """
+    return re.sub(r"[^\W\d_]", "a", re.sub(r"\d", "9", value))
 
 
 def _problem(files: dict[str, list[InputFile]], row: tuple, *, stored: bool) -> InputProblem:
@@ -195,11 +204,12 @@ def _problem(files: dict[str, list[InputFile]], row: tuple, *, stored: bool) -> 
     # shifted CSV row; hide it. account_id is stored as it is anyway, so it is shown as is
     # (a numeric id of 16 digits passes Luhn one time in ten).
     value = val if val is None or col == "account_id" else nz.redact_card_numbers(val)
-    if stored and value is not None and col in _IP_COLUMNS:
-        # The quarantine sample goes to the store, where IPs may live only as keyed hashes;
-        # an "invalid" IP is often a real one with a port or zone attached. Its shape
-        # ('###.#.#.#:###') still shows what was wrong with it.
-        value = re.sub("[0-9A-Fa-f]", "#", value)
+    if stored and value is not None and col != "account_id":
+        # The quarantine sample goes to the store, where identifying values may live only as
+        # keyed hashes, and any column of a shifted CSV row can hold an email or an IP. Keep
+        # the value's shape ('99.9.9.999', 'aaaaaaaaa'), which still shows what was wrong;
+        # the file and row lead to the value itself.
+        value = shape(value)
     return InputProblem(table, files[table][f].rel, col, r, shorten(value), reason)
 
 
