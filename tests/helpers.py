@@ -11,6 +11,20 @@ from linkage.engines import connect_duckdb
 
 BASE = datetime(2026, 1, 1)
 
+# Every column of every contract table (CONTRACT.md section 1), written out here rather than
+# imported from linkage so that the tests hold the code to the contract, not to itself.
+CONTRACT_COLUMNS = {
+    "accounts": ["account_id", "created_at", "email", "display_name", "phone", "country",
+                 "signup_ip", "user_agent", "org_id"],
+    "payment_instruments": ["account_id", "fingerprint", "bin", "last4", "billing_postal",
+                            "billing_country", "added_at"],
+    "ip_events": ["account_id", "ip", "seen_at", "asn"],
+    "devices": ["account_id", "device_id", "seen_at"],
+    "interactions": ["account_id", "ts", "model", "prompt_fingerprint", "category",
+                     "input_tokens", "output_tokens"],
+    "observations": ["account_id", "kind", "value", "seen_at"],
+}
+
 ACCOUNT_COLUMNS = (
     "email_key", "phone_key", "display_name_key", "country", "signup_ip_key", "signup_net_key",
     "signup_net48_key", "user_agent_key", "org_key",

@@ -18,22 +18,13 @@ from linkage.config import IngestConfig
 from linkage.errors import InputError
 from linkage.ingest import OUTPUT_SCHEMAS, TABLES, IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
+from tests.helpers import CONTRACT_COLUMNS
 
 PSEUDO = Pseudonymiser(b"test-secret-0123456789")
 FAIL = IngestConfig()
 QUARANTINE = IngestConfig(on_bad_rows="quarantine")
 
-COLUMNS = {
-    "accounts": ["account_id", "created_at", "email", "display_name", "phone", "country",
-                 "signup_ip", "user_agent", "org_id"],
-    "payment_instruments": ["account_id", "fingerprint", "bin", "last4", "billing_postal",
-                            "billing_country", "added_at"],
-    "ip_events": ["account_id", "ip", "seen_at", "asn"],
-    "devices": ["account_id", "device_id", "seen_at"],
-    "interactions": ["account_id", "ts", "model", "prompt_fingerprint", "category",
-                     "input_tokens", "output_tokens"],
-    "observations": ["account_id", "kind", "value", "seen_at"],
-}
+COLUMNS = CONTRACT_COLUMNS
 
 DATA: dict[str, list[tuple[str | None, ...]]] = {
     "accounts": [

@@ -18,16 +18,10 @@ import pytest
 from linkage.synth import SCENARIOS, GenerateSummary, generate
 from linkage.synth.rings import ring_sizes
 from linkage.synth.vocab import NASTY_NAMES
+from tests.helpers import CONTRACT_COLUMNS
 
-COLUMNS = {
-    "accounts": ["account_id", "created_at", "email", "display_name", "phone", "country",
-                 "signup_ip", "user_agent", "org_id"],
-    "payment_instruments": ["account_id", "fingerprint", "bin", "last4", "billing_postal",
-                            "billing_country", "added_at"],
-    "ip_events": ["account_id", "ip", "seen_at", "asn"],
-    "devices": ["account_id", "device_id", "seen_at"],
-    "observations": ["account_id", "kind", "value", "seen_at"],
-}
+# the generator writes every contract table but interactions
+COLUMNS = {t: c for t, c in CONTRACT_COLUMNS.items() if t != "interactions"}
 TIME_COLUMN = {"accounts": "created_at", "payment_instruments": "added_at",
                "ip_events": "seen_at", "devices": "seen_at", "observations": "seen_at"}
 N = 12_000
