@@ -216,7 +216,7 @@ def evaluate(
     table = Table(title=f"run {run_id} against {truth.name}", show_header=False)
     for key, value in result.as_dict().items():
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else
-                      f"{value:.4f}")
+                      f"{value:.4f}" if value >= 0.001 or value == 0 else f"{value:.2e}")
     out.print(table)
 
 
