@@ -117,14 +117,17 @@ class ObservationConfig:
 class SignalsConfig:
     """One entry per signal kind (see ``docs/algorithm.md``)."""
 
-    card: SignalConfig = SignalConfig(weight=0.9)
-    device: SignalConfig = SignalConfig(weight=0.8)
+    # A card fingerprint is one card and a device fingerprint one device: hundreds of
+    # accounts on one is an operator, not a crowd (a company's corporate card is explained
+    # by org_id), so their caps sit far above the network signals' (a campus NAT, a CGNAT).
+    card: SignalConfig = SignalConfig(weight=0.9, cap=2000)
+    device: SignalConfig = SignalConfig(weight=0.8, cap=1000)
     email: SignalConfig = SignalConfig(weight=0.95, cap=50)
     phone: SignalConfig = SignalConfig(weight=0.9, cap=50)
     ip: SignalConfig = SignalConfig(weight=0.5)
     ip_net: SignalConfig = SignalConfig(weight=0.2)
     ip_net48: SignalConfig = SignalConfig(weight=0.1)
-    bin_postal: SignalConfig = SignalConfig(weight=0.3)
+    bin_postal: SignalConfig = SignalConfig(weight=0.3, cap=1000)
     cosignup: CosignupConfig = CosignupConfig()
     observation: ObservationConfig = ObservationConfig()
 
@@ -154,6 +157,15 @@ class CommunitiesConfig:
     """For CPM: the minimum weighted internal density a cluster must keep."""
     iterations: int = 2
     beta: float = 0.01
+    core_edge: float = 0.6
+    """An edge at least this heavy is a strong link for the strong-core step."""
+    core_min_size: int = 8
+    """Accounts that strong links join into a connected 2-core of at least this many form one
+    cluster whatever Leiden made of them (chain-like camouflage rings); 0 disables the step."""
+    warm_start: bool = True
+    """Start Leiden from the previous run's clusters (accounts seen before keep their
+    cluster, new accounts start alone), so a small change of input is a small change of
+    clusters."""
 
 
 @dataclass(frozen=True)
@@ -172,11 +184,9 @@ class ScoringConfig:
     weights: dict[str, float] = field(
         default_factory=lambda: {
             "burst": 0.45,
-            "payment_reuse": 0.5,
+            "identifier_reuse": 0.75,
             "issuer_reuse": 0.3,
-            "device_reuse": 0.5,
             "network_concentration": 0.3,
-            "identity_reuse": 0.5,
             "observation_reuse": 0.3,
         }
     )
@@ -333,6 +343,10 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(cfg.graph.ring_degree >= 1, "graph.ring_degree", "at least 1", cfg.graph.ring_degree)
     need(cfg.communities.resolution > 0, "communities.resolution", "positive",
          cfg.communities.resolution)
+    need(0.0 < cfg.communities.core_edge <= 1.0, "communities.core_edge", "in (0, 1]",
+         cfg.communities.core_edge)
+    need(cfg.communities.core_min_size == 0 or cfg.communities.core_min_size >= 3,
+         "communities.core_min_size", "0 (off) or at least 3", cfg.communities.core_min_size)
     need(cfg.communities.iterations != 0, "communities.iterations", "non-zero (-1: until stable)",
          cfg.communities.iterations)
     need(0.0 < cfg.scoring.threshold <= 1.0, "scoring.threshold", "in (0, 1]",

@@ -33,11 +33,11 @@ through one kind of evidence alone, as a share of the cluster):
 
 ``burst``                   largest share of members that signed up within
                             ``burst_window_minutes`` of each other
-``payment_reuse``           linked share through shared cards
+``identifier_reuse``        linked share through shared cards, devices, emails and phones:
+                            identifiers one person owns, so one feature however an operator
+                            mixes them (a chain of accounts linked card-device-card-device)
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
-``device_reuse``            linked share through shared device fingerprints
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
-``identity_reuse``          linked share through shared emails and phones
 ``observation_reuse``       linked share through shared ``observations`` values
 
 Only keys carried by fewer accounts than their signal's cap link anyone: sharing a campus NAT
@@ -62,19 +62,15 @@ __all__ = ["FEATURES", "score_clusters", "size_factor"]
 
 FEATURES = (
     "burst",
-    "payment_reuse",
+    "identifier_reuse",
     "issuer_reuse",
-    "device_reuse",
     "network_concentration",
-    "identity_reuse",
     "observation_reuse",
 )
 _FAMILY_FEATURE = {
-    "payment": "payment_reuse",
+    "identifier": "identifier_reuse",
     "issuer": "issuer_reuse",
-    "device": "device_reuse",
     "network": "network_concentration",
-    "identity": "identity_reuse",
     "observation": "observation_reuse",
 }
 _NOUNS = {
@@ -333,7 +329,7 @@ def _reasons(
         if sig == "cosignup":
             continue  # said better by the signup burst sentence below
         count = "one" if n_keys == 1 else str(n_keys)
-        strength = 1.0 if _family(sig) in ("payment", "device", "identity") else 0.5
+        strength = 1.0 if _family(sig) == "identifier" else 0.5
         out.append((strength * cov / size,
                     f"{cov} of {size} accounts share {count} {_noun(sig, n_keys)}"))
     burst_n = int(np.nan_to_num(base["burst_n"][c]))

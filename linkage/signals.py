@@ -51,14 +51,15 @@ COSIGNUP = "cosignup"
 
 # Which scoring family each signal belongs to (``obs:*`` signals form the observation family).
 SIGNAL_FAMILIES: dict[str, str] = {
-    "card": "payment",
+    # identifiers one person owns: what binds an operator's accounts together
+    "card": "identifier",
+    "device": "identifier",
+    "email": "identifier",
+    "phone": "identifier",
     "bin_postal": "issuer",
-    "device": "device",
     "ip": "network",
     "ip_net": "network",
     "ip_net48": "network",
-    "email": "identity",
-    "phone": "identity",
     COSIGNUP: "timing",
 }
 

@@ -125,3 +125,44 @@ def test_pair_is_a_cluster_only_above_resolution(weight, expected):
     g = ig.Graph(n=2, edges=[(0, 1)])
     g.es["weight"] = [weight]
     assert detect_communities(g, resolution=0.05).cluster.tolist() == expected
+
+
+def chain_ring(size: int, noise: int, seed: int) -> tuple[ig.Graph, np.ndarray]:
+    """A camouflage ring: accounts 0..size-1 linked only to their next two in a chain by
+    strong shared-identifier edges, inside a crowd with weak random edges, plus real
+    accounts that each share one identifier with one fake (a single strong link)."""
+    rng = np.random.default_rng(seed)
+    n = size + noise
+    edges = [(i, i + k) for i in range(size) for k in (1, 2) if i + k < size]
+    weights = [0.7] * len(edges)
+    leaves = rng.choice(np.arange(size, n), size=size // 2, replace=False)
+    edges += [(int(rng.integers(0, size)), int(leaf)) for leaf in leaves]
+    weights += [0.8] * len(leaves)
+    for _ in range(2 * n):
+        a, b = sorted(rng.integers(0, n, 2).tolist())
+        if a != b:
+            edges.append((a, b))
+            weights.append(0.03)
+    g = ig.Graph(n=n, edges=edges)
+    g.es["weight"] = weights
+    g.simplify(combine_edges="max")
+    return g, leaves
+
+
+def test_strong_core_keeps_a_chain_ring_whole_and_prunes_hangers_on():
+    g, leaves = chain_ring(size=120, noise=400, seed=3)
+    plain = detect_communities(g, seed=1).cluster
+    # CPM alone cuts the sparse chain into many pieces ...
+    assert len(set(plain[:120].tolist())) > 5
+    cored = detect_communities(g, seed=1, core_edge=0.6, core_min_size=8).cluster
+    # ... the strong 2-core holds it together, without the real accounts hanging off it
+    assert len(set(cored[:120].tolist())) == 1 and cored[0] >= 0
+    assert not (cored[leaves] == cored[0]).any()
+
+
+def test_small_strong_cores_are_left_to_leiden():
+    g = ig.Graph(n=4, edges=[(0, 1), (1, 2), (0, 2), (2, 3)])
+    g.es["weight"] = [0.9, 0.9, 0.9, 0.9]
+    a = detect_communities(g, core_min_size=8).cluster
+    b = detect_communities(g, core_min_size=0).cluster
+    assert (a == b).all()

@@ -25,7 +25,7 @@ def test_toml_overrides_merge_tables(tmp_path):
     cfg = load_config(path)
     assert cfg.seed == 7 and cfg.communities.resolution == 0.1
     assert cfg.scoring.weights["burst"] == 0.2
-    assert cfg.scoring.weights["payment_reuse"] == RunConfig().scoring.weights["payment_reuse"]
+    assert cfg.scoring.weights["issuer_reuse"] == RunConfig().scoring.weights["issuer_reuse"]
     assert cfg.signals.observation.kinds == {"referral_code": 0.3}
     assert cfg.signals.cosignup.weak_keys == ("bin",)
     assert cfg.to_dict()["signals"]["cosignup"]["weak_keys"] == ["bin"]

@@ -85,7 +85,7 @@ def test_edge_signals_keep_per_signal_contributions():
 
 def test_key_above_cap_gives_no_edges():
     n = 250
-    con = ingested(n, devices=[(i, "nat") for i in range(n)])
+    con = ingested(n, ips=[(i, "nat-ip", "nat-net") for i in range(n)])
     build_links(con, signals())
     assert build_edges(con, GraphConfig()) == 0
 

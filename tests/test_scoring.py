@@ -46,9 +46,8 @@ def test_ring_is_flagged_family_is_not():
     ring, family = clusters
     assert ring["size"] == 16 and ring["flagged"] and ring["score"] > 0.7
     assert family["size"] == 3 and not family["flagged"]
-    assert ring["features"]["payment_reuse"] == 1.0
-    # devices split the ring in three groups of 6, 5 and 5: the largest linked group counts
-    assert ring["features"]["device_reuse"] == 0.375
+    # one card and three devices bind all 16 together
+    assert ring["features"]["identifier_reuse"] == 1.0
     assert ring["features"]["burst"] == 1.0  # all 16 within 30 minutes < 120-minute window
     assert "16 of 16 accounts share one card" in ring["reasons"]
     assert "16 of 16 accounts share 3 device fingerprints" in ring["reasons"]
@@ -78,7 +77,7 @@ def test_two_families_in_one_neighbourhood_are_not_a_ring():
                                                             for i in range(8, 12)]
     _, n_flagged, clusters = run_scoring(ingested(40, cards=cards, ips=ips))
     (hood,) = [c for c in clusters if c["size"] >= 8]
-    assert hood["features"]["payment_reuse"] == pytest.approx(4 / hood["size"], abs=1e-3)
+    assert hood["features"]["identifier_reuse"] == pytest.approx(4 / hood["size"], abs=1e-3)
     assert n_flagged == 0
 
 
