@@ -7,15 +7,17 @@ account missing from the truth file counts as legitimate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from linkage.errors import InputError, InputProblem, shorten
 
-__all__ = ["Evaluation", "evaluate_flagged", "read_truth"]
+__all__ = ["Evaluation", "adjusted_rand", "evaluate_flagged", "read_truth"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,40 @@ class Evaluation:
     false_positive_rate: float
     """Flagged legitimate accounts / legitimate accounts (those the truth file marks
     legitimate plus flagged accounts it does not list)."""
+    groups: int = 0
+    """Operator groups in the truth file."""
+    groups_detected: int = 0
+    """Groups with at least one flagged account."""
+    group_recall_min: float = 0.0
+    group_recall_median: float = 0.0
+    """Per operator group: the share of its accounts flagged (smallest and median)."""
+    fragmentation: float = 0.0
+    """Mean number of flagged clusters a detected group's flagged accounts fall into (1 is
+    ideal: one case per operator)."""
+    adjusted_rand: float = 0.0
+    """Adjusted Rand index between true groups and predicted clusters over the flagged
+    accounts (a flagged legitimate account is its own true group)."""
+    precision_at_k: dict[str, float] = field(default_factory=dict)
+    """For k in 10, 50, 100: the share of the k top-scored clusters whose members are mostly
+    operators (``"10": 1.0``)."""
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def display_rows(self) -> list[tuple[str, str]]:
+        """(label, formatted value) pairs for a table."""
+        rows = []
+        for key, value in self.as_dict().items():
+            if isinstance(value, dict):
+                text = ", ".join(f"{k}: {v:.2f}" for k, v in value.items()) or "-"
+                label = "precision at k (top clusters)"
+            elif isinstance(value, int):
+                text, label = f"{value:,}", key.replace("_", " ")
+            else:
+                text = f"{value:.4f}" if value >= 0.001 or value == 0 else f"{value:.2e}"
+                label = key.replace("_", " ")
+            rows.append((label, text))
+        return rows
 
 
 def read_truth(path: Path) -> pa.Table:
@@ -90,12 +123,18 @@ def read_truth(path: Path) -> pa.Table:
 
 
 def evaluate_flagged(truth: pa.Table, memberships: pa.Table) -> Evaluation:
-    """Compare flagged accounts of ``memberships`` (``account_id``, ``flagged``) with
-    ``truth`` (``account_id``, ``group_id``)."""
+    """Compare the flagged accounts of ``memberships`` with ``truth`` (``account_id``,
+    ``group_id``).
+
+    ``memberships`` has ``account_id`` and ``flagged``, and for the cluster-level metrics
+    ``cluster_id`` and ``cluster_score`` (as :meth:`linkage.store.Store.memberships` returns).
+    """
     con = duckdb.connect()
     try:
         con.register("truth", truth)
         con.register("m", memberships)
+        extra = _cluster_metrics(con) if {"cluster_id", "cluster_score"} <= set(
+            memberships.column_names) else {}
         row = con.execute(
             """
             WITH flagged AS (SELECT DISTINCT account_id FROM m WHERE flagged),
@@ -122,4 +161,75 @@ def evaluate_flagged(truth: pa.Table, memberships: pa.Table) -> Evaluation:
         true_positives=tp, false_positives=fp, false_negatives=fn,
         operator_accounts=n_ops, legitimate_accounts=n_legit,
         false_positive_rate=round(fp / n_legit, 6) if n_legit else 0.0,
+        **extra,
     )
+
+
+def _cluster_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Group recall, fragmentation, adjusted Rand index and precision at k, in SQL."""
+    per_group = con.execute(
+        """
+        SELECT t.group_id, count(*) AS n, count(*) FILTER (WHERE m.flagged) AS hit,
+               count(DISTINCT m.cluster_id) FILTER (WHERE m.flagged) AS clusters
+        FROM truth t LEFT JOIN m USING (account_id)
+        WHERE t.group_id IS NOT NULL GROUP BY t.group_id
+        """
+    ).fetchall()
+    recall = np.array([hit / n for _, n, hit, _ in per_group]) if per_group else np.zeros(0)
+    frag = [c for _, _, hit, c in per_group if hit]
+    # Contingency of (true group, predicted cluster) over flagged accounts.
+    cells = np.array([r[0] for r in con.execute(
+        """
+        SELECT count(*) FROM m LEFT JOIN truth t USING (account_id)
+        WHERE m.flagged
+        GROUP BY coalesce(t.group_id, 'legit:' || m.account_id), m.cluster_id
+        """
+    ).fetchall()], dtype=np.float64)
+    rows = np.array([r[0] for r in con.execute(
+        """
+        SELECT count(*) FROM m LEFT JOIN truth t USING (account_id) WHERE m.flagged
+        GROUP BY coalesce(t.group_id, 'legit:' || m.account_id)
+        """
+    ).fetchall()], dtype=np.float64)
+    cols = np.array([r[0] for r in con.execute(
+        "SELECT count(*) FROM m WHERE flagged GROUP BY cluster_id").fetchall()],
+        dtype=np.float64)
+    ranked = [bool(r[0]) for r in con.execute(
+        """
+        SELECT count(t.group_id) * 2 > count(*) FROM m LEFT JOIN truth t USING (account_id)
+        GROUP BY m.cluster_id ORDER BY max(m.cluster_score) DESC, m.cluster_id
+        """
+    ).fetchall()]
+    return {
+        "groups": len(per_group),
+        "groups_detected": len(frag),
+        "group_recall_min": round(float(recall.min()), 4) if recall.size else 0.0,
+        "group_recall_median": round(float(np.median(recall)), 4) if recall.size else 0.0,
+        "fragmentation": round(float(np.mean(frag)), 4) if frag else 0.0,
+        "adjusted_rand": round(adjusted_rand(cells, rows, cols), 4),
+        "precision_at_k": {str(k): round(sum(ranked[:k]) / min(k, len(ranked)), 4)
+                           for k in (10, 50, 100) if ranked},
+    }
+
+
+def adjusted_rand(cells: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert and Arabie, 1985) from a contingency table's nonzero
+    cells and its row and column sums.
+
+    Examples
+    --------
+    >>> float(adjusted_rand(np.array([2., 2.]), np.array([2., 2.]), np.array([2., 2.])))
+    1.0
+    """
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    n = rows.sum()
+    if n < 2:
+        return 0.0
+    index, a, b = pairs(cells), pairs(rows), pairs(cols)
+    expected = a * b / (n * (n - 1) / 2)
+    best = (a + b) / 2
+    if best == expected:  # both partitions trivial: agreement is perfect by definition
+        return 1.0
+    return (index - expected) / (best - expected)

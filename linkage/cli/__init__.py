@@ -214,9 +214,8 @@ def evaluate(
         print(json.dumps({"run_id": run_id, **result.as_dict()}))
         return
     table = Table(title=f"run {run_id} against {truth.name}", show_header=False)
-    for key, value in result.as_dict().items():
-        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else
-                      f"{value:.4f}" if value >= 0.001 or value == 0 else f"{value:.2e}")
+    for label, text in result.display_rows():
+        table.add_row(label, text)
     out.print(table)
 
 
