@@ -31,6 +31,7 @@ from typing import Any, Literal
 from linkage.errors import ConfigError
 
 __all__ = [
+    "CoactivityConfig",
     "CommunitiesConfig",
     "ContinuityConfig",
     "CosignupConfig",
@@ -103,6 +104,19 @@ class CosignupConfig:
 
 
 @dataclass(frozen=True)
+class CoactivityConfig:
+    """Co-activity (SynchroTrap): accounts that act on the same ``observations`` value (same
+    kind) within ``window_minutes`` of each other: the same product reviewed on the same day,
+    the same link posted in the same hour. Needs ``observations.seen_at``. Off by default: on
+    account metadata, observations are attributes, not events."""
+
+    weight: float = 0.3
+    cap: int = 50
+    enabled: bool = False
+    window_minutes: int = 60
+
+
+@dataclass(frozen=True)
 class ObservationConfig:
     """``observations`` rows: every kind is a signal; ``kinds`` overrides the weight per kind
     (0 disables a kind)."""
@@ -129,6 +143,7 @@ class SignalsConfig:
     ip_net48: SignalConfig = SignalConfig(weight=0.1)
     bin_postal: SignalConfig = SignalConfig(weight=0.3, cap=1000)
     cosignup: CosignupConfig = CosignupConfig()
+    coactivity: CoactivityConfig = CoactivityConfig()
     observation: ObservationConfig = ObservationConfig()
 
 
@@ -337,6 +352,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     known_weak = {"signup_net", "bin", "user_agent"}
     for k in cfg.signals.cosignup.weak_keys:
         need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
+    need(cfg.signals.coactivity.window_minutes > 0, "signals.coactivity.window_minutes",
+         "positive", cfg.signals.coactivity.window_minutes)
     need(cfg.signals.cosignup.window_minutes > 0, "signals.cosignup.window_minutes", "positive",
          cfg.signals.cosignup.window_minutes)
     need(cfg.graph.clique_max >= 2, "graph.clique_max", "at least 2", cfg.graph.clique_max)

@@ -18,8 +18,8 @@ one operator: a key of popularity ``n`` says so with probability
 ``1 - prod (1 - p)``: two cards shared are stronger than one, many weak signals add up to
 strong evidence (camouflage never removes all of them), and the result stays in [0, 1] so
 that CPM's resolution reads as "minimum average evidence between members". Within the
-co-signup signal the strongest key counts alone, since its two bucket grids (and several weak
-keys of one signup burst) see the same coincidence more than once.
+time-bucketed signals (co-signup, co-activity) the strongest key counts alone, since their
+two bucket grids (and several weak keys of one burst) see the same coincidence more than once.
 
 Hubs
 ----
@@ -39,7 +39,7 @@ import igraph as ig
 import numpy as np
 
 from linkage.config import GraphConfig
-from linkage.signals import COSIGNUP
+from linkage.signals import TIME_BUCKETED
 
 __all__ = ["EdgeArrays", "build_edges", "build_graph", "edge_arrays"]
 
@@ -95,7 +95,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
         f"""
         CREATE OR REPLACE TABLE edge_signals AS
         SELECT pk.a, pk.b, k.signal,
-               CASE WHEN k.signal = '{COSIGNUP}' THEN max(k.p)
+               CASE WHEN k.signal IN {TIME_BUCKETED} THEN max(k.p)
                     ELSE 1 - {_product("1 - k.p")} END AS p,
                count(*)::INTEGER AS n_keys
         FROM pair_keys pk JOIN keys k USING (kid)

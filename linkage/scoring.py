@@ -82,6 +82,8 @@ _NOUNS = {
     "ip": ("IP address", "IP addresses"),
     "ip_net": ("IP range (/24 or /64)", "IP ranges (/24 or /64)"),
     "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
+    "coactivity": ("moment of activity on one observed value",
+                   "moments of activity on one observed value"),
 }
 
 

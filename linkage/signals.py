@@ -33,6 +33,7 @@ Signals
 ``obs:<kind>``          each ``observations`` kind
 ``cosignup``            same weak key (signup range, BIN or user agent) and signup time
                         within the same window
+``coactivity``          same observation value (same kind) seen within the same window
 ======================  ==========================================================
 """
 
@@ -45,9 +46,21 @@ import duckdb
 
 from linkage.config import SignalsConfig
 
-__all__ = ["COSIGNUP", "SIGNAL_FAMILIES", "build_links", "signal_weights", "specificity"]
+__all__ = [
+    "COACTIVITY",
+    "COSIGNUP",
+    "SIGNAL_FAMILIES",
+    "TIME_BUCKETED",
+    "build_links",
+    "signal_weights",
+    "specificity",
+]
 
 COSIGNUP = "cosignup"
+COACTIVITY = "coactivity"
+# Signals whose keys carry a time bucket on two offset grids: a pair seen in both grids (or
+# through several keys of one coincidence) counts once, at its strongest key.
+TIME_BUCKETED = (COSIGNUP, COACTIVITY)
 
 # Which scoring family each signal belongs to (``obs:*`` signals form the observation family).
 SIGNAL_FAMILIES: dict[str, str] = {
@@ -61,6 +74,7 @@ SIGNAL_FAMILIES: dict[str, str] = {
     "ip_net": "network",
     "ip_net48": "network",
     COSIGNUP: "timing",
+    COACTIVITY: "observation",
 }
 
 # (signal, SQL selecting idx and key) for the exact-value and range signals.
@@ -178,6 +192,14 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
                     f"floor((epoch(created_at) + {offset}) / {window})::BIGINT "
                     f"FROM ({_WEAK_KEYS[weak]}) WHERE wk IS NOT NULL"
                 )
+    if COACTIVITY in weights:
+        window = cfg.coactivity.window_minutes * 60
+        for offset in (0, window // 2):
+            parts.append(
+                f"SELECT idx, '{COACTIVITY}', kind || ':{offset}:' || value_key || ':' || "
+                f"floor((epoch(seen_at) + {offset}) / {window})::BIGINT "
+                "FROM observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL"
+            )
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(

@@ -40,6 +40,7 @@ def ingested(
     created: dict[int, datetime] | None = None,
     orgs: dict[int, str] | None = None,
     user_agents: dict[int, str] | None = None,
+    observations: list[tuple[int, str, str, datetime | None]] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A connection holding ingest-shaped tables for ``n`` accounts ``a000000``..."""
     con = connect_duckdb(EngineConfig())
@@ -72,6 +73,8 @@ def ingested(
         con.executemany("INSERT INTO devices VALUES (?, ?, NULL)", list(devices))
     con.execute("CREATE TABLE observations (idx INTEGER, kind VARCHAR, value_key VARCHAR, "
                 "seen_at TIMESTAMP)")
+    if observations:
+        con.executemany("INSERT INTO observations VALUES (?, ?, ?, ?)", list(observations))
     con.execute("CREATE TABLE interactions (idx INTEGER, ts TIMESTAMP, model VARCHAR, "
                 "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
                 "output_tokens BIGINT)")

@@ -171,3 +171,28 @@ def test_edge_arrays_are_sorted_and_typed():
     assert e.src.tolist() == [0, 1] and e.dst.tolist() == [4, 3]
     assert (e.src < e.dst).all()
     assert e.weight.dtype == np.float64
+
+
+def test_coactivity_links_accounts_acting_on_one_value_in_one_window():
+    from dataclasses import replace
+
+    from linkage.config import CoactivityConfig, ObservationConfig
+    from tests.helpers import BASE
+
+    obs = [
+        (0, "product", "p1", BASE),
+        (1, "product", "p1", BASE.replace(minute=20)),  # same product, 20 minutes later
+        (2, "product", "p1", BASE.replace(hour=9)),  # same product, hours later
+        (3, "product", "p2", BASE.replace(minute=5)),  # another product, same time
+    ]
+    cfg = replace(signals(), coactivity=CoactivityConfig(enabled=True, window_minutes=60),
+                  observation=ObservationConfig(enabled=False))
+    con = ingested(4, observations=obs)
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    rows = con.execute("SELECT a, b, signal, p FROM edge_signals ORDER BY a, b").fetchall()
+    assert rows == [(0, 1, "coactivity", pytest.approx(cfg.coactivity.weight))]
+    # off by default: observations of account metadata are attributes, not events
+    con = ingested(4, observations=obs)
+    build_links(con, replace(cfg, coactivity=CoactivityConfig()))
+    assert build_edges(con, GraphConfig()) == 0
