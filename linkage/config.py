@@ -67,6 +67,9 @@ class IngestConfig:
     """How many quarantined rows the run keeps (with reason and shortened value)."""
     max_reported_problems: int = 50
     """How many problems an input error lists before it says "and N more"."""
+    max_field_chars: int = 10_000
+    """Longest text value accepted in any column; a longer one is a row-level problem (a
+    runaway export or a hostile file must not reach the hash functions and the graph)."""
     email_ignore_dots: tuple[str, ...] = _DOT_BLIND
     email_ignore_plus: tuple[str, ...] = _PLUS_TAGS
     email_domain_aliases: dict[str, str] = field(
@@ -181,6 +184,10 @@ class CommunitiesConfig:
     """Start Leiden from the previous run's clusters (accounts seen before keep their
     cluster, new accounts start alone), so a small change of input is a small change of
     clusters."""
+    warm_min_gain: float = 2.0
+    """With a warm start, a connected component keeps last run's clusters unless tonight's
+    Leiden result is better by at least this much CPM quality (hysteresis: no renaming for
+    marginal gains)."""
 
 
 @dataclass(frozen=True)
@@ -203,9 +210,13 @@ class ScoringConfig:
             "issuer_reuse": 0.3,
             "network_concentration": 0.3,
             "observation_reuse": 0.3,
+            "known_bad": 0.9,
         }
     )
     """Feature weights of the noisy-OR that combines features into the raw score."""
+    suppress_min_jaccard: float = 0.8
+    """A cluster marked ``false_positive`` is not flagged again while its members overlap the
+    labelled members at least this much (Jaccard)."""
 
 
 @dataclass(frozen=True)
@@ -374,9 +385,15 @@ def _check_ranges(cfg: RunConfig) -> None:
         need(name in known_features, "scoring.weights", f"keys among {sorted(known_features)}",
              name)
         need(0.0 <= w <= 1.0, f"scoring.weights.{name}", "in [0, 1]", w)
+    need(0.0 < cfg.scoring.suppress_min_jaccard <= 1.0, "scoring.suppress_min_jaccard",
+         "in (0, 1]", cfg.scoring.suppress_min_jaccard)
+    need(cfg.communities.warm_min_gain >= 0.0, "communities.warm_min_gain", "non-negative",
+         cfg.communities.warm_min_gain)
     need(0.0 < cfg.continuity.min_jaccard <= 1.0, "continuity.min_jaccard", "in (0, 1]",
          cfg.continuity.min_jaccard)
     need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
          cfg.store.evidence_min_score)
     need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
          cfg.ingest.quarantine_sample)
+    need(cfg.ingest.max_field_chars >= 64, "ingest.max_field_chars", "at least 64",
+         cfg.ingest.max_field_chars)

@@ -16,6 +16,7 @@ __all__ = [
     "InputProblem",
     "LinkageError",
     "NotFoundError",
+    "RunLockedError",
     "StoreError",
     "shorten",
 ]
@@ -59,6 +60,15 @@ class StoreError(LinkageError):
     """The database could not be read or written."""
 
     exit_code = 1
+
+
+class RunLockedError(LinkageError):
+    """Another run (or an erasure) holds the store: this one refused to start.
+
+    Its own exit status, so that a scheduler can tell "try again later" from a failure.
+    """
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,13 @@ from linkage.engines import connect_duckdb
 from linkage.errors import ConfigError, InputProblem
 from linkage.graph import build_edges, build_graph, edge_arrays
 from linkage.ingest import ingest
+from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser
 from linkage.scoring import score_clusters
 from linkage.signals import build_links
 from linkage.store import RunRecord, Store
+from linkage.store.lock import run_lock
+from linkage.warmstart import initial_labels, keep_settled
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
@@ -81,8 +84,9 @@ def run_pipeline(
 ) -> RunSummary:
     """Run every stage on ``input_dir`` and publish the result to ``store``.
 
-    Raises :class:`~linkage.errors.InputError` (nothing written) for bad input and
-    :class:`~linkage.errors.ConfigError` when the store was written with another key.
+    Raises :class:`~linkage.errors.InputError` (nothing written) for bad input,
+    :class:`~linkage.errors.ConfigError` when the store was written with another key and
+    :class:`~linkage.errors.RunLockedError` (nothing done) when another run holds the store.
     """
     pseudo = Pseudonymiser(secret)
     timings: dict[str, float] = {}
@@ -99,7 +103,9 @@ def run_pipeline(
         peaks[name] = _peak_rss_mb()
         log.info("stage %s: done in %.1f s, peak RSS %.0f MB", name, timings[name], peaks[name])
 
-    with tempfile.TemporaryDirectory(prefix="linkage-") as spill:
+    # The run lock comes first, before ingest: a second run refuses at once (RunLockedError)
+    # instead of discovering the first one an hour later, at publish.
+    with run_lock(store), tempfile.TemporaryDirectory(prefix="linkage-") as spill:
         con = connect_duckdb(cfg.engine, Path(spill))
         try:
             pseudo.install(con)
@@ -107,6 +113,8 @@ def run_pipeline(
                 ing = ingest(con, Path(input_dir), cfg.ingest, pseudo)
             store.ensure_schema()
             _check_key(store, pseudo)
+            # We hold the lock, so a run still marked running belongs to a dead process.
+            store.abandon_running()
             run_id = store.begin_run(
                 config_json=json.dumps(cfg.to_dict(), sort_keys=True),
                 config_hash=cfg.hash(),
@@ -124,22 +132,36 @@ def run_pipeline(
                 current = "graph"
                 with stage(current, run_id):
                     summary.n_edges = build_edges(con, cfg.graph)
-                    graph = build_graph(edge_arrays(con))
+                    edges = edge_arrays(con)
+                    graph = build_graph(edges)
                 current = "communities"
                 with stage(current, run_id):
-                    partition = detect(graph, cfg.communities, cfg.seed)
+                    previous = store.previous_memberships()
+                    initial = (initial_labels(con, previous, graph.vcount())
+                               if cfg.communities.warm_start else None)
+                    partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
                     del graph
+                    if initial is not None and cfg.communities.objective == "cpm":
+                        partition, settled = keep_settled(
+                            edges, initial, partition,
+                            resolution=cfg.communities.resolution,
+                            min_gain=cfg.communities.warm_min_gain)
+                        log.info("warm start: %d components kept last run's clusters", settled)
+                    del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
                 current = "scoring"
                 with stage(current, run_id):
                     caps = {s: cap for s, (_, cap) in weights.items()}
-                    summary.n_flagged = score_clusters(con, partition, cfg.scoring, caps)
+                    # Labels reach scoring as plain data, read from the store here.
+                    facts = label_facts(store)
+                    summary.n_flagged = score_clusters(
+                        con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
+                        false_positive=facts.false_positive)
                 current = "continuity"
                 with stage(current, run_id):
                     summary.origins = assign_identities(
-                        con, store.previous_memberships(),
-                        min_jaccard=cfg.continuity.min_jaccard)
+                        con, previous, min_jaccard=cfg.continuity.min_jaccard)
                 current = "store"
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
@@ -228,6 +250,10 @@ def _record(
         FROM cluster_keys k SEMI JOIN explained USING (cluster)
         JOIN cluster_ids i USING (cluster)
     """)
+    lineage = _arrow(con, """
+        SELECT cluster_id, kind, other_cluster_id, overlap, jaccard FROM lineage
+        ORDER BY cluster_id, kind, other_cluster_id
+    """)
     q = pa.table({
         "table_name": [p.table for p in quarantine],
         "file": [p.file for p in quarantine],
@@ -252,5 +278,6 @@ def _record(
         evidence_signals=evidence_signals,
         cluster_keys=cluster_keys,
         quarantine=q,
+        lineage=lineage,
     )
 

@@ -39,6 +39,14 @@ through one kind of evidence alone, as a share of the cluster):
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``observation_reuse``       linked share through shared ``observations`` values
+``known_bad``               share of members that analysts confirmed as operators
+                            (``linkage label``); counted as it is and not damped by size::
+
+                                score = 1 - (1 - size * raw) * (1 - w_known_bad * known_bad)
+
+A cluster whose members overlap a membership an analyst marked ``false_positive`` with
+Jaccard at least ``scoring.suppress_min_jaccard`` (0.8) keeps its score but is not flagged,
+and its reasons say so; once it changes more than that it is judged afresh.
 
 Only keys carried by fewer accounts than their signal's cap link anyone: sharing a campus NAT
 with the whole campus is not concentration.
@@ -66,6 +74,7 @@ FEATURES = (
     "issuer_reuse",
     "network_concentration",
     "observation_reuse",
+    "known_bad",
 )
 _FAMILY_FEATURE = {
     "identifier": "identifier_reuse",
@@ -105,10 +114,16 @@ def score_clusters(
     partition: Partition,
     cfg: ScoringConfig,
     caps: dict[str, int],
+    *,
+    confirmed: pa.Table | None = None,
+    false_positive: pa.Table | None = None,
 ) -> int:
     """Create ``members``, ``cluster_keys``, ``intra_edges`` and ``cluster_scores``.
 
     ``caps`` maps each signal to its cap (keys at or above it are not counted as reuse).
+    ``confirmed`` (``account_id, by, created_at``) and ``false_positive`` (``label_id,
+    account_id, by, created_at, note``) are analysts' labels as plain data
+    (:class:`linkage.labels.LabelFacts`): scoring never reads the store itself.
     Returns the number of flagged clusters.
     """
     idx, cluster = partition.members()
@@ -233,6 +248,8 @@ def score_clusters(
             [family],
         ).fetchnumpy()
         feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
+    known, known_text = _known_bad(con, confirmed, n)
+    feats["known_bad"] = known / np.maximum(size, 1)
     signals: dict[int, list[tuple[str, int, int]]] = {}
     for c, sig, n_keys, cov in by_signal:
         signals.setdefault(c, []).append((sig, n_keys, cov))
@@ -241,11 +258,16 @@ def score_clusters(
     # Shares are squared: evidence that covers part of a cluster (a family of four inside a
     # neighbourhood of sixteen: 0.25) counts little (0.06); evidence that runs through the
     # whole cluster counts fully. The signup burst is already a share of the whole cluster.
-    contrib = {f: weights[f] * (feats[f] if f == "burst" else feats[f] ** 2) for f in FEATURES}
-    raw = 1.0 - np.prod([1.0 - contrib[f] for f in FEATURES], axis=0) if n else np.zeros(0)
+    # known_bad is an analyst's verdict, not a share of evidence: counted as it is, and not
+    # damped by size (two confirmed operators are a finding however small their cluster).
+    contrib = {f: weights[f] * (feats[f] if f in ("burst", "known_bad") else feats[f] ** 2)
+               for f in FEATURES}
+    evidence = [f for f in FEATURES if f != "known_bad"]
+    raw = 1.0 - np.prod([1.0 - contrib[f] for f in evidence], axis=0) if n else np.zeros(0)
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
-    score = np.clip(damp * raw, 0.0, 1.0)
+    score = np.clip(1.0 - (1.0 - damp * raw) * (1.0 - contrib["known_bad"]), 0.0, 1.0)
     flagged = score >= cfg.threshold
+    suppressed = _false_positives(con, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
 
     features_json, contrib_json, reasons_json = [], [], []
@@ -256,9 +278,16 @@ def score_clusters(
         features_json.append(json.dumps(fv, sort_keys=True))
         contrib_json.append(json.dumps(
             {f: round(float(contrib[f][c]), 4) for f in FEATURES}, sort_keys=True))
-        reasons_json.append(json.dumps(_reasons(
-            c, int(size[c]), base, signals.get(c, []), net_ranges.get(c, 0),
-            float(damp[c]), cfg)))
+        reasons = _reasons(c, int(size[c]), base, signals.get(c, []), net_ranges.get(c, 0),
+                           float(damp[c]), cfg)
+        if known[c]:
+            reasons.insert(0, f"{int(known[c])} of {int(size[c])} accounts were confirmed "
+                              f"operators {known_text[c]}")
+        if c in suppressed:
+            text, keep_quiet = suppressed[c]
+            reasons.append(text)
+            flagged[c] &= not keep_quiet
+        reasons_json.append(json.dumps(reasons))
     table = pa.table({
         "cluster": pa.array(base["cluster"], pa.int32()),
         "size": pa.array(size, pa.int32()),
@@ -272,6 +301,84 @@ def score_clusters(
     con.execute("CREATE OR REPLACE TABLE cluster_scores AS SELECT * FROM scores_in")
     con.unregister("scores_in")
     return int(flagged.sum())
+
+
+def _known_bad(
+    con: duckdb.DuckDBPyConnection, confirmed: pa.Table | None, n_clusters: int
+) -> tuple[np.ndarray, list[str]]:
+    """Per cluster: how many members analysts confirmed as operators, and by whom, when."""
+    count = np.zeros(n_clusters)
+    text = [""] * n_clusters
+    if confirmed is None or confirmed.num_rows == 0:
+        return count, text
+    con.register("confirmed_in", confirmed.select(["account_id", "by", "created_at"]))
+    try:
+        rows = con.execute(
+            """
+            SELECT m.cluster, count(*) AS n,
+                   string_agg(DISTINCT k."by", ' and ' ORDER BY k."by") AS bys,
+                   min(k.created_at) AS first, max(k.created_at) AS last
+            FROM members m JOIN accounts a USING (idx) JOIN confirmed_in k USING (account_id)
+            GROUP BY m.cluster ORDER BY m.cluster
+            """
+        ).fetchall()
+    finally:
+        con.unregister("confirmed_in")
+    for c, k, bys, first, last in rows:  # one row per cluster holding a confirmed account
+        count[c] = k
+        text[c] = f"by {bys} on {last}" if first == last else f"by {bys}, latest on {last}"
+    return count, text
+
+
+def _false_positives(
+    con: duckdb.DuckDBPyConnection, labelled: pa.Table | None, n_clusters: int,
+    min_jaccard: float,
+) -> dict[int, tuple[str, bool]]:
+    """Clusters that overlap a membership an analyst marked false positive.
+
+    Per such cluster, the best-matching label: a reason sentence, and whether the flag is
+    suppressed (Jaccard with the labelled members at least ``min_jaccard``: the same group
+    the analyst cleared) or not (it changed materially since, so it is judged afresh).
+    """
+    if labelled is None or labelled.num_rows == 0 or n_clusters == 0:
+        return {}
+    con.register("fp_in", labelled.select(["label_id", "account_id", "by", "created_at",
+                                           "note"]))
+    try:
+        rows = con.execute(
+            """
+            WITH lab AS (
+                SELECT label_id, count(*) AS n, any_value("by") AS "by",
+                       any_value(created_at) AS day, any_value(note) AS note
+                FROM fp_in GROUP BY label_id
+            ),
+            sizes AS (SELECT cluster, count(*) AS n FROM members GROUP BY cluster),
+            inter AS (
+                SELECT m.cluster, f.label_id, count(*) AS i
+                FROM members m JOIN accounts a USING (idx) JOIN fp_in f USING (account_id)
+                GROUP BY m.cluster, f.label_id
+            )
+            SELECT i.cluster, arg_max(l."by", i.i / (s.n + l.n - i.i)),
+                   arg_max(l.day, i.i / (s.n + l.n - i.i)),
+                   arg_max(l.note, i.i / (s.n + l.n - i.i)),
+                   max(i.i / (s.n + l.n - i.i)) AS jaccard
+            FROM inter i JOIN sizes s USING (cluster) JOIN lab l USING (label_id)
+            GROUP BY i.cluster ORDER BY i.cluster
+            """
+        ).fetchall()
+    finally:
+        con.unregister("fp_in")
+    out: dict[int, tuple[str, bool]] = {}
+    for c, by, day, note, jaccard in rows:  # one row per cluster near a cleared one
+        said = f"marked false positive by {by} on {day} ({note})"
+        if jaccard >= min_jaccard:
+            out[c] = (f"{said}: not flagged while its members stay the same (Jaccard "
+                      f"{jaccard:.2f} with the labelled members, at least {min_jaccard:g})",
+                      True)
+        else:
+            out[c] = (f"{said}, but its members changed materially since (Jaccard "
+                      f"{jaccard:.2f}, below {min_jaccard:g}): judged afresh", False)
+    return out
 
 
 def _largest_linked(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from linkage.continuity import assign_identities
+from linkage.config import load_config
+from linkage.continuity import LINEAGE_KINDS, assign_identities, compare_runs
+from linkage.pipeline import run_pipeline
+from linkage.store import Store
+from linkage.synth import generate
 from tests.helpers import ingested
 
 
@@ -45,13 +52,31 @@ def test_first_run_ids_are_new_and_derived_from_members():
     assert r[0][0].startswith("c") and len(r[0][0]) == 13
 
 
+def lineage(con):
+    return sorted(con.execute(
+        "SELECT cluster_id, kind, other_cluster_id, overlap FROM lineage").fetchall(),
+        key=str)
+
+
 def test_grown_and_shrunk_clusters_keep_their_id():
-    prev = previous({"cRING": list(range(10)), "cOTHER": [20, 21, 22, 23]}, first_seen=3)
-    con = tonight(40, {0: list(range(12)), 1: [20, 21, 22]})
-    assign_identities(con, prev, min_jaccard=0.5)
+    prev = previous({"cRING": list(range(10)), "cOTHER": [20, 21, 22, 23],
+                     "cSAME": [30, 31]}, first_seen=3)
+    con = tonight(40, {0: list(range(12)), 1: [20, 21, 22], 2: [30, 31]})
+    counts = assign_identities(con, prev, min_jaccard=0.5)
+    assert counts == {"continued": 1, "grown": 1, "shrunk": 1}
     r = result(con)
-    assert r[0] == ("cRING", "continued", ["cRING"], 3)
-    assert r[1] == ("cOTHER", "continued", ["cOTHER"], 3)
+    assert r[0] == ("cRING", "grown", ["cRING"], 3)
+    assert r[1] == ("cOTHER", "shrunk", ["cOTHER"], 3)
+    assert r[2] == ("cSAME", "continued", ["cSAME"], 3)
+    assert lineage(con) == [("cOTHER", "shrunk", "cOTHER", 3), ("cRING", "grown", "cRING", 10),
+                            ("cSAME", "continued", "cSAME", 2)]
+
+
+def test_equal_size_with_swapped_members_counts_as_grown():
+    prev = previous({"cA": [0, 1, 2, 3]})
+    con = tonight(40, {0: [0, 1, 2, 9]})
+    assign_identities(con, prev, min_jaccard=0.5)
+    assert result(con)[0][:2] == ("cA", "grown")
 
 
 def test_merge_and_split():
@@ -63,6 +88,29 @@ def test_merge_and_split():
     assert r[1][1] == "split" and r[1][2] == ["cC"]
     assert r[2][1] == "split" and r[2][2] == ["cC"]
     assert len({v[0] for v in r.values()}) == 3
+    rows = lineage(con)
+    merged, left, right = r[0][0], r[1][0], r[2][0]
+    assert (merged, "merged", "cA", 4) in rows and (merged, "merged", "cB", 4) in rows
+    assert ("cA", "merged_into", merged, 4) in rows and ("cB", "merged_into", merged, 4) in rows
+    assert (left, "split", "cC", 5) in rows and ("cC", "split_into", left, 5) in rows
+    assert ("cC", "split_into", right, 5) in rows
+    assert len(rows) == 8
+
+
+def test_a_parent_that_keeps_its_id_still_records_its_split_pieces():
+    prev = previous({"cC": list(range(12))})
+    con = tonight(40, {0: list(range(8)), 1: [8, 9, 10, 11]})
+    assign_identities(con, prev, min_jaccard=0.5)
+    r = result(con)
+    assert r[0][:2] == ("cC", "shrunk") and r[1][1:3] == ("split", ["cC"])
+    assert ("cC", "split_into", r[1][0], 4) in lineage(con)
+
+
+def test_vanished_cluster_is_dissolved():
+    prev = previous({"cA": [0, 1, 2, 3], "cGONE": [10, 11, 12, 13]})
+    con = tonight(40, {0: [0, 1, 2, 3]})
+    assign_identities(con, prev, min_jaccard=0.5)
+    assert ("cGONE", "dissolved", None, None) in lineage(con)
 
 
 def test_unrelated_cluster_is_new():
@@ -70,3 +118,145 @@ def test_unrelated_cluster_is_new():
     con = tonight(40, {0: [30, 31, 32]})
     assign_identities(con, prev, min_jaccard=0.5)
     assert result(con)[0][1:] == ("new", [], None)
+    rows = lineage(con)
+    assert (result(con)[0][0], "new", None, None) in rows
+    assert ("cA", "dissolved", None, None) in rows
+
+
+def test_compare_runs_reads_stored_ids_with_the_same_rule():
+    before = pa.table({"account_id": ["a", "b", "c", "x", "y"],
+                       "cluster_id": ["cA", "cA", "cA", "cX", "cX"]})
+    after = pa.table({"account_id": ["a", "b", "c", "d", "p", "q"],
+                      "cluster_id": ["cA", "cA", "cA", "cA", "cP", "cP"]})
+    rows = compare_runs(before, after, min_jaccard=0.5).to_pylist()
+    kinds = {(r["cluster_id"], r["kind"], r["other_cluster_id"]) for r in rows}
+    assert kinds == {("cA", "grown", "cA"), ("cP", "new", None), ("cX", "dissolved", None)}
+
+
+# --- night after night, end to end ---------------------------------------------------------
+
+SECRET = b"continuity-test-secret-0123456789"
+
+
+def _night(tmp_path: Path, seed: int = 3) -> Path:
+    first = tmp_path / "night1"
+    generate(first, scenario="mixed", n_accounts=6_000, seed=seed)
+    return first
+
+
+def _change_one_percent(src: Path, dst: Path) -> set[str]:
+    """Copy ``src`` to ``dst`` with 1% of accounts changed: half lose their card and device
+    rows, half get a new device; plus 10 new accounts copying the attributes of the first 10.
+    Returns the ids of accounts whose evidence changed (the copied ones included)."""
+    dst.mkdir()
+    accounts = pq.read_table(src / "accounts.parquet")
+    ids = accounts.column("account_id").to_pylist()
+    changed = ids[::100]  # every hundredth: 1%, spread over clusters and singletons
+    dropped, altered = set(changed[::2]), set(changed[1::2])
+    for f in src.glob("*.parquet"):
+        t = pq.read_table(f)
+        if f.name in ("payment_instruments.parquet", "devices.parquet"):
+            keep = pc.invert(pc.is_in(t.column("account_id"), pa.array(sorted(dropped))))
+            t = t.filter(keep)
+        if f.name == "devices.parquet":
+            extra = pa.table({
+                "account_id": sorted(altered),
+                "device_id": [f"new-device-{a}" for a in sorted(altered)],
+                "seen_at": pa.array([t.column("seen_at")[0].as_py()] * len(altered),
+                                    t.schema.field("seen_at").type),
+            })
+            t = pa.concat_tables([t, extra.select(t.schema.names).cast(t.schema)])
+        if f.name == "accounts.parquet":
+            newcomers = t.slice(0, 10).set_column(
+                0, "account_id", pa.array([f"new-{i}" for i in range(10)]))
+            t = pa.concat_tables([t, newcomers])
+        pq.write_table(t, dst / f.name)
+    return set(changed) | set(ids[:10])
+
+
+def test_warm_start_keeps_untouched_clusters(db_url, tmp_path):
+    night1 = _night(tmp_path)
+    night2 = tmp_path / "night2"
+    changed = _change_one_percent(night1, night2)
+    cfg = load_config(None)
+    with Store(db_url) as store:
+        first = run_pipeline(night1, store, cfg, SECRET)
+        second = run_pipeline(night2, store, cfg, SECRET)
+        before, after = store.memberships(first.run_id), store.memberships(second.run_id)
+        lineage = _lineage_rows(store, second.run_id)
+    groups_before = _groups(before)
+    groups_after = _groups(after)
+    untouched = {cid: m for cid, m in groups_before.items() if not m & changed}
+    kept = sum(groups_after.get(cid) == m for cid, m in untouched.items())
+    assert len(untouched) > 500
+    assert kept / len(untouched) >= 0.95, (kept, len(untouched))
+    # The stored lineage accounts for every cluster of tonight.
+    kinds = {r[1] for r in lineage if r[0] in groups_after}
+    assert kinds <= set(LINEAGE_KINDS) and "continued" in kinds
+    assert {r[0] for r in lineage} >= set(groups_after)
+
+
+def test_same_history_same_result(tmp_path):
+    night1 = _night(tmp_path)
+    night2 = tmp_path / "night2"
+    _change_one_percent(night1, night2)
+    cfg = load_config(None)
+    results = []
+    for name in ("a", "b"):
+        with Store(f"sqlite:///{tmp_path / name}.db") as store:
+            run_pipeline(night1, store, cfg, SECRET)
+            run = run_pipeline(night2, store, cfg, SECRET)
+            results.append((store.memberships(run.run_id), _lineage_rows(store, run.run_id)))
+    assert results[0][0].equals(results[1][0])
+    assert results[0][1] == results[1][1]
+
+
+def _groups(memberships: pa.Table) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for account, cid in zip(memberships.column("account_id").to_pylist(),
+                            memberships.column("cluster_id").to_pylist(), strict=True):
+        out.setdefault(cid, set()).add(account)
+    return {cid: frozenset(m) for cid, m in out.items()}
+
+
+def _lineage_rows(store: Store, run_id: int) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT cluster_id, kind, other_cluster_id, overlap, jaccard FROM cluster_lineage "
+            f"WHERE run_id = {int(run_id)} ORDER BY cluster_id, kind, other_cluster_id")]
+
+
+def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from linkage.cli import app
+
+    night1 = _night(tmp_path)
+    night2 = tmp_path / "night2"
+    _change_one_percent(night1, night2)
+    cfg = load_config(None)
+    with Store(db_url) as store:
+        first = run_pipeline(night1, store, cfg, SECRET)
+        second = run_pipeline(night2, store, cfg, SECRET)
+        stored = _lineage_rows(store, second.run_id)
+
+    def diff(*args: str):
+        res = CliRunner(env={"LINKAGE_DB_URL": None}).invoke(
+            app, ["diff", "--from", str(first.run_id), "--to", "latest", "--db", db_url, *args])
+        assert res.exit_code == 0, res.output
+        return res.stdout
+
+    doc = json.loads(diff("--format", "json", "--all"))
+    assert (doc["from_run"], doc["to_run"]) == (first.run_id, second.run_id)
+    got = sorted((r["cluster_id"], r["kind"], r["other_cluster_id"], r["overlap"])
+                 for r in doc["changes"])
+    assert got == sorted(r[:4] for r in stored)  # one definition of lineage
+    changes = json.loads(diff("--format", "json"))["changes"]
+    assert changes and all(r["kind"] != "continued" for r in changes)
+    csv_lines = diff("--format", "csv").splitlines()
+    assert csv_lines[0] == "cluster_id,kind,other_cluster_id,overlap,jaccard"
+    assert len(csv_lines) == len(changes) + 1
+    assert f"run {first.run_id} → run {second.run_id}" in diff()
+    res = CliRunner(env={"LINKAGE_DB_URL": None}).invoke(
+        app, ["diff", "--from", "999", "--db", db_url])
+    assert res.exit_code == 2 and "no such run" in res.stderr

@@ -12,7 +12,8 @@ from linkage.errors import ConfigError, StoreError
 from linkage.store import DEFAULT_DB_URL, Store, migrate, resolve_db_url
 from linkage.store.models import Base
 
-VIEWS = {"latest_run", "latest_clusters", "latest_memberships", "cluster_history"}
+VIEWS = {"latest_run", "latest_clusters", "latest_memberships", "cluster_history",
+         "cluster_lineage"}
 TABLES = set(Base.metadata.tables)
 
 

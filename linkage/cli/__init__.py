@@ -1,7 +1,8 @@
 """The ``linkage`` command line (Typer + Rich).
 
 Exit statuses (CONTRACT.md, section 2): 0 done; 2 bad input, configuration or usage, or no
-such run; 1 internal failure. Errors are printed to standard error as ``Error: ...``.
+such run; 1 internal failure; 3 another run holds the store (try again later). Errors are
+printed to standard error as ``Error: ...``.
 Tables go to standard output; progress and logs to standard error, so ``linkage run``'s last
 line of standard output is always the run id.
 """
@@ -171,19 +172,27 @@ def export_memberships(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="csv (the contract's default), json or parquet.")] = "csv",
 ) -> None:
     """The accounts of every cluster of two or more accounts in a run, as CSV
-    (account_id, cluster_id, cluster_score, flagged).
+    (account_id, cluster_id, cluster_score, flagged), or the same columns as JSON or Parquet.
 
     Example: linkage export memberships --run latest --out memberships.csv
     """
     with _errors():
-        from linkage.reports import write_memberships
+        from linkage.reports import FORMATS, write_memberships, write_table
 
+        if fmt not in FORMATS:
+            raise _usage(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
         store = _store(db)
         try:
             run_id = store.resolve_run(run_ref)
-            n = write_memberships(store.memberships(run_id), out_file)
+            memberships = store.memberships(run_id)
+            if fmt == "csv":
+                n = write_memberships(memberships, out_file)
+            else:
+                n = write_table(memberships, out_file, fmt)
         finally:
             store.close()
     err.print(f"wrote {n:,} memberships of run {run_id} to {out_file}", markup=False)
@@ -332,6 +341,25 @@ def _root(
         "--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """linkage: graph-based account linkage."""
+
+
+# The analyst commands (issue 6) live in their own modules, which import the shared options
+# above; hence registration here, after those are defined.
+from linkage.cli import reports as _reports  # noqa: E402
+from linkage.cli import show as _show  # noqa: E402
+
+_show.register(app)
+_reports.register(app, export_app)
+
+from linkage.cli import forget as _forget  # noqa: E402  (issue 9: erasure on request)
+
+_forget.register(app)
+
+from linkage.cli import diff as _diff  # noqa: E402  (issue 5: lineage between runs)
+from linkage.cli import label as _label  # noqa: E402  (issue 5: analyst labels)
+
+_diff.register(app)
+_label.register(app)
 
 
 def main() -> None:

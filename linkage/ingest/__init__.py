@@ -209,7 +209,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig) 
     _build_ip_map(con)
     validate.create_problem_table(con)
     for table in present:
-        validate.check_rows(con, SPECS[table], _IP_MAP)
+        validate.check_rows(con, SPECS[table], _IP_MAP, max_chars=cfg.max_field_chars)
     if loaded["accounts"]:
         validate.check_duplicates(con)
         for table in present:

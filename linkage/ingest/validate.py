@@ -34,6 +34,7 @@ __all__ = [
     "QUARANTINE",
     "RAW_CARD",
     "REASONS",
+    "TOO_LONG",
     "UNKNOWN_ACCOUNT",
     "Summary",
     "check_accounts",
@@ -56,10 +57,12 @@ RAW_CARD = "raw card number in fingerprint (expected the processor's token)"
 BAD_COUNT = "invalid token count (expected an integer >= 0)"
 DUPLICATE = "duplicate account_id"
 UNKNOWN_ACCOUNT = "unknown account_id (not in accounts)"
+TOO_LONG = "field longer than N characters"
+"""N is ``ingest.max_field_chars``; the recorded reason carries the number."""
 ACCOUNT_QUARANTINED = "account quarantined (its accounts row was set aside)"
 REASONS = (
     MISSING, BAD_TIMESTAMP, BAD_IP, RAW_CARD, BAD_COUNT, DUPLICATE, UNKNOWN_ACCOUNT,
-    ACCOUNT_QUARANTINED,
+    ACCOUNT_QUARANTINED, TOO_LONG,
 )
 """Every row-level reason; they are the keys of ``IngestResult.rows_quarantined``."""
 
@@ -80,11 +83,13 @@ def _insert(con: duckdb.DuckDBPyConnection, select: str, params: list[object]) -
     con.execute(f"INSERT INTO {PROBLEMS} {select}", params)
 
 
-def check_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, ip_map: str) -> None:
-    """Required values, timestamps, token counts, IPs and card numbers of one table.
+def check_rows(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, ip_map: str, *, max_chars: int = 10_000
+) -> None:
+    """Required values, timestamps, token counts, IPs, card numbers and lengths of one table.
 
     ``ip_map`` is a table ``(raw, ip)`` giving the canonical IP (``NULL``: invalid) of every
-    distinct IP text in the stage.
+    distinct IP text in the stage; ``max_chars`` is ``ingest.max_field_chars``.
     """
     t = TABLE_NAMES.index(spec.name)
     stage = stage_name(spec.name)
@@ -120,6 +125,13 @@ def check_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, ip_map: str) -> 
                 f"{head} s.{c}, ? FROM {stage} s JOIN {ip_map} m ON s.{c} = m.raw "
                 "WHERE m.ip IS NULL",
                 [t, o + 1, col.name, BAD_IP],
+            )
+        if col.norm not in ("timestamp", "count", "unused"):
+            # A raw card number is reported (redacted) as such, never as an overlong value.
+            card = f" AND NOT {col.name}__card" if col.norm == "card" else ""
+            _insert(
+                con, f"{head} {c}, ? FROM {stage} WHERE length({c}) > ?{card}",
+                [t, o + 2, col.name, TOO_LONG.replace("N", str(max_chars)), max_chars],
             )
 
 

@@ -1,5 +1,11 @@
 """Reports read only from the store: what an analyst sees is what the run decided."""
 
-from linkage.reports.exports import safe_text_column, write_csv, write_memberships
+from linkage.reports.exports import (
+    FORMATS,
+    safe_text_column,
+    write_csv,
+    write_memberships,
+    write_table,
+)
 
-__all__ = ["safe_text_column", "write_csv", "write_memberships"]
+__all__ = ["FORMATS", "safe_text_column", "write_csv", "write_memberships", "write_table"]

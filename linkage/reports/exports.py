@@ -4,17 +4,24 @@ Account ids, names and reasons can carry text written by the people linkage hunt
 that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
 Excel, LibreOffice and Google Sheets (CSV injection); such cells are prefixed with a single
 quote, the neutralisation OWASP recommends. Done column-wise with Arrow compute.
+
+JSON and Parquet carry the same columns as the CSV, values as stored (no neutralising: they
+are read by programs, not spreadsheets).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
-__all__ = ["safe_text_column", "write_csv", "write_memberships"]
+__all__ = ["FORMATS", "safe_text_column", "write_csv", "write_memberships", "write_table"]
+
+FORMATS = ("csv", "json", "parquet")
 
 _FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -45,3 +52,24 @@ def write_memberships(memberships: pa.Table, out: Path) -> int:
     (plus any further columns given); returns the number of rows."""
     write_csv(memberships, out)
     return memberships.num_rows
+
+
+def write_table(table: pa.Table, out: Path, fmt: str = "csv") -> int:
+    """Write ``table`` as ``csv`` (spreadsheet-safe), ``json`` (an array of objects) or
+    ``parquet``; atomically (a reader never sees half a file). Returns the number of rows."""
+    if fmt == "csv":
+        write_csv(table, out)
+        return table.num_rows
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    if fmt == "json":
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(table.to_pylist(), f, default=str, ensure_ascii=False, indent=1)
+            f.write("\n")
+    else:
+        pq.write_table(table, tmp)
+    tmp.replace(out)
+    return table.num_rows

@@ -18,8 +18,8 @@ that run's rows.
 Examples
 --------
 >>> sorted(Base.metadata.tables)  # doctest: +NORMALIZE_WHITESPACE
-['cluster_keys', 'clusters', 'evidence', 'evidence_signals', 'memberships', 'quarantine',
- 'runs', 'store_meta']
+['cluster_keys', 'clusters', 'erasures', 'evidence', 'evidence_signals', 'labels',
+ 'lineage', 'memberships', 'quarantine', 'runs', 'store_meta']
 >>> Membership.__table__.primary_key.name
 'pk_memberships'
 """
@@ -47,13 +47,17 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "LABELS",
     "NAMING_CONVENTION",
     "RUN_STATUSES",
     "Base",
     "Cluster",
     "ClusterKey",
+    "Erasure",
     "Evidence",
     "EvidenceSignal",
+    "Label",
+    "Lineage",
     "Membership",
     "Quarantine",
     "Run",
@@ -73,7 +77,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("running", "succeeded", "failed")
+# abandoned: left running by a process that died; set by the next run (which holds the lock).
+RUN_STATUSES = ("running", "succeeded", "failed", "abandoned")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -124,7 +129,7 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('running', 'succeeded', 'failed')",
+            "status IN ('running', 'succeeded', 'failed', 'abandoned')",
             name="status",
         ),
         # AUTOINCREMENT on SQLite: a deleted run's id is never handed out again, so an id
@@ -263,3 +268,82 @@ class StoreMeta(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Erasure(Base):
+    """One ``linkage forget``: when, by whom, why, and how many rows it removed.
+
+    The account is named only by a keyed hash (``account_key``), so the audit trail neither
+    keeps nor reveals the identifier it erased, yet a repeated request can be recognised.
+    """
+
+    __tablename__ = "erasures"
+    __table_args__ = (
+        Index(None, "account_key"),
+        {"sqlite_autoincrement": True},
+    )
+
+    erasure_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    erased_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    account_key: Mapped[str] = mapped_column(String(128))
+    # The run ids that held rows of the account, and rows removed per table.
+    runs_json: Mapped[str] = mapped_column(Text)
+    rows_removed_json: Mapped[str] = mapped_column(Text)
+    n_rows_removed: Mapped[int] = mapped_column(BigInteger)
+
+
+class Lineage(Base):
+    """What each cluster of a run is relative to the previous run (``linkage.continuity``).
+
+    ``kind`` is one of ``new``, ``continued``, ``grown``, ``shrunk``, ``merged``, ``split``
+    (about a cluster of this run) or ``merged_into``, ``split_into``, ``dissolved`` (about a
+    cluster of the previous run, named by its old id). A merged cluster has a row per
+    parent, a split parent a row per piece, hence a sequence number as the key.
+    """
+
+    __tablename__ = "lineage"
+    __table_args__ = (Index(None, "run_id", "cluster_id"),)
+
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    other_cluster_id: Mapped[str | None] = mapped_column(Text)
+    # Accounts in both clusters, and their Jaccard index; NULL for new and dissolved.
+    overlap: Mapped[int | None] = mapped_column(Integer)
+    jaccard: Mapped[float | None] = mapped_column(Float)
+
+
+LABELS = ("confirmed", "false_positive", "watch")
+
+
+class Label(Base):
+    """An analyst's verdict on a cluster or an account: an append-only audit log.
+
+    Rows are only ever inserted (``linkage.labels``); a later label supersedes an earlier
+    one for the same target, but both stay. On PostgreSQL a trigger refuses UPDATE and
+    DELETE (migration 0003); on SQLite two triggers do the same. Not keyed on a run: a label
+    outlives the run it was made on, and deleting a run must not erase the audit trail.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        CheckConstraint("target_kind IN ('cluster', 'account')", name="target_kind"),
+        CheckConstraint("label IN ('confirmed', 'false_positive', 'watch')", name="label"),
+        Index(None, "target_kind", "target_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    label_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The run whose clusters the label was made against, and for a cluster label its
+    # members at that time (JSON list): what "the labelled membership" means later.
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    members_json: Mapped[str | None] = mapped_column(Text)

@@ -23,6 +23,7 @@ linkage.errors.StoreError: RunRecord.memberships lacks column 'cluster_id' (has:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -75,6 +76,17 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
             ("n_members", pa.int64()),
         ]
     ),
+    # What each cluster is relative to the previous run (linkage.continuity); rows about a
+    # previous cluster that vanished name it by its old id, so no check against ``clusters``.
+    "lineage": pa.schema(
+        [
+            ("cluster_id", pa.string()),
+            ("kind", pa.string()),
+            ("other_cluster_id", pa.string()),
+            ("overlap", pa.int64()),
+            ("jaccard", pa.float64()),
+        ]
+    ),
     "quarantine": pa.schema(
         [
             ("table_name", pa.string()),
@@ -106,8 +118,9 @@ class RunRecord:
         The run's headline counts, stored on its ``runs`` row.
     timings
         Seconds per stage, in stage order.
-    clusters, memberships, evidence, evidence_signals, cluster_keys, quarantine
-        Arrow tables with (at least) the columns of :data:`RECORD_SCHEMAS`.
+    clusters, memberships, evidence, evidence_signals, cluster_keys, quarantine, lineage
+        Arrow tables with (at least) the columns of :data:`RECORD_SCHEMAS` (``lineage`` may
+        be left out: no lineage rows).
     """
 
     input_fingerprint: str
@@ -124,6 +137,10 @@ class RunRecord:
     evidence_signals: pa.Table
     cluster_keys: pa.Table
     quarantine: pa.Table
+    # Last and defaulted: records built before lineage existed stay valid (no lineage rows).
+    lineage: pa.Table = dataclasses.field(
+        default_factory=lambda: RECORD_SCHEMAS["lineage"].empty_table()
+    )
 
     @classmethod
     def empty(cls, *, input_fingerprint: str) -> RunRecord:

@@ -255,6 +255,32 @@ class Store:
                 conn, run_id, status="failed", stage=stage, error=error, finished_at=_now()
             )
 
+    def abandon_running(self) -> list[int]:
+        """Mark every ``running`` run ``abandoned`` (its stage kept); return their ids.
+
+        Only for a caller holding the run lock (:func:`linkage.store.lock.run_lock`): then no
+        live process can be working on a ``running`` run, so each one was left behind by a
+        process that died without recording why (SIGKILL, power loss, OOM killer).
+        """
+        with self._guard("marking abandoned runs"), self.engine.begin() as conn:
+            stale = [
+                int(r) for r in conn.execute(
+                    select(_RUNS.c.run_id).where(_RUNS.c.status == "running")
+                ).scalars()
+            ]
+            if stale:
+                conn.execute(
+                    _RUNS.update()
+                    .where(_RUNS.c.run_id.in_(stale), _RUNS.c.status == "running")
+                    .values(status="abandoned", finished_at=_now(),
+                            error="abandoned: the process running it died without recording "
+                            "an outcome (found by the next run)")
+                )
+        for run_id in stale:
+            log.warning("run %d was left running by a process that died: marked abandoned",
+                        run_id)
+        return stale
+
     def publish_run(self, run_id: int, result: RunRecord) -> None:
         """Write a run's results and mark it ``succeeded``, all in one transaction.
 
@@ -294,6 +320,11 @@ class Store:
             self._write(conn, "evidence_signals", run_id, result.table("evidence_signals"))
             self._write(conn, "cluster_keys", run_id, result.table("cluster_keys"))
             self._write(conn, "quarantine", run_id, quarantine)
+            lineage = result.table("lineage")
+            lineage = lineage.add_column(
+                0, "seq", pa.array(range(1, lineage.num_rows + 1), pa.int64())
+            )
+            self._write(conn, "lineage", run_id, lineage)
         log.info("published run %d in %.1fs", run_id, time.perf_counter() - started)
 
     # -- reading -------------------------------------------------------------------------

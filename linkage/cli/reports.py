@@ -1,0 +1,143 @@
+"""``linkage report`` and the analyst exports: ``export banlist``, ``export clusters`` and
+``export case``.
+
+All of them read from the store only; CSV output is spreadsheet-safe
+(:func:`linkage.reports.write_csv`) and HTML output escapes everything that came from the input.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linkage.cli import DbOpt, RunOpt, _errors, _store, err
+
+__all__ = ["TableFormat", "register"]
+
+
+class TableFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+MinScoreOpt = Annotated[float | None, typer.Option(
+    "--min-score", min=0.0, max=1.0,
+    help="Clusters whose score reaches this (default: the run's flagged clusters).",
+    show_default=False)]
+
+
+def export_banlist(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    min_score: MinScoreOpt = None,
+) -> None:
+    """Accounts to act on, as spreadsheet-safe CSV: account_id, cluster_id, score,
+    top_reason (members of flagged clusters, or of clusters scoring at least --min-score).
+
+    Example: linkage export banlist --min-score 0.7 --out banlist.csv
+    """
+    with _errors():
+        from linkage.reports import write_csv
+        from linkage.reports.queries import banlist
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            table = banlist(store, run_id, min_score=min_score)
+        finally:
+            store.close()
+        write_csv(table, out_file)
+    err.print(f"wrote {table.num_rows:,} accounts of run {run_id} to {out_file}",
+              markup=False, highlight=False)
+
+
+def export_clusters(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="File format.")]
+    = TableFormat.csv,
+    min_score: Annotated[float | None, typer.Option(
+        "--min-score", min=0.0, max=1.0, help="Only clusters whose score reaches this.",
+        show_default=False)] = None,
+) -> None:
+    """A run's clusters (size, score, flag, lineage, features, contributions, reasons,
+    top_reason) as CSV, JSON or Parquet.
+
+    Example: linkage export clusters --format parquet --out clusters.parquet
+    """
+    with _errors():
+        from linkage.reports import write_table
+        from linkage.reports.queries import clusters_table
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            table = clusters_table(store, run_id, min_score=min_score)
+        finally:
+            store.close()
+        n = write_table(table, out_file, fmt.value)
+    err.print(f"wrote {n:,} clusters of run {run_id} to {out_file}", markup=False,
+              highlight=False)
+
+
+def export_case(
+    cluster_id: Annotated[str, typer.Argument(help="Cluster id, e.g. c503c28b60cd5.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+) -> None:
+    """One self-contained HTML case packet for a cluster: summary, reasons, score breakdown,
+    graph drawing, shared keys, every evidence edge with its signals, members and their
+    history, lineage.
+
+    Example: linkage export case c503c28b60cd5 --out case-c503c28b60cd5.html
+    """
+    with _errors():
+        from linkage.reports.html import write_case
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            write_case(store, run_id, cluster_id, out_file)
+        finally:
+            store.close()
+    err.print(f"wrote the case packet of cluster {cluster_id!r} (run {run_id}) to {out_file}",
+              markup=False, highlight=False)
+
+
+def report(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.",
+                                          file_okay=False)],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    min_score: MinScoreOpt = None,
+) -> None:
+    """A static, self-contained HTML report of a run (no network needed to open it): an
+    overview and one page per flagged cluster (or per cluster scoring at least --min-score).
+
+    Example: linkage report --run latest --out report/
+    """
+    with _errors():
+        from linkage.reports.html import write_report
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            index = write_report(store, run_id, out_dir, min_score=min_score)
+        finally:
+            store.close()
+    err.print(f"wrote the report of run {run_id} to {index}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer, export_app: typer.Typer) -> None:
+    """Add ``report`` to the root application and the analyst exports to ``export``."""
+    app.command("report")(report)
+    export_app.command("banlist")(export_banlist)
+    export_app.command("clusters")(export_clusters)
+    export_app.command("case")(export_case)

@@ -1,0 +1,218 @@
+"""``linkage show cluster``, ``linkage show account`` and ``linkage explain``.
+
+Explanations read from the store only (:mod:`linkage.reports.queries`). Rich tables on a
+terminal, ``--format json`` for tools. Every value that came from the input (account ids)
+is wrapped in :class:`rich.text.Text`, so a name such as ``[red]x[/red]`` is printed as
+written rather than read as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from linkage.cli import DbOpt, RunOpt, _errors, _store, out
+
+__all__ = ["OutputFormat", "explain", "register", "show_app"]
+
+show_app = typer.Typer(help="Explain a cluster or an account from the store.",
+                       no_args_is_help=True)
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+FormatOpt = Annotated[OutputFormat, typer.Option(
+    "--format", "-f", help="text (Rich tables) or json (one JSON document).")]
+
+
+def _json(data: Any) -> None:
+    # default=str: timestamps become ISO-like text; everything else is plain JSON already.
+    print(json.dumps(data, default=str, indent=2))
+
+
+def _t(value: Any) -> Text:
+    return Text("" if value is None else str(value))
+
+
+def _signals(signals: list[dict[str, Any]], limit: int = 4) -> Text:
+    return _t(", ".join(f"{s['signal']} {s['contribution']:.2f}" for s in signals[:limit]))
+
+
+def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in rows:
+        table.add_row(_t(key), _t(value))
+    return table
+
+
+@show_app.command("cluster")
+def show_cluster(
+    cluster_id: Annotated[str, typer.Argument(help="Cluster id, e.g. c503c28b60cd5.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    fmt: FormatOpt = OutputFormat.text,
+    max_members: Annotated[int, typer.Option(help="Members to list (text format).")] = 50,
+) -> None:
+    """A cluster: score and each feature's contribution, reasons, members, shared keys by
+    kind with counts, and lineage.
+
+    Example: linkage show cluster c503c28b60cd5 --run latest
+    """
+    with _errors():
+        from linkage.reports.queries import cluster_detail
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            detail = cluster_detail(store, run_id, cluster_id)
+        finally:
+            store.close()
+    edges = detail.pop("edges")
+    detail["n_evidence_edges"] = len(edges)
+    if fmt is OutputFormat.json:
+        _json(detail)
+        return
+    out.print(_kv(f"cluster {detail['cluster_id']} in run {run_id}", [
+        ("size", detail["size"]), ("score", f"{detail['score']:.3f}"),
+        ("flagged", "yes" if detail["flagged"] else "no"),
+        ("origin", detail["origin"]), ("parents", ", ".join(detail["parents"]) or "-"),
+        ("first seen in run", detail["first_seen_run_id"]),
+        ("evidence edges", len(edges) if edges else "not kept (score below "
+         "store.evidence_min_score)"),
+    ]))
+    contrib = Table(title="score breakdown")
+    for col in ("feature", "value", "contribution"):
+        contrib.add_column(col)
+    for name, value in sorted(detail["contributions"].items(), key=lambda kv: -kv[1]):
+        contrib.add_row(name, f"{detail['features'].get(name, 0.0):.3f}", f"{value:.3f}")
+    contrib.add_row("size_factor", f"{detail['features'].get('size_factor', 1.0):.3f}", "x")
+    out.print(contrib)
+    reasons = Table(title="reasons", show_header=False)
+    for r in detail["reasons"]:
+        reasons.add_row(_t(r))
+    out.print(reasons)
+    keys = Table(title="shared keys by kind")
+    for col in ("signal", "keys", "most members on one key"):
+        keys.add_column(col)
+    for k in detail["shared_keys"]:
+        keys.add_row(_t(k["signal"]), str(k["n_keys"]), str(k["max_members"]))
+    out.print(keys)
+    history = Table(title="lineage: this cluster id across runs")
+    for col in ("run", "size", "score", "flagged", "origin"):
+        history.add_column(col)
+    for h in detail["history"]:
+        history.add_row(str(h["run_id"]), str(h["size"]), f"{h['score']:.3f}",
+                        "yes" if h["flagged"] else "no", _t(h["origin"]))
+    out.print(history)
+    shown = detail["members"][:max_members]
+    more = len(detail["members"]) - len(shown)
+    out.print(Text(f"members ({len(detail['members'])}): " + ", ".join(shown)
+                   + (f", … {more} more" if more > 0 else "")))
+
+
+@show_app.command("account")
+def show_account(
+    account_id: Annotated[str, typer.Argument(help="Account id as given in the input.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    fmt: FormatOpt = OutputFormat.text,
+    links: Annotated[int, typer.Option(help="How many strongest links to list.")] = 10,
+) -> None:
+    """An account: its cluster in each run, and its strongest links in the chosen run.
+
+    Example: linkage show account a0000013
+    """
+    with _errors():
+        from linkage.errors import NotFoundError
+        from linkage.reports.queries import account_history, account_links
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            history = account_history(store, account_id)
+            if not history:
+                raise NotFoundError(
+                    f"no such account in any cluster: {account_id[:60]!r} (accounts that "
+                    "share nothing with anyone are not stored)")
+            strongest = account_links(store, run_id, account_id, limit=links)
+        finally:
+            store.close()
+    current = next((h for h in history if h["run_id"] == run_id), None)
+    data = {"account_id": account_id, "run_id": run_id,
+            "cluster_id": current["cluster_id"] if current else None,
+            "history": history, "links": strongest}
+    if fmt is OutputFormat.json:
+        _json(data)
+        return
+    table = Table(title=Text(f"account {account_id}: cluster by run"))
+    for col in ("run", "cluster", "size", "score", "flagged", "origin"):
+        table.add_column(col)
+    for h in history:
+        table.add_row(str(h["run_id"]), _t(h["cluster_id"]), str(h["size"]),
+                      f"{h['cluster_score']:.3f}", "yes" if h["flagged"] else "no",
+                      _t(h["origin"]))
+    out.print(table)
+    if current is None:
+        out.print(Text(f"not in a cluster in run {run_id}"))
+        return
+    link_table = Table(title=f"strongest links in run {run_id}")
+    for col in ("other account", "weight", "signals"):
+        link_table.add_column(col)
+    for link in strongest:
+        link_table.add_row(_t(link["other"]), f"{link['weight']:.3f}",
+                           _signals(link["signals"]))
+    out.print(link_table)
+
+
+def explain(
+    a: Annotated[str, typer.Argument(help="First account id.")],
+    b: Annotated[str, typer.Argument(help="Second account id.")],
+    db: DbOpt = None,
+    run_ref: RunOpt = "latest",
+    fmt: FormatOpt = OutputFormat.text,
+) -> None:
+    """The strongest evidence path between two accounts: every hop with its signals and
+    weights (path strength = product of the hop weights).
+
+    Example: linkage explain a0000013 a0002795 --run latest
+    """
+    with _errors():
+        from linkage.reports.queries import explain_path
+
+        store = _store(db)
+        try:
+            run_id = store.resolve_run(run_ref)
+            result = explain_path(store, run_id, a, b)
+        finally:
+            store.close()
+    if fmt is OutputFormat.json:
+        _json(result)
+        return
+    if not result["found"]:
+        out.print(Text(f"no evidence path in run {run_id}: {result['note']} "
+                       f"({result['cluster_a']}, {result['cluster_b']})"))
+        return
+    table = Table(title=Text(f"strongest evidence path {a} → {b} in run {run_id} "
+                             f"(strength {result['strength']:.3f}, "
+                             f"{len(result['hops'])} hops)"))
+    for col in ("from", "to", "weight", "signals (contribution x shared keys)"):
+        table.add_column(col)
+    for hop in result["hops"]:
+        signals = ", ".join(f"{s['signal']} {s['contribution']:.2f} x{s['shared_keys']}"
+                            for s in hop["signals"])
+        table.add_row(_t(hop["from"]), _t(hop["to"]), f"{hop['weight']:.3f}", _t(signals))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``show`` and ``explain`` to the root application."""
+    app.add_typer(show_app, name="show")
+    app.command("explain")(explain)

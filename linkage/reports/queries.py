@@ -1,0 +1,387 @@
+"""The read layer of the reports: what the store says about runs, clusters and accounts.
+
+Every function takes a :class:`~linkage.store.Store` and returns plain data (dicts, lists of
+dicts, Arrow tables) read with SQLAlchemy Core statements whose values are all bound. Nothing
+is recomputed: scores, reasons and lineage are the ones the run stored. The one computation
+here is :func:`explain_path`, a shortest path over the stored evidence edges: it chooses
+among edges the run kept, it does not weigh anything anew.
+
+Results are sorted in Python, by code point, like the store's own readers: an ``ORDER BY``
+on PostgreSQL follows the database's collation and reports must not depend on it.
+
+Examples
+--------
+>>> from linkage.store import RunRecord, Store
+>>> store = Store("sqlite://")
+>>> store.ensure_schema()
+>>> run_id = store.begin_run(config_json="{}", config_hash="0", seed=1, code_version="dev",
+...                          input_path="in/")
+>>> store.publish_run(run_id, RunRecord.empty(input_fingerprint="sha256:0"))
+>>> run_summary(store, run_id)["n_clusters"]
+0
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from linkage.errors import NotFoundError, StoreError, shorten
+from linkage.store import Store
+from linkage.store.models import Base
+
+__all__ = [
+    "STRONG_LINK",
+    "account_history",
+    "account_links",
+    "banlist",
+    "cluster_detail",
+    "cluster_history",
+    "cluster_summary",
+    "clusters_table",
+    "evidence_edges",
+    "explain_path",
+    "members",
+    "new_since_previous",
+    "previous_run_id",
+    "run_summary",
+    "shared_keys",
+]
+
+# The "strong link" of the scoring reasons ("60 of 62 have at least one strong link"): the
+# same cut-off marks the core members in drawings and tables.
+STRONG_LINK = 0.6
+
+_T = Base.metadata.tables
+_RUNS, _CLUSTERS, _MEMBERS = _T["runs"], _T["clusters"], _T["memberships"]
+_EVIDENCE, _SIGNALS, _KEYS = _T["evidence"], _T["evidence_signals"], _T["cluster_keys"]
+
+
+@contextmanager
+def _connect(store: Store, doing: str) -> Iterator[Connection]:
+    """A connection; database errors become :class:`StoreError` naming what was being read."""
+    try:
+        with store.engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise StoreError(f"{doing} failed on {store.display_url}: {detail[:500]}") from exc
+
+
+def _cluster_row(row: Any) -> dict[str, Any]:
+    """A ``clusters`` row with its JSON columns parsed."""
+    d = dict(row._mapping)
+    for name in ("parents", "features", "contributions", "reasons"):
+        d[name] = json.loads(d.pop(f"{name}_json"))
+    d["top_reason"] = d["reasons"][0] if d["reasons"] else ""
+    return d
+
+
+def run_summary(store: Store, run_id: int) -> dict[str, Any]:
+    """The ``runs`` row of a run, JSON columns parsed, plus the score threshold it used."""
+    run = store.run(run_id)
+    for name in ("rows_read", "rows_quarantined", "timings", "config"):
+        raw = run.get(f"{name}_json")
+        run[name] = json.loads(raw) if raw else {}
+    run["threshold"] = run["config"].get("scoring", {}).get("threshold")
+    return run
+
+
+def previous_run_id(store: Store, run_id: int) -> int | None:
+    """The succeeded run before ``run_id`` (what continuity compared it with), or ``None``."""
+    query = select(func.max(_RUNS.c.run_id)).where(
+        _RUNS.c.status == "succeeded", _RUNS.c.run_id < run_id
+    )
+    with _connect(store, "finding the previous run") as conn:
+        return conn.execute(query).scalar()
+
+
+def cluster_summary(store: Store, run_id: int, cluster_id: str) -> dict[str, Any]:
+    """One cluster of a run: the ``clusters`` columns, JSON parsed, plus ``top_reason``.
+
+    Raises :class:`NotFoundError` (exit 2) when the run has no such cluster.
+    """
+    query = select(_CLUSTERS).where(
+        _CLUSTERS.c.run_id == run_id, _CLUSTERS.c.cluster_id == cluster_id
+    )
+    with _connect(store, f"reading cluster {shorten(cluster_id)}") as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"no such cluster: {shorten(cluster_id)} in run {run_id}")
+    return _cluster_row(row)
+
+
+def members(store: Store, run_id: int, cluster_id: str) -> list[str]:
+    """The account ids of a cluster, in code-point order."""
+    query = select(_MEMBERS.c.account_id).where(
+        _MEMBERS.c.run_id == run_id, _MEMBERS.c.cluster_id == cluster_id
+    )
+    with _connect(store, "reading members") as conn:
+        return sorted(conn.execute(query).scalars())
+
+
+def shared_keys(store: Store, run_id: int, cluster_id: str) -> list[dict[str, Any]]:
+    """Per signal: how many keys the members share and the most members one key links.
+
+    Empty when the run did not keep this cluster's evidence (``store.evidence_min_score``).
+    """
+    k = _KEYS
+    query = (
+        select(
+            k.c.signal,
+            func.count().label("n_keys"),
+            func.max(k.c.n_members).label("max_members"),
+        )
+        .where(k.c.run_id == run_id, k.c.cluster_id == cluster_id)
+        .group_by(k.c.signal)
+    )
+    with _connect(store, "reading shared keys") as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    return sorted(rows, key=lambda r: (-r["max_members"], -r["n_keys"], r["signal"]))
+
+
+def evidence_edges(
+    store: Store, run_id: int, cluster_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The stored evidence edges of some clusters, each with its per-signal contributions.
+
+    Each edge is ``{account_a, account_b, cluster_id, weight, signals}``, ``signals`` a list
+    of ``{signal, contribution, shared_keys}``, strongest first; edges by weight desc.
+    """
+    e, s = _EVIDENCE, _SIGNALS
+    ids = list(cluster_ids)
+    query = (
+        select(e.c.account_a, e.c.account_b, e.c.cluster_id, e.c.weight,
+               s.c.signal, s.c.contribution, s.c.shared_keys)
+        .join(s, (s.c.run_id == e.c.run_id) & (s.c.account_a == e.c.account_a)
+              & (s.c.account_b == e.c.account_b))
+        .where(e.c.run_id == run_id, e.c.cluster_id.in_(ids))
+    )
+    edges: dict[tuple[str, str], dict[str, Any]] = {}
+    with _connect(store, "reading evidence") as conn:
+        for r in conn.execute(query):
+            edge = edges.setdefault((r.account_a, r.account_b), {
+                "account_a": r.account_a, "account_b": r.account_b,
+                "cluster_id": r.cluster_id, "weight": r.weight, "signals": [],
+            })
+            edge["signals"].append({"signal": r.signal, "contribution": r.contribution,
+                                    "shared_keys": r.shared_keys})
+    for edge in edges.values():
+        edge["signals"].sort(key=lambda x: (-x["contribution"], x["signal"]))
+    return sorted(edges.values(),
+                  key=lambda x: (-x["weight"], x["account_a"], x["account_b"]))
+
+
+def cluster_history(store: Store, cluster_id: str) -> list[dict[str, Any]]:
+    """The same ``cluster_id`` in every succeeded run: run, size, score, flag, origin."""
+    c, r = _CLUSTERS, _RUNS
+    query = (
+        select(c.c.run_id, c.c.size, c.c.score, c.c.flagged, c.c.origin, r.c.finished_at)
+        .join(r, r.c.run_id == c.c.run_id)
+        .where(c.c.cluster_id == cluster_id, r.c.status == "succeeded")
+    )
+    with _connect(store, "reading cluster history") as conn:
+        return sorted((dict(x._mapping) for x in conn.execute(query)),
+                      key=lambda x: x["run_id"])
+
+
+def cluster_detail(store: Store, run_id: int, cluster_id: str) -> dict[str, Any]:
+    """Everything the store knows about one cluster of a run, for ``show`` and the reports.
+
+    The summary of :func:`cluster_summary` plus ``members``, ``shared_keys``, ``edges``
+    (:func:`evidence_edges`), ``evidence_kept`` and ``history`` (the cluster across runs).
+    """
+    detail = cluster_summary(store, run_id, cluster_id)
+    detail["run_id"] = run_id
+    detail["members"] = members(store, run_id, cluster_id)
+    detail["shared_keys"] = shared_keys(store, run_id, cluster_id)
+    detail["edges"] = evidence_edges(store, run_id, [cluster_id])
+    detail["evidence_kept"] = bool(detail["edges"])
+    detail["history"] = cluster_history(store, cluster_id)
+    return detail
+
+
+def account_history(store: Store, account_id: str) -> list[dict[str, Any]]:
+    """An account's cluster in every succeeded run (what the ``cluster_history`` view shows).
+
+    Each row: ``run_id, cluster_id, size, cluster_score, flagged, origin, finished_at``,
+    oldest run first. Empty when the account was never in a cluster of two or more.
+    """
+    m, c, r = _MEMBERS, _CLUSTERS, _RUNS
+    query = (
+        select(m.c.run_id, m.c.cluster_id, c.c.size, c.c.score.label("cluster_score"),
+               c.c.flagged, c.c.origin, r.c.finished_at)
+        .join(c, (c.c.run_id == m.c.run_id) & (c.c.cluster_id == m.c.cluster_id))
+        .join(r, r.c.run_id == m.c.run_id)
+        .where(m.c.account_id == account_id, r.c.status == "succeeded")
+    )
+    with _connect(store, f"reading the history of account {shorten(account_id)}") as conn:
+        return sorted((dict(x._mapping) for x in conn.execute(query)),
+                      key=lambda x: x["run_id"])
+
+
+def account_links(
+    store: Store, run_id: int, account_id: str, *, limit: int = 10
+) -> list[dict[str, Any]]:
+    """An account's strongest stored evidence edges in a run, strongest first.
+
+    Each is ``{other, weight, signals}`` (see :func:`evidence_edges`).
+    """
+    e = _EVIDENCE
+    query = select(e.c.cluster_id).where(
+        e.c.run_id == run_id, (e.c.account_a == account_id) | (e.c.account_b == account_id)
+    ).limit(1)
+    with _connect(store, "reading evidence") as conn:
+        cluster_id = conn.execute(query).scalar()
+    if cluster_id is None:
+        return []
+    links = []
+    for edge in evidence_edges(store, run_id, [cluster_id]):
+        if account_id in (edge["account_a"], edge["account_b"]):
+            other = edge["account_b"] if edge["account_a"] == account_id else edge["account_a"]
+            links.append({"other": other, "weight": edge["weight"], "signals": edge["signals"]})
+    return links[:limit]
+
+
+def _membership(store: Store, run_id: int, account_id: str) -> str:
+    query = select(_MEMBERS.c.cluster_id).where(
+        _MEMBERS.c.run_id == run_id, _MEMBERS.c.account_id == account_id
+    )
+    with _connect(store, "reading memberships") as conn:
+        cluster_id = conn.execute(query).scalar()
+    if cluster_id is None:
+        raise NotFoundError(
+            f"no such account in a cluster of run {run_id}: {shorten(account_id)} "
+            "(accounts that share nothing with anyone are not stored)"
+        )
+    return str(cluster_id)
+
+
+def explain_path(store: Store, run_id: int, a: str, b: str) -> dict[str, Any]:
+    """The strongest chain of stored evidence between accounts ``a`` and ``b`` in a run.
+
+    The strength of a path is the product of its edge weights, so the strongest path is the
+    shortest one under edge length ``-log(weight)`` (Dijkstra in igraph). Stored evidence
+    joins only accounts of one cluster, so accounts of two different clusters have no path;
+    the answer then says so rather than searching the whole run.
+
+    Returns ``{run_id, a, b, cluster_a, cluster_b, found, note, strength, path, hops}``;
+    each hop is ``{from, to, weight, signals}``. Raises :class:`NotFoundError` when either
+    account is not in a cluster of that run.
+    """
+    import igraph as ig
+
+    cluster_a, cluster_b = _membership(store, run_id, a), _membership(store, run_id, b)
+    result: dict[str, Any] = {
+        "run_id": run_id, "a": a, "b": b, "cluster_a": cluster_a, "cluster_b": cluster_b,
+        "found": False, "note": "", "strength": 0.0, "path": [], "hops": [],
+    }
+    if a == b:
+        result.update(found=True, strength=1.0, path=[a], note="the same account")
+        return result
+    if cluster_a != cluster_b:
+        result["note"] = ("the accounts are in different clusters; stored evidence only "
+                          "links accounts of one cluster")
+        return result
+    edges = evidence_edges(store, run_id, [cluster_a])
+    if not edges:
+        result["note"] = ("the run did not keep this cluster's evidence (its score is below "
+                          "store.evidence_min_score)")
+        return result
+    names = sorted({x for e in edges for x in (e["account_a"], e["account_b"])})
+    index = {name: i for i, name in enumerate(names)}
+    graph = ig.Graph(n=len(names),
+                     edges=[(index[e["account_a"]], index[e["account_b"]]) for e in edges])
+    # A weight of 0 would be an infinite length; such an edge is never stored, but clamp.
+    lengths = [-math.log(min(max(e["weight"], 1e-12), 1.0)) for e in edges]
+    if a not in index or b not in index:
+        result["note"] = "one of the accounts has no stored evidence edge"
+        return result
+    epath = graph.get_shortest_paths(index[a], index[b], weights=lengths, output="epath")[0]
+    if not epath:
+        result["note"] = "no chain of stored evidence joins the two accounts"
+        return result
+    node, strength, hops, path = a, 1.0, [], [a]
+    for eid in epath:
+        edge = edges[eid]
+        nxt = edge["account_b"] if edge["account_a"] == node else edge["account_a"]
+        hops.append({"from": node, "to": nxt, "weight": edge["weight"],
+                     "signals": edge["signals"]})
+        strength *= edge["weight"]
+        path.append(nxt)
+        node = nxt
+    result.update(found=True, strength=strength, path=path, hops=hops)
+    return result
+
+
+def clusters_table(store: Store, run_id: int, *, min_score: float | None = None) -> pa.Table:
+    """A run's clusters for export: the stored columns plus ``top_reason``; score desc, id.
+
+    ``min_score`` keeps clusters whose score reaches it.
+    """
+    table = store.clusters(run_id)
+    reasons = [json.loads(r) for r in table.column("reasons_json").to_pylist()]
+    table = table.append_column(
+        "top_reason", pa.array([r[0] if r else "" for r in reasons], pa.string())
+    )
+    if min_score is not None:
+        table = table.filter(pc.greater_equal(table.column("score"), min_score))
+    table = table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.int64()))
+    return table
+
+
+def banlist(store: Store, run_id: int, *, min_score: float | None = None) -> pa.Table:
+    """``account_id, cluster_id, score, top_reason`` of the accounts to act on.
+
+    By default the members of the run's flagged clusters; with ``min_score`` the members of
+    every cluster whose score reaches it. Sorted by score desc, cluster, account.
+    """
+    clusters = clusters_table(store, run_id, min_score=min_score)
+    if min_score is None:
+        clusters = clusters.filter(clusters.column("flagged"))
+    info = {c["cluster_id"]: c for c in clusters.select(
+        ["cluster_id", "score", "top_reason"]).to_pylist()}
+    rows = [m for m in store.memberships(run_id).to_pylist() if m["cluster_id"] in info]
+    rows.sort(key=lambda m: (-info[m["cluster_id"]]["score"], m["cluster_id"], m["account_id"]))
+    return pa.table({
+        "account_id": pa.array([m["account_id"] for m in rows], pa.string()),
+        "cluster_id": pa.array([m["cluster_id"] for m in rows], pa.string()),
+        "score": pa.array([info[m["cluster_id"]]["score"] for m in rows], pa.float64()),
+        "top_reason": pa.array([info[m["cluster_id"]]["top_reason"] for m in rows], pa.string()),
+    })
+
+
+def new_since_previous(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """Clusters of a run that are new (new, merged, split) or grew since the previous run.
+
+    Each is the cluster's summary plus ``change`` (``new``, ``merged``, ``split``,
+    ``grown``) and ``previous_size``; score desc, id.
+    """
+    prev = previous_run_id(store, run_id)
+    c = _CLUSTERS
+    with _connect(store, "comparing with the previous run") as conn:
+        rows = [_cluster_row(r) for r in conn.execute(select(c).where(c.c.run_id == run_id))]
+        before: dict[str, int] = {}
+        if prev is not None:
+            query = select(c.c.cluster_id, c.c.size).where(c.c.run_id == prev)
+            before = {r.cluster_id: r.size for r in conn.execute(query)}
+    out = []
+    for row in rows:
+        previous_size = before.get(row["cluster_id"])
+        if row["origin"] != "continued":
+            change = row["origin"]
+        elif previous_size is not None and row["size"] > previous_size:
+            change = "grown"
+        else:
+            continue
+        out.append({**row, "change": change, "previous_size": previous_size})
+    return sorted(out, key=lambda x: (-x["score"], x["cluster_id"]))

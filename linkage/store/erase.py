@@ -1,0 +1,174 @@
+"""Erasure on request: remove one account's rows from every run, and log that it was done.
+
+``linkage forget ACCOUNT_ID`` (a data-subject request, a closed investigation) removes every
+row that names the account:
+
+``memberships``
+    the account's cluster in each run;
+``evidence``, ``evidence_signals``
+    every edge with the account at either end, and that edge's per-signal contributions.
+
+What stays, and why:
+
+* ``runs`` counts (``n_accounts``, ``n_edges``, ...) and ``clusters.size`` are what the run
+  saw that night. Rewriting them would falsify the audit trail of a decision already taken;
+  the ``erasures`` row says how many rows were removed from which runs, which explains the
+  difference between a run's totals and the rows it still holds.
+* ``cluster_keys`` hold keyed hashes of *shared values* (a card, a device), counted per
+  cluster; they name no account.
+* ``clusters.cluster_id`` is a digest of the founding members' ids: it identifies a group,
+  cannot be inverted, and is the key analysts' notes refer to.
+
+The log row names the account only by a keyed hash (HMAC with the store's pseudonymisation
+key, its own namespace), so the erasure log does not undo the erasure, yet a second request
+for the same account is recognised. The erasure holds the run lock: it cannot interleave
+with a run publishing, and a run that starts afterwards simply no longer sees the rows.
+An account still present in tomorrow's *input* is of course clustered again; erasure at the
+source is the upstream job's part.
+
+Examples
+--------
+>>> from linkage.store import Store, RunRecord
+>>> from linkage.pseudonymise import Pseudonymiser
+>>> import pyarrow as pa
+>>> store = Store("sqlite://"); store.ensure_schema()
+>>> pseudo = Pseudonymiser(b"0123456789abcdef")
+>>> store.set_meta("key_check", pseudo.check_value())
+>>> run_id = store.begin_run(config_json="{}", config_hash="0", seed=1, code_version="dev",
+...                          input_path="in/")
+>>> record = RunRecord.empty(input_fingerprint="sha256:0")
+>>> store.publish_run(run_id, record)
+>>> forget_account(store, "nobody", pseudo, by="ann")
+Traceback (most recent call last):
+...
+linkage.errors.NotFoundError: no such account: 'nobody' appears in no run of sqlite://
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, or_, select
+
+from linkage.errors import ConfigError, NotFoundError, shorten
+from linkage.pseudonymise import Pseudonymiser
+from linkage.store.lock import run_lock
+from linkage.store.models import Base
+from linkage.store.store import Store
+
+__all__ = ["ERASED_TABLES", "ErasureResult", "account_key", "forget_account"]
+
+log = logging.getLogger(__name__)
+
+_T = Base.metadata.tables
+
+ERASED_TABLES: dict[str, tuple[str, ...]] = {
+    "memberships": ("account_id",),
+    "evidence": ("account_a", "account_b"),
+    "evidence_signals": ("account_a", "account_b"),
+}
+"""Every table that names an account, and the columns that do."""
+
+_NAMESPACE = "erasure-account"
+_KEY_CHECK = "key_check"
+
+
+def account_key(pseudo: Pseudonymiser, account_id: str) -> str:
+    """The keyed hash that names an erased account in ``erasures``."""
+    return pseudo.hash(_NAMESPACE, account_id) or ""
+
+
+@dataclass
+class ErasureResult:
+    """What one erasure removed."""
+
+    erasure_id: int
+    account_key: str
+    runs: list[int] = field(default_factory=list)
+    rows_removed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_rows_removed(self) -> int:
+        """Rows removed over all tables."""
+        return sum(self.rows_removed.values())
+
+
+def forget_account(
+    store: Store, account_id: str, pseudo: Pseudonymiser, *, by: str, reason: str | None = None
+) -> ErasureResult:
+    """Delete every row naming ``account_id`` in every run and log the erasure.
+
+    One transaction: either every row goes and the ``erasures`` row is written, or nothing
+    changes. Holds the run lock meanwhile.
+
+    Raises
+    ------
+    NotFoundError
+        No run holds a row of the account (also when it was erased before: the message
+        says when).
+    ConfigError
+        ``pseudo``'s key is not the store's (the log would name the account by a hash no
+        other erasure shares).
+    RunLockedError
+        A run (or another erasure) holds the store.
+    """
+    with run_lock(store, purpose="forget"):
+        if store.is_empty():
+            raise NotFoundError(
+                f"no such account: {shorten(account_id)}: {store.display_url} holds no run")
+        store.ensure_schema()
+        stored = store.get_meta(_KEY_CHECK)
+        if stored is not None and stored != pseudo.check_value():
+            raise ConfigError(
+                "the pseudonymisation key differs from the one this store was written with; "
+                "use the original key (LINKAGE_SECRET / --secret-file)"
+            )
+        key = account_key(pseudo, account_id)
+        with store._guard(f"erasing account {shorten(account_id)}"), store.engine.begin() as conn:
+            runs = _runs_of(conn, account_id)
+            if not runs:
+                raise NotFoundError(_unknown(conn, store, account_id, key))
+            removed: dict[str, int] = {}
+            for name, columns in ERASED_TABLES.items():
+                table = _T[name]
+                result = conn.execute(
+                    table.delete().where(or_(*(table.c[c] == account_id for c in columns)))
+                )
+                removed[name] = int(result.rowcount)
+            erasures = _T["erasures"]
+            inserted = conn.execute(erasures.insert().values(
+                erased_at=datetime.now(UTC), erased_by=by, reason=reason, account_key=key,
+                runs_json=json.dumps(runs), rows_removed_json=json.dumps(removed),
+                n_rows_removed=sum(removed.values()),
+            ))
+            erasure_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    log.info("erasure %d: removed %d rows from %d runs", erasure_id, sum(removed.values()),
+             len(runs))
+    return ErasureResult(erasure_id=erasure_id, account_key=key, runs=runs,
+                         rows_removed=removed)
+
+
+def _runs_of(conn: Connection, account_id: str) -> list[int]:
+    """Ids of the runs holding any row that names the account, ascending."""
+    found: set[int] = set()
+    for name, columns in ERASED_TABLES.items():
+        table = _T[name]
+        query = select(table.c.run_id).distinct().where(
+            or_(*(table.c[c] == account_id for c in columns)))
+        found.update(int(r) for r in conn.execute(query).scalars())
+    return sorted(found)
+
+
+def _unknown(conn: Connection, store: Store, account_id: str, key: str) -> str:
+    erasures = _T["erasures"]
+    when = conn.execute(
+        select(func.max(erasures.c.erased_at)).where(erasures.c.account_key == key)
+    ).scalar()
+    text = f"no such account: {shorten(account_id)} appears in no run of {store.display_url}"
+    if when is not None:
+        text += f" (it was erased on {when:%Y-%m-%d %H:%M} UTC)"
+    return text

@@ -1,0 +1,60 @@
+"""The analyst role (migration 0004): on PostgreSQL it reads the views and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from linkage.store import RunRecord, Store, migrate
+
+VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history")
+TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
+          "quarantine", "store_meta")
+
+
+def _publish_one(store: Store) -> None:
+    run_id = store.begin_run(config_json="{}", config_hash="0", seed=1, code_version="test",
+                             input_path="in/")
+    store.publish_run(run_id, RunRecord.empty(input_fingerprint="sha256:0"))
+
+
+def test_analyst_role_reads_views_only(store: Store) -> None:
+    _publish_one(store)
+    if store.dialect != "postgresql":
+        # SQLite has no roles: the revision is a no-op and the views work as before.
+        with store.engine.connect() as conn:
+            for view in VIEWS:
+                conn.execute(sa.text(f"SELECT * FROM {view}")).fetchall()
+        return
+    with store.engine.connect() as conn:
+        conn.execute(sa.text("SET ROLE linkage_analyst"))
+        (run_id,) = conn.execute(sa.text("SELECT run_id FROM latest_run")).one()
+        assert run_id == 1
+        for view in VIEWS:
+            conn.execute(sa.text(f"SELECT * FROM {view}")).fetchall()
+        conn.commit()
+        for table in TABLES:
+            for sql in (f"SELECT * FROM {table}", f"DELETE FROM {table}"):
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    conn.execute(sa.text(sql))
+                conn.rollback()
+                conn.execute(sa.text("SET ROLE linkage_analyst"))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text(
+                "INSERT INTO runs (status, stage, started_at, code_version, config_json, "
+                "config_hash, seed, input_path) VALUES ('running', 'start', now(), 'x', '{}', "
+                "'0', 1, 'x')"))
+        conn.rollback()
+        conn.execute(sa.text("SET ROLE linkage_analyst"))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("CREATE TABLE notes (x int)"))
+        conn.rollback()
+
+
+def test_analyst_grants_survive_downgrade_and_upgrade(store: Store) -> None:
+    migrate.downgrade(store.engine, "0003")
+    store.upgrade()
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SET ROLE linkage_analyst"))
+            conn.execute(sa.text("SELECT * FROM latest_clusters")).fetchall()
