@@ -114,7 +114,16 @@ def test_forget_removes_an_account_everywhere_and_logs_it(data: Path, db_url: st
         totals = {r["run_id"]: r for r in store.runs(None)}
         sizes = conn.execute(sa.text("SELECT run_id, cluster_id, size FROM clusters")).all()
     assert account
+    with Store(db_url) as store, store.engine.connect() as conn:
+        cluster = conn.execute(sa.text(
+            "SELECT cluster_id FROM memberships WHERE run_id = :r AND account_id = :a"),
+            {"r": second, "a": account}).scalar()
+    # Analysts labelled the account and its cluster: the append-only log names it twice.
+    for kind, target in (("account", account), ("cluster", cluster)):
+        res = invoke("label", kind, target, "--as", "watch", "--note", "n", "--db", db_url)
+        assert res.exit_code == 0, res.output
     before = dump(db_url)
+    assert account in before["labels"]
 
     res = invoke("forget", account, "--db", db_url, "--by", "ann", "--reason", "ticket 42")
     assert res.exit_code == 0, res.output
@@ -137,7 +146,11 @@ def test_forget_removes_an_account_everywhere_and_logs_it(data: Path, db_url: st
     assert log["account_key"] == account_key(Pseudonymiser(SECRET.encode()), account)
     assert json.loads(log["runs_json"]) == [first, second]
     removed = json.loads(log["rows_removed_json"])
-    assert set(removed) == set(ERASED_TABLES) and removed["memberships"] == 2
+    assert set(removed) == {*ERASED_TABLES, "labels"} and removed["memberships"] == 2
+    assert removed["labels"] == 2  # the rows stay, the id leaves them
+    assert len(after["labels"].splitlines()) == len(before["labels"].splitlines())
+    with Store(db_url) as store, pytest.raises(sa.exc.DBAPIError), store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE labels SET note = 'x'"))  # append-only again
     assert log["n_rows_removed"] == sum(removed.values())
 
     # Again: unknown now, and the message says it was erased (exit 2, nothing changes).

@@ -18,6 +18,11 @@ What stays, and why:
   cluster; they name no account.
 * ``clusters.cluster_id`` is a digest of the founding members' ids: it identifies a group,
   cannot be inverted, and is the key analysts' notes refer to.
+* ``labels`` is an append-only audit log, and erasure is the one exception to that rule: the
+  label rows stay (who decided what, when, why), but an account label's ``target_id`` becomes
+  ``erased:<account key>`` and the account leaves every cluster label's ``members_json``.
+  The append-only triggers are lifted for exactly those updates, inside the erasure's
+  transaction, and the ``erasures`` row counts them (``labels``).
 
 The log row names the account only by a keyed hash (HMAC with the store's pseudonymisation
 key, its own namespace), so the erasure log does not undo the erasure, yet a second request
@@ -47,8 +52,10 @@ linkage.errors.NotFoundError: no such account: 'nobody' appears in no run of sql
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -139,6 +146,7 @@ def forget_account(
                     table.delete().where(or_(*(table.c[c] == account_id for c in columns)))
                 )
                 removed[name] = int(result.rowcount)
+            removed["labels"] = _scrub_labels(conn, account_id, key)
             erasures = _T["erasures"]
             inserted = conn.execute(erasures.insert().values(
                 erased_at=datetime.now(UTC), erased_by=by, reason=reason, account_key=key,
@@ -150,6 +158,54 @@ def forget_account(
              len(runs))
     return ErasureResult(erasure_id=erasure_id, account_key=key, runs=runs,
                          rows_removed=removed)
+
+
+def _scrub_labels(conn: Connection, account_id: str, key: str) -> int:
+    """Remove the account's id from the labels log (see the module notes); rows changed."""
+    labels = _T["labels"]
+    targets = conn.execute(select(labels.c.label_id).where(
+        labels.c.target_kind == "account", labels.c.target_id == account_id)).scalars().all()
+    # A LIKE finds candidate rows; the JSON decides (an id can be a substring of another).
+    candidates = conn.execute(select(labels.c.label_id, labels.c.members_json).where(
+        labels.c.members_json.like(f"%{json.dumps(account_id)}%"))).all()
+    members = {
+        label_id: [m for m in json.loads(text) if m != account_id]
+        for label_id, text in candidates
+        if account_id in json.loads(text)
+    }
+    if not targets and not members:
+        return 0
+    with _append_only_lifted(conn):
+        for label_id in targets:
+            conn.execute(labels.update().where(labels.c.label_id == label_id)
+                         .values(target_id=f"erased:{key}"))
+        for label_id, kept in members.items():
+            conn.execute(labels.update().where(labels.c.label_id == label_id)
+                         .values(members_json=json.dumps(kept)))
+    return len(set(targets) | set(members))
+
+
+@contextlib.contextmanager
+def _append_only_lifted(conn: Connection) -> Iterator[None]:
+    """Lift the labels table's append-only triggers for the current transaction only.
+
+    PostgreSQL: ``ALTER TABLE ... DISABLE TRIGGER`` is transactional, so a failure anywhere
+    rolls the triggers back on too. SQLite: the triggers are dropped and recreated from their
+    own stored SQL, also inside the transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE labels DISABLE TRIGGER labels_append_only")
+        yield
+        conn.exec_driver_sql("ALTER TABLE labels ENABLE TRIGGER labels_append_only")
+        return
+    saved = conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'labels'"
+    ).all()
+    for name, _ in saved:
+        conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for _, sql in saved:
+        conn.exec_driver_sql(sql)
 
 
 def _runs_of(conn: Connection, account_id: str) -> list[int]:
