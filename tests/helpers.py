@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import duckdb
+import sqlalchemy as sa
 
 from linkage.config import EngineConfig
 from linkage.engines import connect_duckdb
@@ -79,3 +80,16 @@ def ingested(
                 "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
                 "output_tokens BIGINT)")
     return con
+
+
+def snapshot(db_url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the store, in a stable order: compare two to prove that
+    nothing was written."""
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        names = sa.inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            return {n: sorted(map(tuple, conn.execute(sa.text(f'SELECT * FROM "{n}"')).all()),
+                              key=repr) for n in names}
+    finally:
+        engine.dispose()

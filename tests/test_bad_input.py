@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from linkage.cli import app
+from tests.helpers import snapshot
 
 SECRET = "bad-input-test-secret-0123456789"
 CARD = "4111111111111111"  # a Luhn-valid test card number
@@ -39,16 +40,6 @@ def write_input(folder: Path) -> Path:
     return folder
 
 
-def snapshot(db_url: str) -> dict[str, list]:
-    """Every row of every table of the store."""
-    engine = sa.create_engine(db_url)
-    try:
-        names = sa.inspect(engine).get_table_names()
-        with engine.connect() as conn:
-            return {n: sorted(map(tuple, conn.execute(sa.text(f'SELECT * FROM "{n}"')).all()),
-                              key=repr) for n in names}
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

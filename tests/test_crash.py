@@ -32,6 +32,7 @@ from linkage.pipeline import STAGES, run_pipeline
 from linkage.store import Store
 from linkage.store.lock import LOCK_KEY
 from linkage.synth import generate
+from tests.helpers import snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +90,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def snapshot(db_url: str) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table of the store, in a stable order."""
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        names = sa.inspect(engine).get_table_names()
-        with engine.connect() as conn:
-            return {n: sorted(map(tuple, conn.execute(sa.text(f'SELECT * FROM "{n}"')).all()),
-                              key=repr) for n in names}
-    finally:
-        engine.dispose()
 
 
 def run_ok(data: Path, db_url: str) -> int:
