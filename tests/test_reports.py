@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from linkage.cli import app
@@ -204,3 +206,13 @@ def test_help_has_examples():
         res = invoke(*command, "--help")
         assert res.exit_code == 0
         assert "Example: linkage " in res.stdout, command
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=200))
+def test_a_crafted_cluster_id_never_names_a_file_outside_the_report(cluster_id):
+    name = page_name(cluster_id)
+    assert name.endswith(".html") and "/" not in name and "\\" not in name
+    assert name not in (".", "..") and "\x00" not in name
+    root = Path("/report/clusters")
+    assert (root / name).resolve().parent == root
