@@ -216,3 +216,19 @@ def test_a_crafted_cluster_id_never_names_a_file_outside_the_report(cluster_id):
     assert name not in (".", "..") and "\x00" not in name
     root = Path("/report/clusters")
     assert (root / name).resolve().parent == root
+
+
+def test_show_account_lists_labels_on_it_and_its_clusters(db):
+    ring = ring_cluster(db)
+    account = HOSTILE[2]
+    for kind, target, verdict in (("cluster", ring, "watch"), ("account", account, "confirmed")):
+        res = invoke("label", kind, target, "--as", verdict, "--note", "<b>n</b>", "--by",
+                     "ann", "--db", db)
+        assert res.exit_code == 0, res.output
+    res = invoke("show", "account", account, "--db", db, "--format", "json")
+    labels = json.loads(res.stdout)["labels"]
+    assert [(x["target_kind"], x["label"]) for x in labels] == [
+        ("cluster", "watch"), ("account", "confirmed")]
+    text = invoke("show", "account", account, "--db", db)
+    assert text.exit_code == 0 and "labels on this account" in text.stdout
+    assert "<b>n</b>" in text.stdout  # printed as written

@@ -126,12 +126,14 @@ def show_account(
     fmt: FormatOpt = OutputFormat.text,
     links: Annotated[int, typer.Option(help="How many strongest links to list.")] = 10,
 ) -> None:
-    """An account: its cluster in each run, and its strongest links in the chosen run.
+    """An account: its cluster in each run, the analysts' labels on it and on those
+    clusters, and its strongest links in the chosen run.
 
     Example: linkage show account a0000013
     """
     with _errors():
         from linkage.errors import NotFoundError
+        from linkage.labels import list_labels
         from linkage.reports.queries import account_history, account_links
 
         store = _store(db)
@@ -143,12 +145,20 @@ def show_account(
                     f"no such account in any cluster: {account_id[:60]!r} (accounts that "
                     "share nothing with anyone are not stored)")
             strongest = account_links(store, run_id, account_id, limit=links)
+            clusters = {h["cluster_id"] for h in history}
+            labels = list_labels(store, target_kind="account", target_id=account_id) + [
+                row for row in list_labels(store, target_kind="cluster")
+                if row["target_id"] in clusters]
         finally:
             store.close()
+    labels.sort(key=lambda row: row["label_id"])
     current = next((h for h in history if h["run_id"] == run_id), None)
     data = {"account_id": account_id, "run_id": run_id,
             "cluster_id": current["cluster_id"] if current else None,
-            "history": history, "links": strongest}
+            "history": history,
+            "labels": [{k: row[k] for k in ("label_id", "target_kind", "target_id", "label",
+                                             "note", "by", "created_at")} for row in labels],
+            "links": strongest}
     if fmt is OutputFormat.json:
         _json(data)
         return
@@ -160,6 +170,15 @@ def show_account(
                       f"{h['cluster_score']:.3f}", "yes" if h["flagged"] else "no",
                       _t(h["origin"]))
     out.print(table)
+    if labels:
+        label_table = Table(title="labels on this account and its clusters")
+        for col in ("when", "on", "label", "by", "note"):
+            label_table.add_column(col)
+        for row in labels:
+            label_table.add_row(f"{row['created_at']:%Y-%m-%d %H:%M}",
+                                _t(f"{row['target_kind']} {row['target_id']}"),
+                                row["label"], _t(row["by"]), _t(row["note"]))
+        out.print(label_table)
     if current is None:
         out.print(Text(f"not in a cluster in run {run_id}"))
         return
