@@ -70,6 +70,9 @@ class IngestConfig:
     max_field_chars: int = 10_000
     """Longest text value accepted in any column; a longer one is a row-level problem (a
     runaway export or a hostile file must not reach the hash functions and the graph)."""
+    max_line_bytes: int = 2_097_152
+    """Longest CSV line accepted, in bytes; a longer one stops the run with an error naming
+    the file and line (a file without newlines must not be read into memory whole)."""
     email_ignore_dots: tuple[str, ...] = _DOT_BLIND
     email_ignore_plus: tuple[str, ...] = _PLUS_TAGS
     email_domain_aliases: dict[str, str] = field(
@@ -395,5 +398,7 @@ def _check_ranges(cfg: RunConfig) -> None:
          cfg.store.evidence_min_score)
     need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
          cfg.ingest.quarantine_sample)
+    need(cfg.ingest.max_line_bytes >= 1024, "ingest.max_line_bytes", "at least 1024",
+         cfg.ingest.max_line_bytes)
     need(cfg.ingest.max_field_chars >= 64, "ingest.max_field_chars", "at least 64",
          cfg.ingest.max_field_chars)

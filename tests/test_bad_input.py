@@ -152,3 +152,14 @@ def test_partitioned_and_gzip_input_give_the_same_result(tmp_path):
         assert res.exit_code == 0
         out.append((tmp_path / f"{folder.name}.csv").read_text())
     assert out[0] == out[1] and out[0].count("\n") >= 3
+
+
+def test_a_line_longer_than_the_limit_is_refused(tmp_path, db_url):
+    folder = write_input(tmp_path / "long")
+    (folder / "devices.csv").write_text(DEVICES + "a2," + "d" * 5000 + ",\n")
+    config = tmp_path / "c.toml"
+    config.write_text("[ingest]\nmax_line_bytes = 2048\n")
+    res = invoke("run", "--input", folder, "--db", db_url, "--config", config)
+    assert res.exit_code == 2, res.output
+    assert "devices.csv" in res.stderr and "Line" in res.stderr
+    assert len(res.stderr) < 3000  # the offending line is not echoed whole

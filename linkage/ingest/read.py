@@ -522,6 +522,7 @@ def _insert(
             f"{path}, header = true, auto_detect = false, columns = {{{struct}}}, "
             "delim = ',', quote = '\"', escape = '\"', comment = '', skip = 0, "
             "strict_mode = true, null_padding = false, encoding = 'utf-8', "
+            f"max_line_size = {int(cfg.max_line_bytes)}, "
             f"compression = '{'gzip' if f.form == 'csv.gz' else 'none'}', "
             "hive_partitioning = false)"
         )
