@@ -223,7 +223,7 @@ def _record(
         ORDER BY i.cluster_id
     """)
     memberships = _arrow(con, """
-        SELECT a.account_id, i.cluster_id
+        SELECT a.account_id, i.cluster_id, timezone('UTC', a.created_at) AS created_at
         FROM members m JOIN accounts a USING (idx) JOIN cluster_ids i USING (cluster)
         ORDER BY a.account_id
     """)

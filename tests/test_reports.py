@@ -182,7 +182,8 @@ def test_report_and_case_packet(db, tmp_path):
     assert index.count("<svg") == 1
     page = (out / "clusters" / page_name(ring)).read_text()
     _assert_escaped(page)
-    assert page.count("<svg") == 2  # graph and score breakdown
+    assert page.count("<svg") == 3  # graph, score breakdown and signup timeline
+    assert "Signup timeline" in page and "signup timeline" in page
     assert page.count("<circle") == len(HOSTILE)
     assert "card" in page and "Shared keys by kind" in page and "Lineage" in page
 

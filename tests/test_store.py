@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from linkage.errors import NotFoundError, StoreError
-from linkage.store import RECORD_SCHEMAS, RunRecord, Store
+from linkage.store import RECORD_COLUMNS, RECORD_SCHEMAS, RunRecord, Store
 from linkage.store import store as store_module
 
 CHILD_TABLES = (
@@ -20,7 +20,8 @@ CHILD_TABLES = (
 
 
 def _table(name: str, rows: list[tuple]) -> pa.Table:
-    schema = RECORD_SCHEMAS[name]
+    # the required columns (optional ones, like memberships.created_at, are left out)
+    schema = pa.schema([f for f in RECORD_SCHEMAS[name] if f.name in RECORD_COLUMNS[name]])
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema.names]
     return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
                     schema=schema)

@@ -31,7 +31,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from linkage import __version__
 from linkage.reports import queries as q
-from linkage.reports.svg import bars_svg, graph_svg, histogram_svg, signal_colour
+from linkage.reports.svg import (
+    bars_svg,
+    graph_svg,
+    histogram_svg,
+    signal_colour,
+    timeline_svg,
+)
 from linkage.store import Store
 
 __all__ = ["cluster_context", "page_name", "render_case", "write_case", "write_report"]
@@ -88,6 +94,13 @@ def cluster_context(store: Store, run_id: int, cluster_id: str) -> dict[str, Any
         if drawn else None
     used = sorted({e["signals"][0]["signal"] for e in edges if e["signals"]})
     detail["legend"] = [{"signal": s, "colour": signal_colour(s)} for s in used]
+    times = q.signup_times(store, run_id, cluster_id)
+    detail["timeline_svg"] = timeline_svg(times) if times else None
+    if times:
+        span = (times[-1] - times[0]).total_seconds()
+        detail["signup_span"] = (f"{span / 60:.0f} minutes" if span < 7200 else
+                                 f"{span / 3600:.1f} hours" if span < 172800 else
+                                 f"{span / 86400:.1f} days")
     detail["strong_link"] = q.STRONG_LINK
     detail["max_drawn"] = MAX_DRAWN_ACCOUNTS
     return detail

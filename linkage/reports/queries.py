@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -55,6 +56,7 @@ __all__ = [
     "previous_run_id",
     "run_summary",
     "shared_keys",
+    "signup_times",
 ]
 
 # The "strong link" of the scoring reasons ("60 of 62 have at least one strong link"): the
@@ -126,6 +128,17 @@ def members(store: Store, run_id: int, cluster_id: str) -> list[str]:
         _MEMBERS.c.run_id == run_id, _MEMBERS.c.cluster_id == cluster_id
     )
     with _connect(store, "reading members") as conn:
+        return sorted(conn.execute(query).scalars())
+
+
+def signup_times(store: Store, run_id: int, cluster_id: str) -> list[datetime]:
+    """When the members were created, oldest first (empty for runs stored before the
+    store kept it, migration 0005)."""
+    query = select(_MEMBERS.c.created_at).where(
+        _MEMBERS.c.run_id == run_id, _MEMBERS.c.cluster_id == cluster_id,
+        _MEMBERS.c.created_at.is_not(None),
+    )
+    with _connect(store, "reading signup times") as conn:
         return sorted(conn.execute(query).scalars())
 
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["SIGNAL_COLOURS", "bars_svg", "graph_svg", "histogram_svg", "signal_colour"]
+__all__ = [
+    "SIGNAL_COLOURS", "bars_svg", "graph_svg", "histogram_svg", "signal_colour",
+    "timeline_svg",
+]
 
 # Fixed colours for the built-in signals (a colour-blind-safe palette); observation kinds get
 # one of the spare colours, chosen by a hash of the kind so it is stable across reports.
@@ -101,6 +105,40 @@ def histogram_svg(
     body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 2}" font-size="10" '
                 'text-anchor="middle">cluster score (bar height: log of the count)</text>')
     return _svg(width, height, body, "clusters by score")
+
+
+def timeline_svg(
+    times: Sequence[datetime], *, bins: int = 40, width: int = 640, height: int = 160,
+) -> Markup:
+    """Signups over time: a bar per equal slice of the span from the first to the last."""
+    start, end = times[0], times[-1]
+    span = max((end - start).total_seconds(), 1.0)
+    counts = [0] * bins
+    for t in times:
+        counts[min(int((t - start).total_seconds() / span * bins), bins - 1)] += 1
+    left, bottom, top = 40, 30, 10
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    peak = max(counts)
+    bar_w = plot_w / bins
+    body = [f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
+    for i, n in enumerate(counts):
+        if not n:
+            continue
+        h = plot_h * n / peak
+        x, y = left + i * bar_w, top + plot_h - h
+        body.append(f'<rect x="{x + 0.5:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+                    f'height="{h:.1f}" fill="#4a78a8"><title>{n} signups</title></rect>')
+    axis_y = top + plot_h
+    body.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
+                'stroke="#333"/>')
+    fmt = "%Y-%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
+    body.append(f'<text x="{left}" y="{axis_y + 14}" font-size="10">'
+                f'{escape(start.strftime(fmt))}</text>')
+    body.append(f'<text x="{left + plot_w}" y="{axis_y + 14}" font-size="10" '
+                f'text-anchor="end">{escape(end.strftime(fmt))}</text>')
+    body.append(f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">'
+                f'{peak}</text>')
+    return _svg(width, height, body, "signup timeline")
 
 
 def bars_svg(

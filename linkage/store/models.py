@@ -201,6 +201,9 @@ class Membership(Base):
     run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
     account_id: Mapped[str] = mapped_column(Text, primary_key=True)
     cluster_id: Mapped[str] = mapped_column(Text)
+    # The account's creation time from the input (migration 0005): the signup timeline of
+    # reports. Not identifying on its own; NULL in runs published before 0005.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Evidence(Base):

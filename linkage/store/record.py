@@ -50,7 +50,12 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
             ("first_seen_run_id", pa.int64()),
         ]
     ),
-    "memberships": pa.schema([("account_id", pa.string()), ("cluster_id", pa.string())]),
+    "memberships": pa.schema([
+        ("account_id", pa.string()),
+        ("cluster_id", pa.string()),
+        # When the account was created (accounts.created_at): the report's signup timeline.
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]),
     "evidence": pa.schema(
         [
             ("cluster_id", pa.string()),
@@ -99,8 +104,13 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+# Columns a stage may leave out: they are stored as NULL (records built before they existed
+# stay valid).
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {"memberships": frozenset({"created_at"})}
+
 RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
-    name: tuple(schema.names) for name, schema in RECORD_SCHEMAS.items()
+    name: tuple(n for n in schema.names if n not in OPTIONAL_COLUMNS.get(name, ()))
+    for name, schema in RECORD_SCHEMAS.items()
 }
 
 
@@ -179,6 +189,10 @@ class RunRecord:
         table = getattr(self, name)
         columns = []
         for field in schema:
+            if field.name not in table.column_names and field.name in OPTIONAL_COLUMNS.get(
+                    name, ()):
+                columns.append(pa.nulls(table.num_rows, field.type))
+                continue
             column = table.column(field.name)
             try:
                 columns.append(column.cast(field.type))
