@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import tempfile
 import time
@@ -209,7 +210,15 @@ def write_doc(path: Path, rows: list[tuple], argv: str) -> None:
                 f"{r.fragmentation:.2f} | {r.adjusted_rand:.3f} | "
                 f"{r.precision_at_k.get('10', 0):.2f} | {secs:.1f} |")
         lines.append("")
-    path.write_text("\n".join(lines))
+    # Sections other scripts (bench/real.py, bench/learn.py) or people wrote stay as they are.
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        heads = [m.start() for m in re.finditer(r"^## ", old, flags=re.M)]
+        own = re.compile(r"## \d+k accounts")
+        kept = "".join(old[a:b] for a, b in zip(heads, [*heads[1:], len(old)], strict=True)
+                       if not own.match(old[a:b]))
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":

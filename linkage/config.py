@@ -299,7 +299,7 @@ def load_config(path: Path | str | None) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"configuration key {prefix.rstrip('.') or '<root>'!r} must be a table")
     hints = typing.get_type_hints(cls)
@@ -308,20 +308,41 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if unknown:
         known = ", ".join(sorted(fields))
         raise ConfigError(f"unknown configuration key {prefix + unknown[0]!r} (known: {known})")
-    values = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    values = {}
+    for name, value in data.items():
+        if dataclasses.is_dataclass(hints[name]):
+            # A nested table overrides its defaults key by key, starting from this field's
+            # own default ([signals.card] cap = 500 keeps the card's weight of 0.9).
+            values[name] = _build(hints[name], value, f"{prefix}{name}.",
+                                  base=_field_default(fields[name]))
+        else:
+            values[name] = _coerce(hints[name], value, prefix + name)
     for name, value in values.items():
         # A table-valued key (feature weights, per-kind weights) overrides the defaults one
         # entry at a time rather than replacing the whole table.
         default = fields[name].default_factory
         if isinstance(value, dict) and default is not dataclasses.MISSING:
             values[name] = {**default(), **value}
+    if base is not None:
+        return dataclasses.replace(base, **values)
+    missing = [n for n, f in fields.items() if n not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"configuration table {prefix.rstrip('.') or '<root>'!r} needs "
+                          f"the key {prefix + missing[0]!r}")
     return cls(**values)
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key + ".")  # type: ignore[arg-type]
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

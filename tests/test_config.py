@@ -60,3 +60,10 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
     assert load_config(None) == RunConfig()
+
+
+def test_a_partial_signal_table_keeps_that_signals_other_defaults():
+    cfg = RunConfig.from_dict({"signals": {"card": {"weight": 0.7}, "device": {"cap": 500}}})
+    assert (cfg.signals.card.weight, cfg.signals.card.cap) == (0.7, RunConfig().signals.card.cap)
+    assert cfg.signals.device.weight == RunConfig().signals.device.weight
+    assert cfg.signals.device.cap == 500

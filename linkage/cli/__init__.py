@@ -361,6 +361,10 @@ from linkage.cli import label as _label  # noqa: E402  (issue 5: analyst labels)
 _diff.register(app)
 _label.register(app)
 
+from linkage.cli import learn as _learn  # noqa: E402  (issue 3: weights from labels)
+
+_learn.register(app)
+
 
 def main() -> None:
     """Console-script entry point."""
