@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from linkage import __version__
 from linkage.config import load_config
@@ -282,16 +283,23 @@ def runs(
             rows = store.runs(limit)
         finally:
             store.close()
+    print_rows(rows, title="runs", as_json=as_json, columns=(
+        "run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
+        "n_flagged"))
+
+
+def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
+               as_json: bool) -> None:
+    """Rows as JSON (every column) or as a table of ``columns`` on standard output."""
     if as_json:
         print(json.dumps(rows, default=str))
         return
-    table = Table(title="runs")
-    cols = ("run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
-            "n_flagged")
-    for col in cols:
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+        # Text(): ids, notes and errors are data, never Rich markup.
+        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))
     out.print(table)
 
 

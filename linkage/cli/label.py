@@ -5,15 +5,12 @@ The logic lives in :mod:`linkage.labels`; this module parses, prints and maps er
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from linkage.cli import DbOpt, _errors, _store, err, out
+from linkage.cli import DbOpt, _errors, _store, err, print_rows
 
 __all__ = ["label", "labels", "register"]
 
@@ -79,17 +76,8 @@ def labels(
             rows = list_labels(store, target_kind=kind, target_id=cluster or account)
         finally:
             store.close()
-    if as_json:
-        print(json.dumps(rows, default=str))
-        return
-    table = Table(title="labels")
-    cols = ("label_id", "created_at", "by", "target_kind", "target_id", "label", "note")
-    for col in cols:
-        table.add_column(col)
-    for r in rows:
-        # Text(): notes and ids are data, never Rich markup.
-        table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in cols))
-    out.print(table)
+    print_rows(rows, title="labels", as_json=as_json, columns=(
+        "label_id", "created_at", "by", "target_kind", "target_id", "label", "note"))
 
 
 def register(app: typer.Typer) -> None:
