@@ -50,6 +50,10 @@ and its reasons say so; once it changes more than that it is judged afresh.
 
 Only keys carried by fewer accounts than their signal's cap link anyone: sharing a campus NAT
 with the whole campus is not concentration.
+
+When the input has ``interactions``, each cluster's usage is reported with its features
+(``requests``, ``usage_accounts``, ``input_tokens``, ``output_tokens``,
+``coding_agentic_share``, ``usage_days``) and as a reason; it does not change the score yet.
 """
 
 from __future__ import annotations
@@ -270,11 +274,14 @@ def score_clusters(
     suppressed = _false_positives(con, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
 
+    usage = _usage(con)
     features_json, contrib_json, reasons_json = [], [], []
     for c in range(n):
         fv = {f: round(float(feats[f][c]), 4) for f in FEATURES}
         fv["density"] = round(float(density[c]), 4)
         fv["size_factor"] = round(float(damp[c]), 4)
+        if c in usage:
+            fv.update(usage[c])
         features_json.append(json.dumps(fv, sort_keys=True))
         contrib_json.append(json.dumps(
             {f: round(float(contrib[f][c]), 4) for f in FEATURES}, sort_keys=True))
@@ -283,6 +290,8 @@ def score_clusters(
         if known[c]:
             reasons.insert(0, f"{int(known[c])} of {int(size[c])} accounts were confirmed "
                               f"operators {known_text[c]}")
+        if c in usage:
+            reasons.append(_usage_reason(usage[c]))
         if c in suppressed:
             text, keep_quiet = suppressed[c]
             reasons.append(text)
@@ -421,6 +430,42 @@ def _duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds / 86400:.1f} days"
+
+
+def _usage(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, float]]:
+    """Per cluster, what its members did (the ``interactions`` table): requests, tokens, how
+    many members were active, over how many days, and the share of coding and agentic
+    requests. Reported with the features (not scored yet); empty without interactions."""
+    rows = con.execute(
+        """
+        SELECT m.cluster, count(*) AS requests, count(DISTINCT i.idx) AS active,
+               coalesce(sum(i.input_tokens), 0) AS input_tokens,
+               coalesce(sum(i.output_tokens), 0) AS output_tokens,
+               count(*) FILTER (WHERE i.category IN ('coding', 'agentic')) / count(*) AS share,
+               (epoch(max(i.ts)) - epoch(min(i.ts))) / 86400 AS days
+        FROM interactions i JOIN members m USING (idx)
+        GROUP BY m.cluster
+        """
+    ).fetchall()
+    return {
+        int(c): {"requests": int(req), "usage_accounts": int(active),
+                 "input_tokens": int(tin), "output_tokens": int(tout),
+                 "coding_agentic_share": round(float(share), 4),
+                 "usage_days": round(float(days or 0.0), 2)}
+        for c, req, active, tin, tout, share, days in rows
+    }
+
+
+def _usage_reason(u: dict[str, float]) -> str:
+    """E.g. "31 accounts sent 1.2M requests (48M tokens) in 41.9 days, 88% coding/agentic"."""
+    def big(x: float) -> str:
+        return next((f"{x / d:.1f}{unit}" for d, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"))
+                     if x >= d), f"{x:.0f}")
+
+    tokens = u["input_tokens"] + u["output_tokens"]
+    return (f"{u['usage_accounts']:.0f} accounts sent {big(u['requests'])} requests "
+            f"({big(tokens)} tokens) in {u['usage_days']:.1f} days, "
+            f"{u['coding_agentic_share']:.0%} coding/agentic")
 
 
 def _reasons(

@@ -60,4 +60,12 @@ def two_nights(base: Path) -> tuple[Path, Path]:
         {"account_id": acc, "device_id": "dev-hostile-ring", "seen_at": "2025-06-01T10:00:00Z"}
         for acc in HOSTILE
     ])
+    # The ring's usage: 20 coding requests per account over two days (only the ring has any).
+    with (second / "interactions.csv").open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["account_id", "ts", "category", "input_tokens", "output_tokens"])
+        for acc in HOSTILE:
+            for k in range(20):
+                writer.writerow([acc, f"2025-06-0{2 + k % 2}T1{k % 10}:00:00Z", "coding",
+                                 100, 1000])
     return first, second

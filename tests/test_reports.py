@@ -184,6 +184,8 @@ def test_report_and_case_packet(db, tmp_path):
     _assert_escaped(page)
     assert page.count("<svg") == 3  # graph, score breakdown and signup timeline
     assert "Signup timeline" in page and "signup timeline" in page
+    usage = page[page.index("<h2>Usage</h2>"):page.index("<h2>Signup timeline</h2>")]
+    assert ">200<" in usage and "20,000 / 200,000" in usage and "100%" in usage
     assert page.count("<circle") == len(HOSTILE)
     assert "card" in page and "Shared keys by kind" in page and "Lineage" in page
 

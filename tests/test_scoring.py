@@ -101,3 +101,21 @@ def test_cluster_keys_and_intra_edges():
     (n_intra,) = con.execute("SELECT count(*) FROM intra_edges WHERE cluster = 0").fetchone()
     assert n_intra == con.execute(
         "SELECT count(*) FROM edges WHERE a < 16 AND b < 16").fetchone()[0]
+
+
+def test_usage_is_reported_with_the_features_and_as_a_reason():
+    con = ring_and_family()
+    rows = [(i, BASE + timedelta(days=d, minutes=i), "m1", None,
+             "coding" if d % 4 else "chat", 100, 900)
+            for i in range(16) for d in range(10)]
+    con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    _, _, clusters = run_scoring(con)
+    ring = clusters[0]
+    f = ring["features"]
+    assert (f["requests"], f["usage_accounts"]) == (160, 16)
+    assert (f["input_tokens"], f["output_tokens"]) == (16_000, 144_000)
+    assert f["coding_agentic_share"] == 0.7  # 7 of every 10 days are coding
+    assert f["usage_days"] == pytest.approx(9.01, abs=0.01)
+    assert "16 accounts sent 160 requests (160.0k tokens) in 9.0 days, 70% coding/agentic" \
+        in ring["reasons"]
+    assert "requests" not in clusters[1]["features"]  # the family sent nothing
