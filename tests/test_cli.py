@@ -134,3 +134,17 @@ def test_every_command_has_help_with_an_example(command):
     res = invoke(*command, "--help")
     assert res.exit_code == 0
     assert "Example: linkage " in res.stdout
+
+
+def test_generate_takes_the_group_size_range(tmp_path):
+    res = invoke("generate", "--out", tmp_path / "g", "--accounts", 3000, "--scenario", "plain",
+                 "--group-sizes", 12, 15, "--operator-share", 0.05)
+    assert res.exit_code == 0, res.output
+    import duckdb
+
+    sizes = duckdb.sql(
+        f"SELECT count(*) FROM read_csv('{tmp_path / 'g' / 'truth.csv'}') "
+        "WHERE group_id IS NOT NULL GROUP BY group_id").fetchall()
+    assert sizes and all(12 <= n <= 15 for (n,) in sizes)
+    bad = invoke("generate", "--out", tmp_path / "h", "--group-sizes", 9, 3)
+    assert bad.exit_code == 2 and "Error:" in bad.stderr

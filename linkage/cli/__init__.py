@@ -251,6 +251,9 @@ def generate(
         help="Share of operator accounts.", min=0.0, max=0.5)] = 0.02,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.parquet,
+    group_sizes: Annotated[tuple[int, int], typer.Option(
+        "--group-sizes", help="Smallest and largest operator group (log-uniform between).",
+    )] = (10, 400),
 ) -> None:
     """Generate realistic input with planted operator groups and a truth file (truth.csv).
 
@@ -259,8 +262,12 @@ def generate(
     with _errors():
         from linkage.synth import generate as gen
 
-        summary = gen(out_dir, scenario=scenario.value, n_accounts=accounts,
-                      operator_share=operator_share, seed=seed, fmt=fmt.value)
+        try:
+            summary = gen(out_dir, scenario=scenario.value, n_accounts=accounts,
+                          operator_share=operator_share, seed=seed, fmt=fmt.value,
+                          group_sizes=group_sizes)
+        except ValueError as exc:  # the generator's argument checks
+            raise _usage(str(exc)) from None
     err.print(
         f"wrote {summary.n_accounts:,} accounts ({summary.n_operator_accounts:,} operator "
         f"accounts in {summary.n_groups:,} groups) to {out_dir}", markup=False)
