@@ -203,9 +203,9 @@ class ScoringConfig:
     that families of 2-4 sharing a card cannot reach the threshold."""
     burst_window_minutes: int = 120
     strong_edge: float = 0.6
-    """An edge at least this heavy counts as a strong link in the reasons ("12 of 14 have at
-    least one strong link"). Not a score feature: strong links come from the shared cards,
-    devices and emails that the features already count."""
+    """An edge at least this heavy is a strong link: in the reasons ("12 of 14 have at least
+    one strong link") and as a link of ``identifier_reuse`` (weaker signals that together
+    make a strong edge tie accounts like a shared card does)."""
     weights: dict[str, float] = field(
         default_factory=lambda: {
             "burst": 0.45,

@@ -33,9 +33,10 @@ through one kind of evidence alone, as a share of the cluster):
 
 ``burst``                   largest share of members that signed up within
                             ``burst_window_minutes`` of each other
-``identifier_reuse``        linked share through shared cards, devices, emails and phones:
-                            identifiers one person owns, so one feature however an operator
-                            mixes them (a chain of accounts linked card-device-card-device)
+``identifier_reuse``        linked share through shared cards, devices, emails and phones
+                            (and strong edges, which several weaker signals can make
+                            together): identifiers one person owns, so one feature however
+                            an operator mixes them (a chain linked card-device-card-device)
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``observation_reuse``       linked share through shared ``observations`` values
@@ -243,11 +244,17 @@ def score_clusters(
         "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
     }
     for family, name in _FAMILY_FEATURE.items():
+        # Identifier links also run through strong edges that several weaker signals make
+        # together (an exact IP and a BIN+postal code and a co-signup): a camouflage ring
+        # chained by such edges is still one linked group.
+        strong = (f"UNION SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}"
+                  if family == "identifier" else "")
         pairs = con.execute(
-            """
+            f"""
             SELECT DISTINCT es.a, es.b FROM edge_signals es
             JOIN families f ON f.signal = es.signal AND f.family = ?
             SEMI JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+            {strong}
             """,
             [family],
         ).fetchnumpy()
