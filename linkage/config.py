@@ -150,6 +150,12 @@ class SignalsConfig:
     bin_postal: SignalConfig = SignalConfig(weight=0.3, cap=1000)
     cosignup: CosignupConfig = CosignupConfig()
     coactivity: CoactivityConfig = CoactivityConfig()
+    # Usage: a private prompt template shared by a few accounts is an operator's pipeline; a
+    # public one used by thousands is above the cap and says nothing. Each shared template
+    # is weak alone; noisy-OR makes dozens of them strong.
+    prompt: SignalConfig = SignalConfig(weight=0.3)
+    prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
+                                                     window_minutes=10)
     observation: ObservationConfig = ObservationConfig()
 
 
@@ -213,6 +219,7 @@ class ScoringConfig:
             "issuer_reuse": 0.3,
             "network_concentration": 0.3,
             "observation_reuse": 0.3,
+            "behaviour_reuse": 0.5,
             "known_bad": 0.9,
         }
     )
@@ -387,8 +394,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     known_weak = {"signup_net", "bin", "user_agent"}
     for k in cfg.signals.cosignup.weak_keys:
         need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
-    need(cfg.signals.coactivity.window_minutes > 0, "signals.coactivity.window_minutes",
-         "positive", cfg.signals.coactivity.window_minutes)
+    for name in ("coactivity", "prompt_sync"):
+        minutes = getattr(cfg.signals, name).window_minutes
+        need(minutes > 0, f"signals.{name}.window_minutes", "positive", minutes)
     need(cfg.signals.cosignup.window_minutes > 0, "signals.cosignup.window_minutes", "positive",
          cfg.signals.cosignup.window_minutes)
     need(cfg.graph.clique_max >= 2, "graph.clique_max", "at least 2", cfg.graph.clique_max)

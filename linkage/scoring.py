@@ -40,6 +40,8 @@ through one kind of evidence alone, as a share of the cluster):
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``observation_reuse``       linked share through shared ``observations`` values
+``behaviour_reuse``         linked share through shared private prompt templates and their
+                            synchronised use (``interactions``)
 ``known_bad``               share of members that analysts confirmed as operators
                             (``linkage label``); counted as it is and not damped by size::
 
@@ -79,6 +81,7 @@ FEATURES = (
     "issuer_reuse",
     "network_concentration",
     "observation_reuse",
+    "behaviour_reuse",
     "known_bad",
 )
 _FAMILY_FEATURE = {
@@ -86,6 +89,7 @@ _FAMILY_FEATURE = {
     "issuer": "issuer_reuse",
     "network": "network_concentration",
     "observation": "observation_reuse",
+    "behaviour": "behaviour_reuse",
 }
 _NOUNS = {
     "card": ("card", "cards"),
@@ -96,6 +100,9 @@ _NOUNS = {
     "ip": ("IP address", "IP addresses"),
     "ip_net": ("IP range (/24 or /64)", "IP ranges (/24 or /64)"),
     "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
+    "prompt": ("private prompt template", "private prompt templates"),
+    "prompt_sync": ("minute of synchronised use of one prompt template",
+                    "minutes of synchronised use of one prompt template"),
     "coactivity": ("moment of activity on one observed value",
                    "moments of activity on one observed value"),
 }
@@ -490,7 +497,7 @@ def _reasons(
         if sig == "cosignup":
             continue  # said better by the signup burst sentence below
         count = "one" if n_keys == 1 else str(n_keys)
-        strength = 1.0 if _family(sig) == "identifier" else 0.5
+        strength = 1.0 if _family(sig) in ("identifier", "behaviour") else 0.5
         out.append((strength * cov / size,
                     f"{cov} of {size} accounts share {count} {_noun(sig, n_keys)}"))
     burst_n = int(np.nan_to_num(base["burst_n"][c]))

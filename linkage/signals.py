@@ -34,6 +34,8 @@ Signals
 ``cosignup``            same weak key (signup range, BIN or user agent) and signup time
                         within the same window
 ``coactivity``          same observation value (same kind) seen within the same window
+``prompt``              ``interactions.prompt_fingerprint``: the same prompt template
+``prompt_sync``         the same prompt template used within the same window
 ======================  ==========================================================
 """
 
@@ -49,6 +51,7 @@ from linkage.config import SignalsConfig
 __all__ = [
     "COACTIVITY",
     "COSIGNUP",
+    "PROMPT_SYNC",
     "SIGNAL_FAMILIES",
     "TIME_BUCKETED",
     "build_links",
@@ -58,9 +61,10 @@ __all__ = [
 
 COSIGNUP = "cosignup"
 COACTIVITY = "coactivity"
+PROMPT_SYNC = "prompt_sync"
 # Signals whose keys carry a time bucket on two offset grids: a pair seen in both grids (or
 # through several keys of one coincidence) counts once, at its strongest key.
-TIME_BUCKETED = (COSIGNUP, COACTIVITY)
+TIME_BUCKETED = (COSIGNUP, COACTIVITY, PROMPT_SYNC)
 
 # Which scoring family each signal belongs to (``obs:*`` signals form the observation family).
 SIGNAL_FAMILIES: dict[str, str] = {
@@ -75,6 +79,9 @@ SIGNAL_FAMILIES: dict[str, str] = {
     "ip_net48": "network",
     COSIGNUP: "timing",
     COACTIVITY: "observation",
+    # what the accounts do: the same private prompt templates, used in the same minutes
+    "prompt": "behaviour",
+    PROMPT_SYNC: "behaviour",
 }
 
 # (signal, SQL selecting idx and key) for the exact-value and range signals.
@@ -90,6 +97,9 @@ _SOURCES: dict[str, list[str]] = {
         "SELECT idx, net48_key FROM ip_events",
         "SELECT idx, signup_net48_key FROM accounts",
     ],
+    # the templates an account's requests used (interactions can be tens of millions of
+    # rows: the DISTINCT of build_links keeps one link per account and template)
+    "prompt": ["SELECT idx, prompt_key FROM interactions"],
 }
 
 # Weak keys that co-signup may pair with the signup time.
@@ -199,6 +209,14 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
                 f"SELECT idx, '{COACTIVITY}', kind || ':{offset}:' || value_key || ':' || "
                 f"floor((epoch(seen_at) + {offset}) / {window})::BIGINT "
                 "FROM observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL"
+            )
+    if PROMPT_SYNC in weights:
+        window = cfg.prompt_sync.window_minutes * 60
+        for offset in (0, window // 2):
+            parts.append(
+                f"SELECT DISTINCT idx, '{PROMPT_SYNC}', '{offset}:' || prompt_key || ':' || "
+                f"floor((epoch(ts) + {offset}) / {window})::BIGINT "
+                "FROM interactions WHERE prompt_key IS NOT NULL"
             )
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")

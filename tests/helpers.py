@@ -42,6 +42,7 @@ def ingested(
     orgs: dict[int, str] | None = None,
     user_agents: dict[int, str] | None = None,
     observations: list[tuple[int, str, str, datetime | None]] = (),
+    interactions: list[tuple[int, datetime, str | None]] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A connection holding ingest-shaped tables for ``n`` accounts ``a000000``..."""
     con = connect_duckdb(EngineConfig())
@@ -79,6 +80,9 @@ def ingested(
     con.execute("CREATE TABLE interactions (idx INTEGER, ts TIMESTAMP, model VARCHAR, "
                 "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
                 "output_tokens BIGINT)")
+    if interactions:  # (idx, ts, prompt_key)
+        con.executemany("INSERT INTO interactions VALUES (?, ?, 'm', ?, 'coding', 10, 100)",
+                        list(interactions))
     return con
 
 

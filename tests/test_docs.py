@@ -347,3 +347,14 @@ def test_the_csv_examples_of_the_input_page_are_valid_input(tmp_path: Path) -> N
         con.close()
     assert result.rows_quarantined == {}
     assert result.rows_read == {name: body.count("\n") - 1 for name, body in examples}
+
+
+def test_the_configuration_shown_in_schema_md_is_the_default() -> None:
+    import json
+
+    from linkage.config import RunConfig
+
+    anchor = SCHEMA_DOC.index("`runs.config_json` (one line in the database")
+    start = SCHEMA_DOC.index("```json\n", anchor) + len("```json\n")
+    shown = json.loads(SCHEMA_DOC[start:SCHEMA_DOC.index("```", start)])
+    assert shown == RunConfig().to_dict()

@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 from collections import defaultdict
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -196,3 +197,36 @@ def test_coactivity_links_accounts_acting_on_one_value_in_one_window():
     con = ingested(4, observations=obs)
     build_links(con, replace(cfg, coactivity=CoactivityConfig()))
     assert build_edges(con, GraphConfig()) == 0
+
+
+def test_shared_private_prompt_templates_link_and_public_ones_do_not():
+    from linkage.config import CoactivityConfig
+    from tests.helpers import BASE
+
+    n = 260
+    rows = [(i, BASE + timedelta(days=i), f"private{k}") for i in (0, 1, 2) for k in range(5)]
+    rows += [(i, BASE + timedelta(hours=i), "public") for i in range(n)]  # everybody's
+    cfg = signals(prompt_sync=CoactivityConfig(enabled=False))
+    con = ingested(n, interactions=rows)
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    got = con.execute("SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b").fetchall()
+    assert got == [(0, 1, "prompt", 5), (0, 2, "prompt", 5), (1, 2, "prompt", 5)]
+    (w,) = con.execute("SELECT weight FROM edges WHERE a = 0 AND b = 1").fetchone()
+    p = cfg.prompt.weight * specificity(3, cfg.prompt.cap)
+    assert w == pytest.approx(1 - (1 - p) ** 5)  # five shared templates, noisy-OR
+
+
+def test_prompt_sync_links_accounts_using_one_template_in_the_same_minutes():
+    from linkage.config import CoactivityConfig, SignalConfig
+    from tests.helpers import BASE
+
+    rows = [(0, BASE, "t"), (1, BASE + timedelta(minutes=3), "t"),
+            (2, BASE + timedelta(hours=5), "t")]
+    cfg = signals(prompt=SignalConfig(weight=0.3, enabled=False),
+                  prompt_sync=CoactivityConfig(weight=0.4, enabled=True, window_minutes=10))
+    con = ingested(3, interactions=rows)
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    assert con.execute("SELECT a, b, signal FROM edge_signals").fetchall() == [
+        (0, 1, "prompt_sync")]

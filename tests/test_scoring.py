@@ -119,3 +119,15 @@ def test_usage_is_reported_with_the_features_and_as_a_reason():
     assert "16 accounts sent 160 requests (160.0k tokens) in 9.0 days, 70% coding/agentic" \
         in ring["reasons"]
     assert "requests" not in clusters[1]["features"]  # the family sent nothing
+
+
+def test_a_ring_that_shares_only_private_prompt_templates_is_flagged():
+    # ten accounts with nothing in common but five private templates, used days apart
+    rows = [(i, BASE + timedelta(days=i, hours=k), f"tpl{k}") for i in range(10)
+            for k in range(5)]
+    con = ingested(30, interactions=rows)
+    _, n_flagged, clusters = run_scoring(con)
+    assert n_flagged == 1
+    (ring,) = clusters
+    assert ring["size"] == 10 and ring["features"]["behaviour_reuse"] == 1.0
+    assert "10 of 10 accounts share 5 private prompt templates" in ring["reasons"]
