@@ -92,6 +92,9 @@ class SignalConfig:
     weight: float
     cap: int = 200
     enabled: bool = True
+    min_shared: int = 1
+    """A pair that shares fewer keys of this signal gets no evidence from it (prompt
+    templates: one shared template is a coincidence, several are a pipeline)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ class SignalsConfig:
     # Usage: a private prompt template shared by a few accounts is an operator's pipeline; a
     # public one used by thousands is above the cap and says nothing. Each shared template
     # is weak alone; noisy-OR makes dozens of them strong.
-    prompt: SignalConfig = SignalConfig(weight=0.3)
+    prompt: SignalConfig = SignalConfig(weight=0.3, min_shared=2)
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
                                                      window_minutes=10)
     observation: ObservationConfig = ObservationConfig()
@@ -389,6 +392,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         sig = getattr(cfg.signals, f.name)
         need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
         need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
+        if isinstance(sig, SignalConfig):
+            need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
+                 sig.min_shared)
     for kind, w in cfg.signals.observation.kinds.items():
         need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
     known_weak = {"signup_net", "bin", "user_agent"}

@@ -103,6 +103,13 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
         """
     )
     con.execute("DROP TABLE pair_keys")
+    # One shared prompt template is a coincidence; several are a pipeline (min_shared).
+    con.execute(
+        """
+        DELETE FROM edge_signals e USING signal_min_shared m
+        WHERE e.signal = m.signal AND e.n_keys < m.min_shared
+        """
+    )
     if cfg.suppress_org:
         # Colleagues share a corporate card and an office range by design: evidence between
         # two accounts of one organisation says nothing about an operator.

@@ -12,6 +12,8 @@ Output (DuckDB tables in the same connection):
 ``links(idx INTEGER, signal VARCHAR, key VARCHAR)``
     distinct account-key links of every enabled signal, including keys carried by one account
     (they explain nothing but cost little and keep the table complete for analysts).
+``signal_min_shared(signal VARCHAR, min_shared INTEGER)``
+    signals whose pairs must share at least ``min_shared`` keys before any counts.
 ``keys(kid INTEGER, signal VARCHAR, key VARCHAR, n INTEGER, p DOUBLE)``
     every key carried by 2..cap accounts, its popularity ``n`` and the evidence ``p`` it gives
     each pair of its accounts. ``kid`` is dense and ordered by (signal, key), so it is
@@ -46,7 +48,7 @@ from dataclasses import fields
 
 import duckdb
 
-from linkage.config import SignalsConfig
+from linkage.config import SignalConfig, SignalsConfig
 
 __all__ = [
     "COACTIVITY",
@@ -171,6 +173,13 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
     weights = signal_weights(cfg, kinds)
 
     # Per-signal weight and cap as a small table, so the key weights are one set-based query.
+    # Signals whose pairs must share several keys before any counts (read by the graph).
+    con.execute("CREATE OR REPLACE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
+    minimums = [(f.name, sig.min_shared) for f in fields(cfg)
+                if isinstance(sig := getattr(cfg, f.name), SignalConfig)
+                and sig.min_shared > 1 and f.name in weights]
+    if minimums:
+        con.executemany("INSERT INTO signal_min_shared VALUES (?, ?)", minimums)
     con.execute("CREATE OR REPLACE TEMP TABLE signal_params"
                 "(signal VARCHAR, weight DOUBLE, cap INTEGER)")
     if weights:

@@ -206,6 +206,7 @@ def test_shared_private_prompt_templates_link_and_public_ones_do_not():
     n = 260
     rows = [(i, BASE + timedelta(days=i), f"private{k}") for i in (0, 1, 2) for k in range(5)]
     rows += [(i, BASE + timedelta(hours=i), "public") for i in range(n)]  # everybody's
+    rows += [(i, BASE, "coincidence") for i in (10, 11)]  # one shared template: not enough
     cfg = signals(prompt_sync=CoactivityConfig(enabled=False))
     con = ingested(n, interactions=rows)
     build_links(con, cfg)
