@@ -160,6 +160,17 @@ def signal_weights(
     return out
 
 
+def _time_buckets(signal: str, key_sql: str, ts: str, source: str, minutes: int) -> list[str]:
+    """SELECTs of (idx, signal, key + time bucket) on two grids offset by half a window, so
+    that any two events less than half a window apart share a bucket in at least one grid."""
+    window = minutes * 60
+    return [
+        f"SELECT DISTINCT idx, '{signal}', {key_sql} || ':{offset}:' || "
+        f"floor((epoch({ts}) + {offset}) / {window})::BIGINT FROM {source}"
+        for offset in (0, window // 2)
+    ]
+
+
 def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
     """Create ``links``, ``keys`` and ``key_members`` in ``con``; return the signal weights.
 
@@ -203,30 +214,19 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
             "WHERE value_key IS NOT NULL AND 'obs:' || kind IN (SELECT signal FROM signal_params)"
         )
     if COSIGNUP in weights:
-        window = cfg.cosignup.window_minutes * 60
         for weak in cfg.cosignup.weak_keys:
-            for offset in (0, window // 2):
-                parts.append(
-                    f"SELECT idx, '{COSIGNUP}', '{weak}:{offset}:' || wk || ':' || "
-                    f"floor((epoch(created_at) + {offset}) / {window})::BIGINT "
-                    f"FROM ({_WEAK_KEYS[weak]}) WHERE wk IS NOT NULL"
-                )
+            parts += _time_buckets(COSIGNUP, f"'{weak}:' || wk", "created_at",
+                                   f"({_WEAK_KEYS[weak]}) WHERE wk IS NOT NULL",
+                                   cfg.cosignup.window_minutes)
     if COACTIVITY in weights:
-        window = cfg.coactivity.window_minutes * 60
-        for offset in (0, window // 2):
-            parts.append(
-                f"SELECT idx, '{COACTIVITY}', kind || ':{offset}:' || value_key || ':' || "
-                f"floor((epoch(seen_at) + {offset}) / {window})::BIGINT "
-                "FROM observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL"
-            )
+        parts += _time_buckets(
+            COACTIVITY, "kind || ':' || value_key", "seen_at",
+            "observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL",
+            cfg.coactivity.window_minutes)
     if PROMPT_SYNC in weights:
-        window = cfg.prompt_sync.window_minutes * 60
-        for offset in (0, window // 2):
-            parts.append(
-                f"SELECT DISTINCT idx, '{PROMPT_SYNC}', '{offset}:' || prompt_key || ':' || "
-                f"floor((epoch(ts) + {offset}) / {window})::BIGINT "
-                "FROM interactions WHERE prompt_key IS NOT NULL"
-            )
+        parts += _time_buckets(PROMPT_SYNC, "prompt_key", "ts",
+                               "interactions WHERE prompt_key IS NOT NULL AND ts IS NOT NULL",
+                               cfg.prompt_sync.window_minutes)
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(
