@@ -116,15 +116,12 @@ def run(
             raise _usage(f"input folder {str(input)!r} does not exist or is not a folder")
         cfg = load_config(config)
         secret = load_secret(secret_file)
-        store = _store(db)
-        try:
+        with _store(db) as store:
             with StageProgress(err, enabled=not quiet) as progress:
                 summary = run_pipeline(input, store, cfg, secret, reporter=progress)
             if not quiet:
                 _print_summary(summary)
                 _print_top(store, summary.run_id, top)
-        finally:
-            store.close()
     print(summary.run_id, flush=True)
 
 
@@ -186,16 +183,13 @@ def export_memberships(
 
         if fmt not in FORMATS:
             raise _usage(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             memberships = store.memberships(run_id)
             if fmt == "csv":
                 n = write_memberships(memberships, out_file)
             else:
                 n = write_table(memberships, out_file, fmt)
-        finally:
-            store.close()
     err.print(f"wrote {n:,} memberships of run {run_id} to {out_file}", markup=False)
 
 
@@ -214,12 +208,9 @@ def evaluate(
         from linkage.evaluate import evaluate_flagged, read_truth
 
         truth_table = read_truth(truth)
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             result = evaluate_flagged(truth_table, store.memberships(run_id))
-        finally:
-            store.close()
     if as_json:
         print(json.dumps({"run_id": run_id, **result.as_dict()}))
         return
@@ -283,13 +274,9 @@ def runs(
 
     Example: linkage runs --limit 5
     """
-    with _errors():
-        store = _store(db)
-        try:
-            store.ensure_schema()
-            rows = store.runs(limit)
-        finally:
-            store.close()
+    with _errors(), _store(db) as store:
+        store.ensure_schema()
+        rows = store.runs(limit)
     print_rows(rows, title="runs", as_json=as_json, columns=(
         "run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
         "n_flagged"))
@@ -316,12 +303,8 @@ def db_upgrade(db: DbOpt = None) -> None:
 
     Example: linkage db upgrade --db postgresql://linkage@db/linkage
     """
-    with _errors():
-        store = _store(db)
-        try:
-            store.upgrade()
-        finally:
-            store.close()
+    with _errors(), _store(db) as store:
+        store.upgrade()
     err.print("schema is at head", markup=False)
 
 
@@ -331,12 +314,8 @@ def db_check(db: DbOpt = None) -> None:
 
     Example: linkage db check
     """
-    with _errors():
-        store = _store(db)
-        try:
-            diffs = store.check()
-        finally:
-            store.close()
+    with _errors(), _store(db) as store:
+        diffs = store.check()
     if diffs:
         for d in diffs:
             err.print(f"difference: {d}", markup=False)

@@ -50,8 +50,7 @@ def diff(
         from linkage.config import ContinuityConfig
         from linkage.continuity import compare_runs
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             before_id = store.resolve_run(from_run)
             after_id = store.resolve_run(to_run)
             config = json.loads(store.run(after_id)["config_json"] or "{}")
@@ -59,8 +58,6 @@ def diff(
                 "min_jaccard", ContinuityConfig().min_jaccard))
             changes = compare_runs(store.memberships(before_id), store.memberships(after_id),
                                    min_jaccard=min_jaccard)
-        finally:
-            store.close()
     rows = changes.to_pylist()
     counts: dict[str, int] = {}
     for r in rows:

@@ -42,12 +42,9 @@ def forget(
         from linkage.store.erase import forget_account
 
         pseudo = Pseudonymiser(load_secret(secret_file))
-        store = _store(db)
-        try:
+        with _store(db) as store:
             result = forget_account(store, account_id, pseudo,
                                     by=by or _login(), reason=reason)
-        finally:
-            store.close()
     per_table = ", ".join(f"{n} {t}" for t, n in result.rows_removed.items())
     err.print(
         f"erasure {result.erasure_id}: removed {result.n_rows_removed:,} rows ({per_table}) "

@@ -44,12 +44,9 @@ def label(
     with _errors():
         from linkage.labels import add_label, default_labeller
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             row = add_label(store, target.value, target_id, verdict.value, note=note,
                             by=by if by is not None else default_labeller())
-        finally:
-            store.close()
     err.print(f"label {row['label_id']}: {target.value} {row['target_id']} is "
               f"{row['label']} (by {row['by']})", markup=False, highlight=False)
 
@@ -71,11 +68,8 @@ def labels(
         if cluster is not None and account is not None:
             raise _usage("give --cluster or --account, not both")
         kind = "cluster" if cluster is not None else "account" if account is not None else None
-        store = _store(db)
-        try:
+        with _store(db) as store:
             rows = list_labels(store, target_kind=kind, target_id=cluster or account)
-        finally:
-            store.close()
     print_rows(rows, title="labels", as_json=as_json, columns=(
         "label_id", "created_at", "by", "target_kind", "target_id", "label", "note"))
 

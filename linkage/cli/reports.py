@@ -45,12 +45,9 @@ def export_banlist(
         from linkage.reports import write_csv
         from linkage.reports.queries import banlist
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             table = banlist(store, run_id, min_score=min_score)
-        finally:
-            store.close()
         write_csv(table, out_file)
     err.print(f"wrote {table.num_rows:,} accounts of run {run_id} to {out_file}",
               markup=False, highlight=False)
@@ -75,12 +72,9 @@ def export_clusters(
         from linkage.reports import write_table
         from linkage.reports.queries import clusters_table
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             table = clusters_table(store, run_id, min_score=min_score)
-        finally:
-            store.close()
         n = write_table(table, out_file, fmt.value)
     err.print(f"wrote {n:,} clusters of run {run_id} to {out_file}", markup=False,
               highlight=False)
@@ -101,12 +95,9 @@ def export_case(
     with _errors():
         from linkage.reports.html import write_case
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             write_case(store, run_id, cluster_id, out_file)
-        finally:
-            store.close()
     err.print(f"wrote the case packet of cluster {cluster_id!r} (run {run_id}) to {out_file}",
               markup=False, highlight=False)
 
@@ -126,12 +117,9 @@ def report(
     with _errors():
         from linkage.reports.html import write_report
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             index = write_report(store, run_id, out_dir, min_score=min_score)
-        finally:
-            store.close()
     err.print(f"wrote the report of run {run_id} to {index}", markup=False, highlight=False)
 
 

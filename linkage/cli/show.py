@@ -69,12 +69,9 @@ def show_cluster(
     with _errors():
         from linkage.reports.queries import cluster_detail
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             detail = cluster_detail(store, run_id, cluster_id)
-        finally:
-            store.close()
     edges = detail.pop("edges")
     detail["n_evidence_edges"] = len(edges)
     if fmt is OutputFormat.json:
@@ -136,8 +133,7 @@ def show_account(
         from linkage.labels import list_labels
         from linkage.reports.queries import account_history, account_links
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             history = account_history(store, account_id)
             if not history:
@@ -149,8 +145,6 @@ def show_account(
             labels = list_labels(store, target_kind="account", target_id=account_id) + [
                 row for row in list_labels(store, target_kind="cluster")
                 if row["target_id"] in clusters]
-        finally:
-            store.close()
     labels.sort(key=lambda row: row["label_id"])
     current = next((h for h in history if h["run_id"] == run_id), None)
     data = {"account_id": account_id, "run_id": run_id,
@@ -206,12 +200,9 @@ def explain(
     with _errors():
         from linkage.reports.queries import explain_path
 
-        store = _store(db)
-        try:
+        with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             result = explain_path(store, run_id, a, b)
-        finally:
-            store.close()
     if fmt is OutputFormat.json:
         _json(result)
         return
