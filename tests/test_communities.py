@@ -36,16 +36,22 @@ def planted(rings: int, size: int, noise: int, seed: int) -> tuple[ig.Graph, np.
                 if a < b and rng.random() < 0.5:
                     edges.append((a, b))
                     weights.append(float(rng.uniform(0.3, 0.9)))
-    # weak random noise edges everywhere
-    for _ in range(n):
+    return with_noise(n, edges, weights, rng, count=n, weight=0.02), truth
+
+
+def with_noise(n: int, edges: list, weights: list, rng, *, count: int,
+               weight: float) -> ig.Graph:
+    """The graph of ``edges`` plus ``count`` weak random edges everywhere (duplicates keep
+    the heavier weight)."""
+    for _ in range(count):
         a, b = sorted(rng.integers(0, n, 2).tolist())
         if a != b:
             edges.append((a, b))
-            weights.append(0.02)
+            weights.append(weight)
     g = ig.Graph(n=n, edges=edges)
     g.es["weight"] = weights
     g.simplify(combine_edges="max")
-    return g, truth
+    return g
 
 
 @settings(max_examples=25, deadline=None)
@@ -138,15 +144,7 @@ def chain_ring(size: int, noise: int, seed: int) -> tuple[ig.Graph, np.ndarray]:
     leaves = rng.choice(np.arange(size, n), size=size // 2, replace=False)
     edges += [(int(rng.integers(0, size)), int(leaf)) for leaf in leaves]
     weights += [0.8] * len(leaves)
-    for _ in range(2 * n):
-        a, b = sorted(rng.integers(0, n, 2).tolist())
-        if a != b:
-            edges.append((a, b))
-            weights.append(0.03)
-    g = ig.Graph(n=n, edges=edges)
-    g.es["weight"] = weights
-    g.simplify(combine_edges="max")
-    return g, leaves
+    return with_noise(n, edges, weights, rng, count=2 * n, weight=0.03), leaves
 
 
 def test_strong_core_keeps_a_chain_ring_whole_and_prunes_hangers_on():
