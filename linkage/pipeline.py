@@ -25,12 +25,11 @@ import duckdb
 import pyarrow as pa
 
 from linkage import __version__
-from linkage.communities import from_config as detect
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
 from linkage.errors import ConfigError, InputProblem
-from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import ingest
 from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser
@@ -38,7 +37,7 @@ from linkage.scoring import score_clusters
 from linkage.signals import build_links
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
-from linkage.warmstart import initial_labels, keep_settled
+from linkage.warmstart import FINGERPRINT_KEY, warm_detect
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
@@ -133,20 +132,14 @@ def run_pipeline(
                 with stage(current, run_id):
                     summary.n_edges = build_edges(con, cfg.graph)
                     edges = edge_arrays(con)
-                    graph = build_graph(edges)
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    initial = (initial_labels(con, previous, graph.vcount())
-                               if cfg.communities.warm_start else None)
-                    partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
-                    del graph
-                    if initial is not None and cfg.communities.objective == "cpm":
-                        partition, settled = keep_settled(
-                            edges, initial, partition,
-                            resolution=cfg.communities.resolution,
-                            min_gain=cfg.communities.warm_min_gain)
-                        log.info("warm start: %d components kept last run's clusters", settled)
+                    partition, fingerprints = warm_detect(
+                        con, edges, cfg, previous, _previous_fingerprints(store),
+                        salt=f"{__version__}:{cfg.hash()}")
+                    # Kept under this run's id: read only once the run is published.
+                    store.set_meta(FINGERPRINT_KEY.format(run_id=run_id), fingerprints)
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -167,6 +160,8 @@ def run_pipeline(
                     record = _record(con, ing.input_fingerprint, summary, timings,
                                      ing.quarantine_sample, cfg.store.evidence_min_score)
                     store.publish_run(run_id, record)
+                    store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
+                                      keep=FINGERPRINT_KEY.format(run_id=run_id))
                     if store.get_meta(KEY_CHECK) is None:
                         store.set_meta(KEY_CHECK, pseudo.check_value())
             except BaseException as exc:
@@ -179,6 +174,12 @@ def run_pipeline(
     summary.timings = timings
     summary.peak_rss_mb = peaks
     return summary
+
+
+def _previous_fingerprints(store: Store) -> str | None:
+    """The component fingerprints of the latest published run (None: none kept)."""
+    latest = store.latest_run_id()
+    return None if latest is None else store.get_meta(FINGERPRINT_KEY.format(run_id=latest))
 
 
 def _peak_rss_mb() -> float:
