@@ -71,11 +71,14 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
             WHERE k.n <= {cfg.clique_max}
         ),
         big AS (
-            -- rank members in a fixed pseudo-random order within their key
+            -- rank members in a fixed pseudo-random order within their key, from content
+            -- (key and account id, not the run-local idx and kid): the ring of a key then
+            -- depends on its own members only, whatever was added elsewhere
             SELECT km.kid, km.idx, k.n,
-                   (row_number() OVER (PARTITION BY km.kid ORDER BY hash(km.idx, km.kid), km.idx)
+                   (row_number() OVER (PARTITION BY km.kid
+                                       ORDER BY hash(k.signal, k.key, a.account_id), km.idx)
                     - 1)::INTEGER AS r
-            FROM key_members km JOIN keys k USING (kid)
+            FROM key_members km JOIN keys k USING (kid) JOIN accounts a USING (idx)
             WHERE k.n > {cfg.clique_max}
         ),
         clique_pairs AS (

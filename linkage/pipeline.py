@@ -18,19 +18,19 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from linkage import __version__
-from linkage.communities import from_config as detect
+from linkage import incremental as incr
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
 from linkage.errors import ConfigError, InputProblem
-from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import ingest
 from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser
@@ -38,7 +38,7 @@ from linkage.scoring import score_clusters
 from linkage.signals import build_links
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
-from linkage.warmstart import initial_labels, keep_settled
+from linkage.warmstart import FINGERPRINT_KEY, warm_detect
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
@@ -81,8 +81,14 @@ def run_pipeline(
     secret: bytes,
     *,
     reporter: StageReporter = _log_stage,
+    state_dir: Path | None = None,
+    incremental: bool = False,
 ) -> RunSummary:
     """Run every stage on ``input_dir`` and publish the result to ``store``.
+
+    With ``state_dir`` the run also keeps its normalised input there for the next
+    incremental run; with ``incremental`` the input holds only what is new since the latest
+    run, whose state in ``state_dir`` it builds on (:mod:`linkage.incremental`).
 
     Raises :class:`~linkage.errors.InputError` (nothing written) for bad input,
     :class:`~linkage.errors.ConfigError` when the store was written with another key and
@@ -109,8 +115,14 @@ def run_pipeline(
         con = connect_duckdb(cfg.engine, Path(spill))
         try:
             pseudo.install(con)
+            state = _incremental_state(store, state_dir) if incremental else None
             with stage("ingest"):
-                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo)
+                if state is not None:
+                    incr.load_known(con, state, key_check=pseudo.check_value(),
+                                    ingest_cfg=cfg.ingest)
+                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
+                             known=incr.KNOWN if state is not None else None)
+                n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
             _check_key(store, pseudo)
             # We hold the lock, so a run still marked running belongs to a dead process.
@@ -124,7 +136,7 @@ def run_pipeline(
             )
             current = "signals"
             try:
-                summary = RunSummary(run_id=run_id, n_accounts=ing.n_accounts,
+                summary = RunSummary(run_id=run_id, n_accounts=n_accounts,
                                      rows_read=ing.rows_read,
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
@@ -133,20 +145,12 @@ def run_pipeline(
                 with stage(current, run_id):
                     summary.n_edges = build_edges(con, cfg.graph)
                     edges = edge_arrays(con)
-                    graph = build_graph(edges)
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    initial = (initial_labels(con, previous, graph.vcount())
-                               if cfg.communities.warm_start else None)
-                    partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
-                    del graph
-                    if initial is not None and cfg.communities.objective == "cpm":
-                        partition, settled = keep_settled(
-                            edges, initial, partition,
-                            resolution=cfg.communities.resolution,
-                            min_gain=cfg.communities.warm_min_gain)
-                        log.info("warm start: %d components kept last run's clusters", settled)
+                    partition, fingerprints = warm_detect(
+                        con, edges, cfg, previous, _previous_fingerprints(store),
+                        salt=f"{__version__}:{cfg.hash()}")
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -166,7 +170,20 @@ def run_pipeline(
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
                                      ing.quarantine_sample, cfg.store.evidence_min_score)
+                    # Published with the run, for the next run's warm start.
+                    record = replace(record, meta={
+                        FINGERPRINT_KEY.format(run_id=run_id): fingerprints})
+                    if state_dir is not None:
+                        # The state goes in place before the publish and the old one only
+                        # after it: a crash anywhere leaves the latest run's state intact.
+                        tmp = incr.write_state(con, state_dir, key_check=pseudo.check_value(),
+                                               ingest_cfg=cfg.ingest)
+                        incr.commit_state(tmp, run_id)
                     store.publish_run(run_id, record)
+                    if state_dir is not None:
+                        incr.prune_states(state_dir, run_id)
+                    store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
+                                      keep=FINGERPRINT_KEY.format(run_id=run_id))
                     if store.get_meta(KEY_CHECK) is None:
                         store.set_meta(KEY_CHECK, pseudo.check_value())
             except BaseException as exc:
@@ -179,6 +196,24 @@ def run_pipeline(
     summary.timings = timings
     summary.peak_rss_mb = peaks
     return summary
+
+
+def _incremental_state(store: Store, state_dir: Path | None) -> Path:
+    """The state folder an incremental run builds on: the latest published run's."""
+    if state_dir is None:
+        raise ConfigError("an incremental run needs --state DIR, the state folder that "
+                          "earlier runs with --state DIR wrote")
+    latest = None if store.is_empty() else store.latest_run_id()
+    if latest is None:
+        raise ConfigError(f"an incremental run needs an earlier run: the store "
+                          f"{store.display_url} has none (start with a full run with --state)")
+    return incr.state_path(state_dir, latest)
+
+
+def _previous_fingerprints(store: Store) -> str | None:
+    """The component fingerprints of the latest published run (None: none kept)."""
+    latest = store.latest_run_id()
+    return None if latest is None else store.get_meta(FINGERPRINT_KEY.format(run_id=latest))
 
 
 def _peak_rss_mb() -> float:
