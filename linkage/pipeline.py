@@ -150,7 +150,9 @@ def run_pipeline(
                     previous = store.previous_memberships()
                     partition, fingerprints = warm_detect(
                         con, edges, cfg, previous, _previous_fingerprints(store),
-                        salt=f"{__version__}:{cfg.hash()}")
+                        # An erasure changes every fingerprint: the previous clusters
+                        # lack the erased account, so no component is carried forward as is.
+                        salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component

@@ -4,7 +4,8 @@ Three steps around :func:`linkage.communities.detect_from_edges`:
 
 0. Carry forward. Every connected component of two or more accounts gets a fingerprint
    (:func:`component_fingerprints`): 128 bits over its account ids, its edges and their
-   exact weights, salted with the configuration and code version. A component whose
+   exact weights, salted with the configuration, the code version and the number of
+   erasures (``linkage forget`` changes stored memberships, so it ends every carry-forward). A component whose
    fingerprint was also a component of the previous run has not changed at all, so it keeps
    the previous run's clusters exactly (no Leiden, no strong-core step): *an untouched
    component never moves*. The previous run's fingerprints are kept in the store
