@@ -227,9 +227,14 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
             "observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL",
             cfg.coactivity.window_minutes)
     if PROMPT_SYNC in weights:
-        parts += _time_buckets(PROMPT_SYNC, "prompt_key", "ts",
-                               "interactions WHERE prompt_key IS NOT NULL AND ts IS NOT NULL",
-                               cfg.prompt_sync.window_minutes)
+        # Only templates used by fewer than signals.prompt.cap accounts: a popular public
+        # template used in the same minutes is a trend, and at scale most of the requests.
+        parts += _time_buckets(
+            PROMPT_SYNC, "prompt_key", "ts",
+            "interactions WHERE prompt_key IS NOT NULL AND ts IS NOT NULL AND prompt_key IN "
+            "(SELECT prompt_key FROM interactions WHERE prompt_key IS NOT NULL "
+            f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
+            cfg.prompt_sync.window_minutes)
     if "prompt" in weights:
         prompt_bands(con, cfg.prompt)
         parts.append("SELECT idx, 'prompt', key FROM prompt_bands")
