@@ -24,8 +24,9 @@ Layout and consistency
 writes its state to a temporary folder inside ``DIR``, renames it to ``run-<id>`` (atomic)
 *before* it publishes, and removes older states only *after* the publish transaction
 committed. An incremental run reads the state of the store's latest published run and
-refuses (exit 2) when there is none, or when it was written with another key or ingest
-configuration. A crash at any point therefore leaves the latest published run's state in
+refuses (exit 2) when there is none, when it was written with another key or ingest
+configuration, or when ``linkage forget`` erased an account since (the state would bring
+the account's rows back). A crash at any point therefore leaves the latest published run's state in
 place; a state of a run that never published is ignored and removed by the next success.
 Like the store, the state holds identifying values only as keyed hashes; the folders are
 created readable by their owner only.
@@ -38,16 +39,21 @@ import logging
 import os
 import shutil
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import duckdb
+from sqlalchemy import func, select
 
 from linkage.config import IngestConfig
 from linkage.errors import ConfigError
 from linkage.ingest import OUTPUT_SCHEMAS, TABLES
+from linkage.store import Store
+from linkage.store.models import Erasure
 
 __all__ = [
-    "KNOWN", "STATE_FORMAT", "commit_state", "load_known", "merge", "prune_states",
+    "KNOWN", "STATE_FORMAT", "commit_state", "erasure_count", "load_known", "merge",
+    "prune_states",
     "state_path", "write_state",
 ]
 
@@ -70,15 +76,21 @@ def _columns(table: str) -> list[tuple[str, str]]:
     return cols if table == "accounts" else [("account_id", "VARCHAR"), *cols]
 
 
-def _manifest(key_check: str, ingest_cfg: IngestConfig, run_id: int | None) -> dict:
-    from dataclasses import asdict
-
+def _manifest(key_check: str, ingest_cfg: IngestConfig, run_id: int | None,
+              erasures: int) -> dict:
     return {"format": STATE_FORMAT, "run_id": run_id, "key_check": key_check,
-            "ingest": json.loads(json.dumps(asdict(ingest_cfg)))}
+            "ingest": json.loads(json.dumps(asdict(ingest_cfg))), "erasures": erasures}
+
+
+def erasure_count(store: Store) -> int:
+    """How many ``linkage forget`` erasures the store has recorded."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Erasure.__table__)).scalar()
+                   or 0)
 
 
 def load_known(con: duckdb.DuckDBPyConnection, state: Path, *, key_check: str,
-               ingest_cfg: IngestConfig) -> int:
+               ingest_cfg: IngestConfig, erasures: int) -> int:
     """Check the state folder and create :data:`KNOWN` from its accounts; return their
     number. Raises :class:`ConfigError` when the state does not fit tonight's run."""
     manifest_file = state / _MANIFEST
@@ -87,7 +99,7 @@ def load_known(con: duckdb.DuckDBPyConnection, state: Path, *, key_check: str,
             f"no incremental state for the latest run in {str(state.parent)!r} (expected "
             f"{state.name}/): run a full 'linkage run --state {state.parent}' first")
     manifest = json.loads(manifest_file.read_text())
-    expected = _manifest(key_check, ingest_cfg, manifest.get("run_id"))
+    expected = _manifest(key_check, ingest_cfg, manifest.get("run_id"), erasures)
     if manifest.get("format") != STATE_FORMAT:
         raise ConfigError(f"incremental state {str(state)!r} has format "
                           f"{manifest.get('format')!r}, this version reads {STATE_FORMAT}")
@@ -97,6 +109,10 @@ def load_known(con: duckdb.DuckDBPyConnection, state: Path, *, key_check: str,
     if manifest.get("ingest") != expected["ingest"]:
         raise ConfigError(f"incremental state {str(state)!r} was normalised with another "
                           "[ingest] configuration: run a full run with --state instead")
+    if manifest.get("erasures") != erasures:
+        raise ConfigError(f"an account was erased (linkage forget) after incremental state "
+                          f"{str(state)!r} was written, and the state still holds its rows: "
+                          "run a full run with --state over input without it")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {KNOWN} AS SELECT account_id, "
         "(-row_number() OVER (ORDER BY account_id))::INTEGER AS idx "
@@ -140,7 +156,7 @@ def merge(con: duckdb.DuckDBPyConnection, state: Path) -> int:
 
 
 def write_state(con: duckdb.DuckDBPyConnection, state_dir: Path, *, key_check: str,
-                ingest_cfg: IngestConfig) -> Path:
+                ingest_cfg: IngestConfig, erasures: int) -> Path:
     """Write the cumulative tables of ``con`` to a new temporary folder in ``state_dir``
     (not yet any run's state: see :func:`commit_state`) and return it."""
     state_dir = Path(state_dir)
@@ -156,7 +172,7 @@ def write_state(con: duckdb.DuckDBPyConnection, state_dir: Path, *, key_check: s
         con.execute(
             f"COPY (SELECT {', '.join(cols)} FROM {table} t{join} ORDER BY ALL) "
             f"TO '{_sql_path(tmp / f'{table}.parquet')}' (FORMAT parquet)")
-    (tmp / _MANIFEST).write_text(json.dumps(_manifest(key_check, ingest_cfg, None)))
+    (tmp / _MANIFEST).write_text(json.dumps(_manifest(key_check, ingest_cfg, None, erasures)))
     return tmp
 
 

@@ -119,7 +119,7 @@ def run_pipeline(
             with stage("ingest"):
                 if state is not None:
                     incr.load_known(con, state, key_check=pseudo.check_value(),
-                                    ingest_cfg=cfg.ingest)
+                                    ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
                 ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
                              known=incr.KNOWN if state is not None else None)
                 n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
@@ -150,7 +150,9 @@ def run_pipeline(
                     previous = store.previous_memberships()
                     partition, fingerprints = warm_detect(
                         con, edges, cfg, previous, _previous_fingerprints(store),
-                        salt=f"{__version__}:{cfg.hash()}")
+                        # An erasure changes every fingerprint: the previous clusters
+                        # lack the erased account, so no component is carried forward as is.
+                        salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -177,7 +179,8 @@ def run_pipeline(
                         # The state goes in place before the publish and the old one only
                         # after it: a crash anywhere leaves the latest run's state intact.
                         tmp = incr.write_state(con, state_dir, key_check=pseudo.check_value(),
-                                               ingest_cfg=cfg.ingest)
+                                               ingest_cfg=cfg.ingest,
+                                               erasures=incr.erasure_count(store))
                         incr.commit_state(tmp, run_id)
                     store.publish_run(run_id, record)
                     if state_dir is not None:

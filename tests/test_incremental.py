@@ -191,3 +191,19 @@ def test_cli_incremental_run(tmp_path, nights):
     res = runner.invoke(app, ["run", "--incremental", "--input", str(delta1), "--db", db,
                               "--quiet"])
     assert res.exit_code == 2 and "--state" in res.output
+
+
+def test_incremental_refuses_after_an_erasure(tmp_path, nights):
+    from linkage.pseudonymise import Pseudonymiser
+    from linkage.store.erase import forget_account
+
+    _, old, delta1, _ = nights
+    cfg = load_config(None)
+    state = tmp_path / "state"
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        first = run_pipeline(old, store, cfg, SECRET, state_dir=state)
+        member = store.memberships(first.run_id).column("account_id")[0].as_py()
+        forget_account(store, member, Pseudonymiser(SECRET), by="dpo")
+        # The state still holds the account's rows: building on it would bring them back.
+        with pytest.raises(ConfigError, match="erased"):
+            run_pipeline(delta1, store, cfg, SECRET, state_dir=state, incremental=True)
