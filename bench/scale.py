@@ -443,8 +443,9 @@ def main() -> None:
                         r = (run_linkage(data, work, limit) if p == "linkage"
                              else run_peer(p, data, work, args.networkx_cap))
                         runs[p].append(r)
-                        print(f"{scale} {p} run {i + 1}: {r['wall']:.1f} s, "
-                              f"peak {r['peak_mb']:,.0f} MB", file=sys.stderr, flush=True)
+                        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
+                        print(f"{scale} {p} run {i + 1}: {r['wall']:.1f} s, peak "
+                              f"{r['peak_mb']:,.0f} MB ({stages})", file=sys.stderr, flush=True)
             for p, rs in runs.items():
                 entry = _median_entry(rs)
                 name = f"linkage@{args.memory_limit}" if p == "linkage" and args.memory_limit \
