@@ -353,17 +353,22 @@ def _memory_table(entries: list[dict[str, Any]]) -> list[str]:
     if not limited:
         return []
     rows = ["### A night under a memory limit (`engine.memory_limit`)", "",
+            "`--memory-limit` runs the same input unbounded and under the limit, interleaved in "
+            "one invocation, so that the two see the same machine; a row marked * compares "
+            "with the unbounded run of the table above instead (another invocation).", "",
             "| scale | memory_limit | wall (s) | peak RSS (MB) | spilled to disk (MB, max) | "
-            "unbounded wall (s) | unbounded peak (MB) |", "|---|---|---:|---:|---:|---:|---:|"]
-    rows[2:2] = ["Each limited run is interleaved with an unbounded run of the same input in "
-                 "one invocation (`--memory-limit`), so that the two see the same machine.", ""]
+            "unbounded wall (s) | unbounded peak (MB) | load |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for e in limited:
-        free = (_get(entries, e["scale"], "linkage@unbounded")
-                or _get(entries, e["scale"], "linkage"))
-        fw = f"{free['wall']:.1f}" if free else "-"
-        fp = _mb(free["peak_mb"]) if free else "-"
+        free = _get(entries, e["scale"], "linkage@unbounded")
+        mark = ""
+        if free is None:
+            free, mark = _get(entries, e["scale"], "linkage"), " *"
+        fw = f"{free['wall']:.1f}{mark}" if free else "-"
+        fp = f"{_mb(free['peak_mb'])}{mark}" if free else "-"
         rows.append(f"| {e['scale']} | {e['pipeline'].split('@', 1)[1]} | {e['wall']:.1f} | "
-                    f"{_mb(e['peak_mb'])} | {_mb(e.get('spill_mb', 0))} | {fw} | {fp} |")
+                    f"{_mb(e['peak_mb'])} | {_mb(e.get('spill_mb', 0))} | {fw} | {fp} | "
+                    f"{e['machine']['load']:.1f} |")
     return [*rows, ""]
 
 
