@@ -170,7 +170,7 @@ def write_state(con: duckdb.DuckDBPyConnection, state_dir: Path, *, key_check: s
                         else f"t.{n}")
         join = "" if table == "accounts" else " JOIN accounts a USING (idx)"
         con.execute(
-            f"COPY (SELECT {', '.join(cols)} FROM {table} t{join} ORDER BY ALL) "
+            f"COPY (SELECT {', '.join(cols)} FROM {table} t{join}) "
             f"TO '{_sql_path(tmp / f'{table}.parquet')}' (FORMAT parquet)")
     (tmp / _MANIFEST).write_text(json.dumps(_manifest(key_check, ingest_cfg, None, erasures)))
     return tmp
