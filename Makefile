@@ -40,5 +40,15 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
+# Benchmarks (docs/benchmarks.md): every run holds the machine-wide heavy-run lock, since a
+# 1M-account night takes ~5 GB. `make bench BENCH_SCALES="100k 1m 5m"` adds 5M (~10 GB).
+BENCH_SCALES ?= 100k 1m
+BENCH_REPEAT ?= 3
+BENCH_LOCK ?= flock /tmp/linkage-heavy.lock
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BENCH_LOCK) $(BIN)/python bench/scale.py --scale $(BENCH_SCALES) --repeat $(BENCH_REPEAT)
+
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache .hypothesis

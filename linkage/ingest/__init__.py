@@ -77,7 +77,8 @@ class _Key:
     ``shared``: values repeat across rows (a device seen a thousand times, a prompt template,
     a BIN), so each distinct value is hashed once and joined back, three times faster than
     hashing every row when values repeat ten times. Account attributes that are nearly
-    unique (email, phone, name) are hashed per row, where a dictionary would only add work.
+    unique (email, phone) are hashed per row, where a dictionary would only add work; display
+    names repeat (139 k distinct among 900 k in the generated 1M input), so they are shared.
     """
 
     namespace: str
@@ -92,7 +93,7 @@ _COLUMNS: dict[str, tuple[str | _Key, ...]] = {
         "(row_number() OVER (ORDER BY s.account_id) - 1)::INTEGER", "s.account_id",
         "s.created_at", _Key("'email'", "s.email", shared=False),
         _Key("'phone'", "s.phone", shared=False),
-        _Key("'display_name'", "s.display_name", shared=False), "s.country",
+        _Key("'display_name'", "s.display_name"), "s.country",
         "m.ip_key", "m.net_key", "m.net48_key",
         _Key("'user_agent'", "s.user_agent"), _Key("'org'", "s.org_id"),
     ),
