@@ -39,6 +39,7 @@ import igraph as ig
 import numpy as np
 
 from linkage.config import GraphConfig
+from linkage.engines import SQLConnection
 from linkage.signals import TIME_BUCKETED
 
 __all__ = ["EdgeArrays", "build_edges", "build_graph", "edge_arrays"]
@@ -57,7 +58,7 @@ class EdgeArrays:
         return int(self.src.shape[0])
 
 
-def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
+def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     """Create ``edge_signals`` and ``edges`` in ``con``; return the number of edges."""
     d = cfg.ring_degree
     con.execute(
@@ -70,7 +71,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
         big AS (
             -- rank members in a fixed pseudo-random order within their key
             SELECT km.kid, km.idx, k.n,
-                   (row_number() OVER (PARTITION BY km.kid ORDER BY hash(km.idx, km.kid), km.idx)
+                   (row_number() OVER (PARTITION BY km.kid ORDER BY {_ring_order('km')}, km.idx)
                     - 1)::INTEGER AS r
             FROM key_members km JOIN keys k USING (kid)
             WHERE k.n > {cfg.clique_max}
@@ -135,6 +136,15 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+def _ring_order(t: str) -> str:
+    # A pseudo-random order of a key's accounts, different for every key: (idx + 1) times a
+    # per-key multiplier, modulo the prime 2^32 + 15, is a permutation of the accounts (no
+    # ties). Plain integer arithmetic (no engine's own hash function) so that every engine
+    # ranks alike; the factors stay below 2^63 for any INTEGER idx.
+    return (f"(({t}.idx::BIGINT + 1) * (2654435761 + 2 * ({t}.kid::BIGINT % 1000003)))"
+            " % 4294967311")
 
 
 def _product(expr: str) -> str:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +40,9 @@ from linkage.signals import build_links
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
 from linkage.warmstart import initial_labels, keep_settled
+
+if TYPE_CHECKING:
+    from linkage.engines.spark import SparkEngine
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
@@ -106,6 +110,7 @@ def run_pipeline(
     # The run lock comes first, before ingest: a second run refuses at once (RunLockedError)
     # instead of discovering the first one an hour later, at publish.
     with run_lock(store), tempfile.TemporaryDirectory(prefix="linkage-") as spill:
+        spark = _spark_engine(cfg, Path(spill))
         con = connect_duckdb(cfg.engine, Path(spill))
         try:
             pseudo.install(con)
@@ -128,18 +133,27 @@ def run_pipeline(
                                      rows_read=ing.rows_read,
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
-                    weights = build_links(con, cfg.signals)
+                    if spark:
+                        spark.load(con)
+                    weights = build_links(spark.sql if spark else con, cfg.signals)
                 current = "graph"
                 with stage(current, run_id):
-                    summary.n_edges = build_edges(con, cfg.graph)
+                    summary.n_edges = build_edges(spark.sql if spark else con, cfg.graph)
+                    if spark:
+                        spark.collect(con)
                     edges = edge_arrays(con)
-                    graph = build_graph(edges)
+                    graph = build_graph(edges) if spark is None else None
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    initial = (initial_labels(con, previous, graph.vcount())
+                    initial = (initial_labels(con, previous, edges.n_vertices)
                                if cfg.communities.warm_start else None)
-                    partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
+                    if spark:
+                        partition = spark.communities(cfg.communities, cfg.seed,
+                                                      edges.n_vertices, initial)
+                    else:
+                        assert graph is not None
+                        partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
                     del graph
                     if initial is not None and cfg.communities.objective == "cpm":
                         partition, settled = keep_settled(
@@ -176,9 +190,20 @@ def run_pipeline(
                 raise
         finally:
             con.close()
+            if spark:
+                spark.close()
     summary.timings = timings
     summary.peak_rss_mb = peaks
     return summary
+
+
+def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
+    """The Spark engine when configured (pyspark is imported only then), else None."""
+    if cfg.engine.name != "spark":
+        return None
+    from linkage.engines.spark import SparkEngine
+
+    return SparkEngine(cfg.engine.spark, spill)
 
 
 def _peak_rss_mb() -> float:

@@ -46,9 +46,8 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-import duckdb
-
 from linkage.config import SignalConfig, SignalsConfig
+from linkage.engines import SQLConnection
 
 __all__ = [
     "COACTIVITY",
@@ -171,7 +170,7 @@ def _time_buckets(signal: str, key_sql: str, ts: str, source: str, minutes: int)
     ]
 
 
-def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
+def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
     """Create ``links``, ``keys`` and ``key_members`` in ``con``; return the signal weights.
 
     Co-signup keys combine a weak key with a time bucket of ``window_minutes``. Two bucket
