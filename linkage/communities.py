@@ -1,35 +1,61 @@
-"""Communities: cut the account graph into clusters with Leiden.
+"""Communities: cut the account graph into clusters with Leiden, one connected component
+at a time.
 
 Connected components come first: they are cheap, they tell how far evidence percolates (a
 giant component is the symptom of an undamped hub), and every account alone in its component
-is a singleton with nothing to optimise. Leiden then runs on the subgraph of all accounts that
-have at least one edge.
+is a singleton with nothing to optimise.
 
 The default objective is CPM (the constant Potts model). Its quality is a sum over
-components, so one run over the union of components optimises each component exactly as
-separate runs would, at a fraction of the call overhead; and its resolution has a direct
+components, so each component can be optimised on its own; and its resolution has a direct
 meaning: a cluster is worth keeping while its internal weighted density exceeds the
-resolution. Modularity is available but suffers the resolution limit on large graphs: it
-merges small rings once the graph is big enough.
+resolution. :func:`cpm_by_component` does exactly that, and makes the result of a component
+a function of *that component's content only*:
+
+* its vertices are numbered in account order (``idx`` is ``account_id`` order, so adding or
+  removing accounts elsewhere does not change the order inside a component) and its edges
+  keep their global ``(a, b)`` order;
+* Leiden's random generator is seeded per component from the run's seed and the
+  component's first account id (:func:`component_seed`), not shared between components;
+* components of two or three accounts are solved exactly (the best of their two or five
+  partitions by CPM quality; ties go to the partition with fewer accounts together) without
+  calling Leiden.
+
+So a component that nothing touched gets exactly the same clusters whatever happens in the
+rest of the graph: the basis of warm-start stability (:mod:`linkage.warmstart`), of
+incremental runs (:mod:`linkage.incremental`), and of any engine that runs components on
+separate workers (it reproduces this function by calling :func:`cpm_by_component` on each
+component's arrays, with the same names). Batching many components into one Leiden call is
+*not* equivalent: the components would share one random stream and one visiting order, so
+one component's result would depend on the others' (checked, and it does). The Python call
+per component of four or more accounts is the price (measured in ``docs/benchmarks.md``).
+
+Modularity is available but does not decompose over components (its null model uses the
+whole graph's weight), so it runs once over the graph of all linked accounts; it also suffers
+the resolution limit on large graphs: it merges small rings once the graph is big enough.
 
 Leiden runs in igraph's C implementation (``Graph.community_leiden``), measured about 15x
 faster than ``leidenalg.find_partition`` for the same objective. Its random choices come from
-Python's :mod:`random` generator, which igraph uses by default; seeding it right before the
-call makes the partition reproducible for the same graph (same vertex and edge order, which
-the earlier stages fix by sorting).
+Python's :mod:`random` generator, which igraph uses by default; it is seeded right before
+each call and restored afterwards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import igraph as ig
 import numpy as np
 
 from linkage.config import CommunitiesConfig
+from linkage.graph import EdgeArrays
 
-__all__ = ["Partition", "detect_communities", "from_config"]
+__all__ = [
+    "Partition", "component_seed", "connected_components", "cpm_by_component",
+    "detect_communities", "detect_from_edges", "from_config",
+]
 
 
 @dataclass(frozen=True)
@@ -38,13 +64,15 @@ class Partition:
 
     ``cluster`` holds, per vertex, a cluster number ``0..n_clusters-1`` for accounts in a
     cluster of two or more, and ``-1`` for singletons. Clusters are numbered in the order of
-    their smallest vertex, so numbering is deterministic.
+    their smallest vertex, so numbering is deterministic. ``component`` holds each vertex's
+    connected component (numbered by smallest vertex) when known.
     """
 
     cluster: np.ndarray
     n_clusters: int
     n_components: int
     largest_component: int
+    component: np.ndarray | None = None
 
     def members(self) -> tuple[np.ndarray, np.ndarray]:
         """(vertex ids, cluster numbers) of every clustered vertex, sorted by vertex."""
@@ -63,13 +91,18 @@ def detect_communities(
     initial: np.ndarray | None = None,
     core_edge: float = 0.6,
     core_min_size: int = 0,
+    names: Sequence[str] | None = None,
+    fixed: np.ndarray | None = None,
 ) -> Partition:
     """Partition ``graph`` (edge attribute ``weight``) into communities.
+
+    A convenience over :func:`detect_from_edges` for an igraph graph (tests, notebooks);
+    the pipeline hands over arrays directly.
 
     Parameters
     ----------
     graph : igraph.Graph
-        Undirected, weighted.
+        Undirected, weighted, without multi-edges.
     objective : {"cpm", "modularity"}
     resolution : float
         CPM: minimum internal weighted density; modularity: the usual resolution parameter.
@@ -78,7 +111,7 @@ def detect_communities(
     beta : float
         Randomness of Leiden's refinement step.
     seed : int
-        Seeds the random generator igraph uses.
+        The run's seed; each component's generator is seeded from it (:func:`component_seed`).
     initial : numpy.ndarray, optional
         A starting membership per vertex (warm start).
     core_edge, core_min_size : float, int
@@ -86,6 +119,13 @@ def detect_communities(
         structure in which every account has at least two such links (the 2-core), with at
         least ``core_min_size`` accounts, form one cluster whatever Leiden made of them.
         0 disables the step.
+    names : sequence of str, optional
+        A content-stable name per vertex (the account id); components are seeded from their
+        first vertex's name. Default: the vertex number.
+    fixed : numpy.ndarray, optional
+        Per connected component (numbered by smallest vertex), ``True`` to keep ``initial``
+        there as it is: no Leiden, no strong-core step (a component known to be unchanged
+        since the run that produced ``initial``; see :mod:`linkage.warmstart`).
 
     Returns
     -------
@@ -98,42 +138,203 @@ def detect_communities(
     >>> detect_communities(g).cluster.tolist()
     [0, 0, 0, -1, -1]
     """
-    n = graph.vcount()
-    components = graph.connected_components()
-    comp = np.asarray(components.membership, dtype=np.int64)
+    pairs = np.asarray(graph.get_edgelist(), dtype=np.int64).reshape(-1, 2)
+    weight = (np.asarray(graph.es["weight"], dtype=np.float64) if graph.ecount()
+              else np.zeros(0, dtype=np.float64))
+    src, dst = pairs.min(axis=1), pairs.max(axis=1)
+    order = np.lexsort((dst, src))
+    edges = EdgeArrays(graph.vcount(), src[order], dst[order], weight[order])
+    return detect_from_edges(
+        edges, objective=objective, resolution=resolution, iterations=iterations, beta=beta,
+        seed=seed, initial=initial, core_edge=core_edge, core_min_size=core_min_size,
+        names=names, fixed=fixed)
+
+
+def detect_from_edges(
+    edges: EdgeArrays,
+    *,
+    objective: str = "cpm",
+    resolution: float = 0.05,
+    iterations: int = 2,
+    beta: float = 0.01,
+    seed: int = 0,
+    initial: np.ndarray | None = None,
+    core_edge: float = 0.6,
+    core_min_size: int = 0,
+    names: Sequence[str] | None = None,
+    fixed: np.ndarray | None = None,
+    components: np.ndarray | None = None,
+) -> Partition:
+    """:func:`detect_communities` on edge arrays (``src < dst``, sorted by ``(src, dst)``);
+    ``components`` is :func:`connected_components` of ``edges`` if the caller has it."""
+    n = edges.n_vertices
+    comp = connected_components(edges) if components is None else components
     sizes = np.bincount(comp, minlength=1) if n else np.zeros(0, dtype=np.int64)
-    linked = np.flatnonzero(sizes[comp] >= 2) if n else np.zeros(0, dtype=np.int64)
-    labels = np.full(n, -1, dtype=np.int64)
-    if linked.size:
-        sub = graph.induced_subgraph(linked.tolist(), implementation="create_from_scratch")
-        kwargs: dict = {
-            "objective_function": "CPM" if objective == "cpm" else "modularity",
-            "weights": "weight",
-            "resolution": resolution,
-            "beta": beta,
-            "n_iterations": iterations,
-        }
-        if initial is not None:
-            kwargs["initial_membership"] = _dense(np.asarray(initial)[linked]).tolist()
-        state = random.getstate()
-        try:
-            random.seed(seed)
-            found = sub.community_leiden(**kwargs).membership
-        finally:
-            random.setstate(state)  # do not disturb anyone else's use of random
-        labels[linked] = found
+    if fixed is not None and (objective != "cpm" or initial is None):
+        raise ValueError("fixed components need the cpm objective and an initial membership")
+    if objective == "cpm":
+        labels = cpm_by_component(
+            edges, comp, resolution=resolution, iterations=iterations, beta=beta, seed=seed,
+            initial=initial, names=names, fixed=fixed)
+    else:
+        labels = _modularity(edges, comp, sizes, resolution=resolution,
+                             iterations=iterations, beta=beta, seed=seed, initial=initial)
     if core_min_size:
-        _strong_cores(graph, labels, core_edge, core_min_size)
+        free = None if fixed is None else ~np.asarray(fixed, dtype=bool)[comp]
+        _strong_cores(edges, labels, core_edge, core_min_size, free)
     cluster = _renumber(labels)
     return Partition(
         cluster=cluster,
         n_clusters=int(cluster.max() + 1) if n and cluster.max() >= 0 else 0,
-        n_components=len(sizes),
+        n_components=len(sizes) if n else 0,
         largest_component=int(sizes.max()) if n else 0,
+        component=comp,
     )
 
 
-def _strong_cores(graph: ig.Graph, labels: np.ndarray, core_edge: float, min_size: int) -> None:
+def connected_components(edges: EdgeArrays) -> np.ndarray:
+    """Component number per vertex, components numbered by their smallest vertex."""
+    if edges.n_vertices == 0:
+        return np.zeros(0, dtype=np.int64)
+    g = ig.Graph(n=edges.n_vertices, edges=_pairs(edges.src, edges.dst), directed=False)
+    return np.asarray(g.connected_components().membership, dtype=np.int64)
+
+
+def component_seed(seed: int, first_name: str) -> int:
+    """The seed of Leiden's generator for a component whose first account is ``first_name``:
+    64 bits of SHA-256 over the run's seed and that name, so it depends on nothing else.
+
+    >>> component_seed(0, "a") == component_seed(0, "a") != component_seed(1, "a")
+    True
+    """
+    digest = hashlib.sha256(f"{int(seed)}\x00{first_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def cpm_by_component(
+    edges: EdgeArrays,
+    comp: np.ndarray,
+    *,
+    resolution: float,
+    iterations: int = 2,
+    beta: float = 0.01,
+    seed: int = 0,
+    initial: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    fixed: np.ndarray | None = None,
+) -> np.ndarray:
+    """CPM clusters of every component, each computed from that component alone.
+
+    Returns a label per vertex; labels are unique across components, and a label held by
+    one vertex only means a singleton (pass the result through :func:`_renumber`).
+    Components where ``fixed`` is true keep their ``initial`` labels.
+    ``comp`` is :func:`connected_components` of ``edges``. A component's labels depend only
+    on its own vertices (in order), edges (in order), weights, starting membership, the
+    run's seed and its first vertex's name: see the module docstring.
+
+    Examples
+    --------
+    >>> e = EdgeArrays(5, np.array([0, 3]), np.array([1, 4]), np.array([0.9, 0.01]))
+    >>> _renumber(cpm_by_component(e, connected_components(e), resolution=0.05)).tolist()
+    [0, 0, -1, -1, -1]
+    """
+    n = edges.n_vertices
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(comp)
+    # Vertices grouped by component, in vertex order within each; a component's block
+    # starts at starts[c], and base labels (unique per vertex) are block positions.
+    order = np.lexsort((np.arange(n), comp))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    local = np.empty(n, dtype=np.int64)
+    local[order] = np.arange(n) - starts[comp[order]]
+    labels = starts[comp] + local  # everyone alone to begin with
+    work = np.ones(sizes.shape[0], dtype=bool)
+    if fixed is not None:
+        assert initial is not None
+        work = ~np.asarray(fixed, dtype=bool)
+        carried = ~work[comp]
+        labels[carried] = n + _dense(np.asarray(initial)[carried])  # above every block label
+    ce = comp[edges.src]
+    eorder = np.argsort(ce, kind="stable")  # keeps (src, dst) order inside a component
+    estarts = np.concatenate([[0], np.cumsum(np.bincount(ce, minlength=sizes.shape[0]))])
+
+    # Pairs: together when their edge beats the resolution (CPM gain w - resolution).
+    pair_edges = np.flatnonzero((sizes[ce] == 2) & work[ce])
+    together = pair_edges[edges.weight[pair_edges] > resolution]
+    labels[edges.dst[together]] = labels[edges.src[together]]
+
+    # Triples: the best of the five partitions, ties to the earlier (fewer together).
+    tri = np.flatnonzero((sizes == 3) & work)
+    if tri.size:
+        w = np.zeros((sizes.shape[0], 3))
+        tri_edges = np.flatnonzero((sizes[ce] == 3) & work[ce])
+        slot = local[edges.src[tri_edges]] + local[edges.dst[tri_edges]] - 1  # 01→0 02→1 12→2
+        w[ce[tri_edges], slot] = edges.weight[tri_edges]
+        wt = w[tri]
+        quality = np.column_stack([
+            np.zeros(tri.size), wt[:, 0] - resolution, wt[:, 1] - resolution,
+            wt[:, 2] - resolution, wt.sum(axis=1) - 3 * resolution])
+        choice = np.argmax(quality, axis=1)
+        local_labels = np.array([[0, 1, 2], [0, 0, 2], [0, 1, 0], [0, 1, 1], [0, 0, 0]])
+        block = order[starts[tri][:, None] + np.arange(3)]  # the three vertices, in order
+        labels[block] = starts[tri][:, None] + local_labels[choice]
+
+    big = np.flatnonzero((sizes >= 4) & work)
+    if big.size:
+        state = random.getstate()
+        try:
+            for c in big.tolist():
+                vs = order[starts[c]:starts[c] + sizes[c]]
+                es = eorder[estarts[c]:estarts[c + 1]]
+                g = ig.Graph(n=int(sizes[c]),
+                             edges=_pairs(local[edges.src[es]], local[edges.dst[es]]))
+                kwargs: dict = {
+                    "objective_function": "CPM", "weights": edges.weight[es].tolist(),
+                    "resolution": resolution, "beta": beta, "n_iterations": iterations,
+                }
+                if initial is not None:
+                    kwargs["initial_membership"] = _dense(np.asarray(initial)[vs]).tolist()
+                first = str(names[int(vs[0])]) if names is not None else str(int(vs[0]))
+                random.seed(component_seed(seed, first))
+                found = np.asarray(g.community_leiden(**kwargs).membership, dtype=np.int64)
+                labels[vs] = starts[c] + found
+        finally:
+            random.setstate(state)  # do not disturb anyone else's use of random
+    return labels
+
+
+def _modularity(edges: EdgeArrays, comp: np.ndarray, sizes: np.ndarray, *, resolution: float,
+                iterations: int, beta: float, seed: int,
+                initial: np.ndarray | None) -> np.ndarray:
+    """One Leiden run with modularity over the graph of every linked account."""
+    n = edges.n_vertices
+    labels = np.full(n, -1, dtype=np.int64)
+    linked = np.flatnonzero(sizes[comp] >= 2) if n else np.zeros(0, dtype=np.int64)
+    if not linked.size:
+        return labels
+    position = np.full(n, -1, dtype=np.int64)
+    position[linked] = np.arange(linked.size)
+    sub = ig.Graph(n=int(linked.size), edges=_pairs(position[edges.src], position[edges.dst]))
+    kwargs: dict = {"objective_function": "modularity", "weights": edges.weight.tolist(),
+                    "resolution": resolution, "beta": beta, "n_iterations": iterations}
+    if initial is not None:
+        kwargs["initial_membership"] = _dense(np.asarray(initial)[linked]).tolist()
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        labels[linked] = sub.community_leiden(**kwargs).membership
+    finally:
+        random.setstate(state)
+    return labels
+
+
+def _pairs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    return np.column_stack([src, dst]) if src.size else np.empty((0, 2), dtype=np.int64)
+
+
+def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
+                  min_size: int, free: np.ndarray | None = None) -> None:
     """Give each large strong core its own cluster label, in place.
 
     An operator who chains accounts through cards and devices that each only two to four of
@@ -141,13 +342,18 @@ def _strong_cores(graph: ig.Graph, labels: np.ndarray, core_edge: float, min_siz
     CPM resolution that keeps ordinary neighbourhoods apart, so Leiden cuts it into pieces.
     Its strong links still form one connected 2-core. Ordinary users rarely do: a family's
     shared card is a small clique, and a real account that shares one attribute with a fake
-    hangs off the core by a single link and is pruned by the 2-core.
+    hangs off the core by a single link and is pruned by the 2-core. A core lies inside one
+    component, so this step too depends on each component's content only. Only vertices
+    where ``free`` is true (default: all) take part.
     """
-    weights = np.asarray(graph.es["weight"], dtype=np.float64) if graph.ecount() else None
-    if weights is None:
+    strong = edges.weight >= core_edge
+    if free is not None:
+        strong &= free[edges.src]
+    strong_edges = np.flatnonzero(strong)
+    if not strong_edges.size:
         return
-    strong = graph.subgraph_edges(np.flatnonzero(weights >= core_edge).tolist(),
-                                  delete_vertices=False)
+    strong = ig.Graph(n=edges.n_vertices,
+                      edges=_pairs(edges.src[strong_edges], edges.dst[strong_edges]))
     core = np.asarray(strong.coreness(), dtype=np.int64) >= 2
     if not core.any():
         return
@@ -183,11 +389,14 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def from_config(graph: ig.Graph, cfg: CommunitiesConfig, seed: int,
-                initial: np.ndarray | None = None) -> Partition:
-    """:func:`detect_communities` with a :class:`~linkage.config.CommunitiesConfig`."""
-    return detect_communities(
-        graph,
+def from_config(edges: EdgeArrays, cfg: CommunitiesConfig, seed: int,
+                initial: np.ndarray | None = None,
+                names: Sequence[str] | None = None,
+                fixed: np.ndarray | None = None,
+                components: np.ndarray | None = None) -> Partition:
+    """:func:`detect_from_edges` with a :class:`~linkage.config.CommunitiesConfig`."""
+    return detect_from_edges(
+        edges,
         objective=cfg.objective,
         resolution=cfg.resolution,
         iterations=cfg.iterations,
@@ -196,4 +405,7 @@ def from_config(graph: ig.Graph, cfg: CommunitiesConfig, seed: int,
         initial=initial,
         core_edge=cfg.core_edge,
         core_min_size=cfg.core_min_size,
+        names=names,
+        fixed=fixed,
+        components=components,
     )

@@ -69,11 +69,14 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
             WHERE k.n <= {cfg.clique_max}
         ),
         big AS (
-            -- rank members in a fixed pseudo-random order within their key
+            -- rank members in a fixed pseudo-random order within their key, from content
+            -- (key and account id, not the run-local idx and kid): the ring of a key then
+            -- depends on its own members only, whatever was added elsewhere
             SELECT km.kid, km.idx, k.n,
-                   (row_number() OVER (PARTITION BY km.kid ORDER BY {_ring_order('km')}, km.idx)
+                   (row_number() OVER (PARTITION BY km.kid
+                                       ORDER BY {_ring_order('k', 'a')}, km.idx)
                     - 1)::INTEGER AS r
-            FROM key_members km JOIN keys k USING (kid)
+            FROM key_members km JOIN keys k USING (kid) JOIN accounts a USING (idx)
             WHERE k.n > {cfg.clique_max}
         ),
         clique_pairs AS (
@@ -138,13 +141,10 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     return int(row[0]) if row else 0
 
 
-def _ring_order(t: str) -> str:
-    # A pseudo-random order of a key's accounts, different for every key: (idx + 1) times a
-    # per-key multiplier, modulo the prime 2^32 + 15, is a permutation of the accounts (no
-    # ties). Plain integer arithmetic (no engine's own hash function) so that every engine
-    # ranks alike; the factors stay below 2^63 for any INTEGER idx.
-    return (f"(({t}.idx::BIGINT + 1) * (2654435761 + 2 * ({t}.kid::BIGINT % 1000003)))"
-            " % 4294967311")
+def _ring_order(key: str, account: str) -> str:
+    # md5 of the key and the account id: content, not run-local numbers, and the same text in
+    # every engine (an engine's own hash() differs between DuckDB and Spark).
+    return f"md5({key}.signal || ':' || {key}.key || ':' || {account}.account_id)"
 
 
 def _product(expr: str) -> str:

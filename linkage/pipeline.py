@@ -26,12 +26,11 @@ import duckdb
 import pyarrow as pa
 
 from linkage import __version__
-from linkage.communities import from_config as detect
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
 from linkage.errors import ConfigError, InputProblem
-from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import ingest
 from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser
@@ -39,7 +38,7 @@ from linkage.scoring import score_clusters
 from linkage.signals import build_links
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
-from linkage.warmstart import initial_labels, keep_settled
+from linkage.warmstart import FINGERPRINT_KEY, warm_detect
 
 if TYPE_CHECKING:
     from linkage.engines.spark import SparkEngine
@@ -142,25 +141,19 @@ def run_pipeline(
                     if spark:
                         spark.collect(con)
                     edges = edge_arrays(con)
-                    graph = build_graph(edges) if spark is None else None
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    initial = (initial_labels(con, previous, edges.n_vertices)
-                               if cfg.communities.warm_start else None)
-                    if spark:
-                        partition = spark.communities(cfg.communities, cfg.seed,
-                                                      edges.n_vertices, initial)
+                    salt = f"{__version__}:{cfg.hash()}"
+                    if spark and not (cfg.communities.warm_start and previous is not None
+                                      and previous.num_rows):
+                        # a cold start: components and Leiden on the executors
+                        partition, fingerprints = spark.communities(con, edges, cfg, salt)
                     else:
-                        assert graph is not None
-                        partition = detect(graph, cfg.communities, cfg.seed, initial=initial)
-                    del graph
-                    if initial is not None and cfg.communities.objective == "cpm":
-                        partition, settled = keep_settled(
-                            edges, initial, partition,
-                            resolution=cfg.communities.resolution,
-                            min_gain=cfg.communities.warm_min_gain)
-                        log.info("warm start: %d components kept last run's clusters", settled)
+                        partition, fingerprints = warm_detect(
+                            con, edges, cfg, previous, _previous_fingerprints(store), salt=salt)
+                    # Kept under this run's id: read only once the run is published.
+                    store.set_meta(FINGERPRINT_KEY.format(run_id=run_id), fingerprints)
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -181,6 +174,8 @@ def run_pipeline(
                     record = _record(con, ing.input_fingerprint, summary, timings,
                                      ing.quarantine_sample, cfg.store.evidence_min_score)
                     store.publish_run(run_id, record)
+                    store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
+                                      keep=FINGERPRINT_KEY.format(run_id=run_id))
                     if store.get_meta(KEY_CHECK) is None:
                         store.set_meta(KEY_CHECK, pseudo.check_value())
             except BaseException as exc:
@@ -204,6 +199,12 @@ def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
     from linkage.engines.spark import SparkEngine
 
     return SparkEngine(cfg.engine.spark, spill)
+
+
+def _previous_fingerprints(store: Store) -> str | None:
+    """The component fingerprints of the latest published run (None: none kept)."""
+    latest = store.latest_run_id()
+    return None if latest is None else store.get_meta(FINGERPRINT_KEY.format(run_id=latest))
 
 
 def _peak_rss_mb() -> float:

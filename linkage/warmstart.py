@@ -1,7 +1,17 @@
 """Warm start: begin tonight's community detection from last night's clusters.
 
-Two steps around :func:`linkage.communities.detect_communities`:
+Three steps around :func:`linkage.communities.detect_from_edges`:
 
+0. Carry forward. Every connected component of two or more accounts gets a fingerprint
+   (:func:`component_fingerprints`): 128 bits over its account ids, its edges and their
+   exact weights, salted with the configuration and code version. A component whose
+   fingerprint was also a component of the previous run has not changed at all, so it keeps
+   the previous run's clusters exactly (no Leiden, no strong-core step): *an untouched
+   component never moves*. The previous run's fingerprints are kept in the store
+   (``store_meta`` key ``components:<run_id>``, written before the run is published and
+   read only for the latest published run, so a crashed run's are never used).
+   Only the components touched by new or changed evidence are recomputed; this is also
+   what makes an incremental run (:mod:`linkage.incremental`) equal to a full one.
 1. :func:`initial_labels` maps the previous run's memberships onto tonight's accounts:
    every account that was in a cluster starts in it, every other account (new, or a
    singleton last night) starts alone under a label of its own.
@@ -16,21 +26,118 @@ Two steps around :func:`linkage.communities.detect_communities`:
    changed, the starting partition is usually much worse (a cluster lost its links, a
    newcomer shares a card) and tonight's result wins.
 
-Both steps are deterministic functions of tonight's graph and the previous memberships,
-so the same input, configuration and previous run give the same clusters.
+All steps are deterministic functions of tonight's graph and the previous run (memberships
+and fingerprints), so the same input, configuration and previous run give the same clusters.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import zlib
 
 import duckdb
 import igraph as ig
 import numpy as np
 import pyarrow as pa
 
-from linkage.communities import Partition, _renumber
+from linkage.communities import Partition, _renumber, connected_components, from_config
+from linkage.config import RunConfig
 from linkage.graph import EdgeArrays
 
-__all__ = ["cluster_quality", "initial_labels", "keep_settled"]
+__all__ = [
+    "FINGERPRINT_KEY", "cluster_quality", "component_fingerprints", "decode_fingerprints",
+    "encode_fingerprints", "initial_labels", "keep_settled", "unchanged_components",
+    "vertex_hashes", "warm_detect",
+]
+
+log = logging.getLogger("linkage.warmstart")
+
+FINGERPRINT_KEY = "components:{run_id}"
+"""The ``store_meta`` key that holds a run's component fingerprints."""
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_EDGE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (wraps modulo 2**64, no warnings)."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def vertex_hashes(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """64 bits per account, in ``idx`` order, from the account id alone (content, not idx)."""
+    col = con.execute("SELECT hash(account_id) AS h FROM accounts ORDER BY idx").fetchnumpy()
+    return np.asarray(col["h"], dtype=np.uint64)
+
+
+def component_fingerprints(edges: EdgeArrays, comp: np.ndarray, vertex_hash: np.ndarray,
+                           salt: str) -> np.ndarray:
+    """A 128-bit fingerprint (two uint64 columns) per connected component.
+
+    The sum, modulo 2**64, of a mixed hash of every account and of every edge (its two
+    accounts and the exact bits of its weight), in two independently salted lanes. Sums do
+    not depend on order, so the fingerprint is a function of the component's content only.
+    Components of one account get ``(0, 0)``.
+
+    >>> e = EdgeArrays(4, np.array([0, 2]), np.array([1, 3]), np.array([0.5, 0.5]))
+    >>> fp = component_fingerprints(e, np.array([0, 0, 1, 1]), np.arange(4, dtype=np.uint64),
+    ...                             "s")
+    >>> bool((fp[0] != fp[1]).any())
+    True
+    """
+    n_comp = int(comp.max()) + 1 if comp.size else 0
+    out = np.zeros((n_comp, 2), dtype=np.uint64)
+    if not edges.src.size:
+        return out
+    digest = hashlib.sha256(salt.encode()).digest()
+    for lane in range(2):
+        s = np.uint64(int.from_bytes(digest[8 * lane:8 * lane + 8], "big"))
+        hv = _mix(vertex_hash ^ s)
+        he = _mix(_mix(hv[edges.src] + _EDGE) ^ hv[edges.dst]
+                  ^ edges.weight.astype(np.float64).view(np.uint64))
+        ce = comp[edges.src]
+        for values, group in ((hv, comp), (he, ce)):
+            order = np.argsort(group, kind="stable")
+            g = group[order]
+            starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+            out[g[starts], lane] += np.add.reduceat(values[order], starts)
+    sizes = np.bincount(comp, minlength=n_comp)
+    out[sizes < 2] = 0
+    return out
+
+
+def encode_fingerprints(fingerprints: np.ndarray) -> str:
+    """The fingerprints of components of two or more accounts as text for ``store_meta``
+    (sorted, compressed, base64)."""
+    keep = fingerprints[(fingerprints != 0).any(axis=1)]
+    keep = keep[np.lexsort((keep[:, 1], keep[:, 0]))]
+    return base64.b64encode(zlib.compress(keep.astype("<u8").tobytes(), 6)).decode("ascii")
+
+
+def decode_fingerprints(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_fingerprints`: a sorted ``(k, 2)`` uint64 array."""
+    raw = zlib.decompress(base64.b64decode(text))
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(-1, 2)
+
+
+def unchanged_components(fingerprints: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Per component: was it, byte for byte, a component of the previous run?
+
+    >>> prev = np.array([[1, 2], [3, 4]], dtype=np.uint64)
+    >>> now = np.array([[3, 4], [1, 5], [0, 0]], dtype=np.uint64)
+    >>> unchanged_components(now, prev).tolist()
+    [True, False, False]
+    """
+    if not previous.size or not fingerprints.size:
+        return np.zeros(fingerprints.shape[0], dtype=bool)
+    pos = np.searchsorted(previous[:, 0], fingerprints[:, 0])
+    pos = np.minimum(pos, previous.shape[0] - 1)
+    same = (previous[pos, 0] == fingerprints[:, 0]) & (previous[pos, 1] == fingerprints[:, 1])
+    return same & (fingerprints != 0).any(axis=1)
 
 
 def initial_labels(
@@ -129,6 +236,7 @@ def keep_settled(
         n_clusters=int(cluster.max() + 1) if cluster.max() >= 0 else 0,
         n_components=found.n_components,
         largest_component=found.largest_component,
+        component=found.component,
     ), int(keep.sum())
 
 
@@ -151,3 +259,38 @@ def _anchor(labels: np.ndarray) -> np.ndarray:
 def _offset(labels: np.ndarray, n: int) -> np.ndarray:
     """``labels`` moved above ``0..n-1`` so they cannot collide with another partition's."""
     return np.where(labels >= 0, labels + n, -1)
+
+
+def warm_detect(
+    con: duckdb.DuckDBPyConnection,
+    edges: EdgeArrays,
+    cfg: RunConfig,
+    previous: pa.Table | None,
+    previous_fingerprints: str | None,
+    *,
+    salt: str,
+) -> tuple[Partition, str]:
+    """Tonight's clusters from ``edges`` (accounts of ``con``) and the previous run.
+
+    Steps 0-2 of the module docstring; ``previous`` is the previous run's memberships and
+    ``previous_fingerprints`` its stored fingerprints (``None``: none kept). Returns the
+    partition and tonight's fingerprints, to be stored for the next run.
+    """
+    comm = cfg.communities
+    comp = connected_components(edges)
+    fingerprints = component_fingerprints(edges, comp, vertex_hashes(con), salt)
+    names = con.execute("SELECT account_id FROM accounts ORDER BY idx").fetchnumpy()[
+        "account_id"].tolist()
+    initial = initial_labels(con, previous, edges.n_vertices) if comm.warm_start else None
+    fixed = None
+    if initial is not None and comm.objective == "cpm" and previous_fingerprints:
+        fixed = unchanged_components(fingerprints, decode_fingerprints(previous_fingerprints))
+        log.info("warm start: %d of %d linked components unchanged, carried forward",
+                 int(fixed.sum()), int((fingerprints != 0).any(axis=1).sum()))
+    partition = from_config(edges, comm, cfg.seed, initial=initial, names=names, fixed=fixed,
+                            components=comp)
+    if initial is not None and comm.objective == "cpm":
+        partition, settled = keep_settled(edges, initial, partition,
+                                          resolution=comm.resolution, min_gain=comm.warm_min_gain)
+        log.info("warm start: %d regions kept last run's clusters", settled)
+    return partition, encode_fingerprints(fingerprints)

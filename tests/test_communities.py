@@ -164,3 +164,90 @@ def test_small_strong_cores_are_left_to_leiden():
     a = detect_communities(g, core_min_size=8).cluster
     b = detect_communities(g, core_min_size=0).cluster
     assert (a == b).all()
+
+
+# --- per component: a component's clusters depend on its own content only -----------------
+
+def _component_graph(seed: int) -> tuple[list[tuple[int, int]], list[float], int]:
+    """A random component-ish blob: planted rings plus noise on ``n`` vertices."""
+    g, _ = planted(rings=3, size=6, noise=10, seed=seed)
+    return [tuple(e) for e in g.get_edgelist()], list(g.es["weight"]), g.vcount()
+
+
+def _union(parts: list[tuple[list, list, int]], names_of: list[list[str]]):
+    """One graph of disjoint parts, vertices ordered by name (as ``idx`` is by account id)."""
+    names = [nm for part in names_of for nm in part]
+    rank = {nm: i for i, nm in enumerate(sorted(names))}
+    edges, weights = [], []
+    for (es, ws, _), part_names in zip(parts, names_of, strict=True):
+        for (a, b), w in zip(es, ws, strict=True):
+            edges.append(tuple(sorted((rank[part_names[a]], rank[part_names[b]]))))
+            weights.append(w)
+    g = ig.Graph(n=len(names), edges=edges)
+    g.es["weight"] = weights
+    return g, sorted(names)
+
+
+def _clusters_by_name(labels: np.ndarray, names: list[str]) -> set[frozenset[str]]:
+    out: dict[int, set[str]] = {}
+    for lab, nm in zip(labels.tolist(), names, strict=True):
+        if lab >= 0:
+            out.setdefault(lab, set()).add(nm)
+    return {frozenset(m) for m in out.values()}
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), other=st.integers(0, 10_000))
+def test_an_untouched_component_gets_the_same_clusters_whatever_else_changes(seed, other):
+    kept = _component_graph(seed)
+    kept_names = [f"k{i:03d}" for i in range(kept[2])]
+    # Tonight another component changed and new accounts sort before and between ours.
+    night1 = [kept, _component_graph(other)]
+    night2 = [kept, _component_graph(other + 1), _component_graph(other + 2)]
+    names1 = [kept_names, [f"m{i:03d}" for i in range(night1[1][2])]]
+    names2 = [kept_names, [f"a{i:03d}" for i in range(night2[1][2])],
+              [f"k{i:03d}x" for i in range(night2[2][2])]]
+    results = []
+    for parts, names_of in ((night1, names1), (night2, names2)):
+        g, names = _union(parts, names_of)
+        labels = detect_communities(g, seed=5, names=names, core_min_size=8).cluster
+        results.append({c for c in _clusters_by_name(labels, names) if c <= set(kept_names)})
+    assert results[0] == results[1]
+
+
+def _cpm(labels: list[int], weights: dict[tuple[int, int], float], res: float) -> float:
+    q = sum(w for (a, b), w in weights.items() if labels[a] == labels[b])
+    sizes = np.bincount(labels)
+    return q - res * float((sizes * (sizes - 1) / 2).sum())
+
+
+@settings(max_examples=50, deadline=None)
+@given(w=st.lists(st.sampled_from([0.0, 0.02, 0.04, 0.06, 0.3, 0.9]), min_size=3, max_size=3))
+def test_components_of_three_are_solved_exactly(w):
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    weights = {p: x for p, x in zip(pairs, w, strict=True) if x > 0}
+    if len(weights) < 2:
+        return  # not one component of three
+    g = ig.Graph(n=3, edges=list(weights))
+    g.es["weight"] = list(weights.values())
+    got = detect_communities(g, resolution=0.05).cluster
+    got_labels = np.where(got >= 0, got, 10 + np.arange(3)).tolist()
+    best = max(_cpm(p, weights, 0.05) for p in
+               ([0, 1, 2], [0, 0, 2], [0, 1, 0], [0, 1, 1], [0, 0, 0]))
+    assert _cpm(np.unique(got_labels, return_inverse=True)[1].tolist(), weights, 0.05) == best
+
+
+def test_fixed_components_keep_their_starting_clusters():
+    g, _ = planted(rings=4, size=8, noise=40, seed=6)
+    comp = np.asarray(g.connected_components().membership)
+    # A deliberately poor starting partition: everyone in one cluster.
+    initial = np.zeros(g.vcount(), dtype=np.int64)
+    fixed = np.zeros(comp.max() + 1, dtype=bool)
+    fixed[comp[0]] = True
+    got = detect_communities(g, initial=initial, fixed=fixed, core_min_size=4).cluster
+    in_fixed = comp == comp[0]
+    assert len(set(got[in_fixed].tolist())) == 1 and got[0] >= 0  # kept whole
+    free = detect_communities(g, initial=initial).cluster
+    assert len(set(free[in_fixed].tolist())) > 1  # Leiden would have cut it
+    with pytest.raises(ValueError, match="initial"):
+        detect_communities(g, fixed=fixed)

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 
-from linkage.config import CommunitiesConfig, SparkConfig
+from linkage.config import RunConfig, SparkConfig
 from linkage.errors import ConfigError
+from linkage.graph import EdgeArrays
+from linkage.warmstart import component_fingerprints, encode_fingerprints, vertex_hashes
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -113,13 +114,19 @@ class SparkEngine:
             finally:
                 con.unregister("spark_out")
 
-    def communities(self, cfg: CommunitiesConfig, seed: int, n_vertices: int,
-                    initial: np.ndarray | None = None) -> Partition:
-        """Connected components and per-component Leiden of ``edges`` on the executors."""
+    def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
+                    salt: str) -> tuple[Partition, str]:
+        """A cold start's clusters: connected components and per-component Leiden of
+        ``edges`` on the executors. Returns the partition and the component fingerprints
+        (:mod:`linkage.warmstart`) the next run compares against."""
         from linkage.engines.spark_graph import detect_on_spark
 
-        return detect_on_spark(self.sql, cfg, seed, n_vertices, initial,
-                               buckets=self.cfg.buckets, max_rounds=self.cfg.max_rounds)
+        partition = detect_on_spark(self.sql, cfg.communities, cfg.seed, edges.n_vertices,
+                                    buckets=self.cfg.buckets, max_rounds=self.cfg.max_rounds)
+        assert partition.component is not None
+        fingerprints = component_fingerprints(edges, partition.component, vertex_hashes(con),
+                                              salt)
+        return partition, encode_fingerprints(fingerprints)
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import igraph as ig
 import numpy as np
 import pandas as pd
 
 from linkage.communities import Partition, from_config
 from linkage.config import CommunitiesConfig
 from linkage.errors import LinkageError
+from linkage.graph import EdgeArrays
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -72,19 +72,22 @@ def bucket_labels(edges: pd.DataFrame, vertices: pd.DataFrame, cfg: CommunitiesC
                   seed: int) -> pd.DataFrame:
     """Communities of the whole components in one bucket.
 
-    ``edges(a, b, weight)`` and ``vertices(v, init)`` (``init``: warm-start label or -1).
-    Returns ``(idx, rep)`` for every clustered vertex, ``rep`` being the smallest vertex of
-    its cluster, so labels from different buckets never collide.
+    ``edges(a, b, weight)`` and ``vertices(v, name)`` (``name``: the account id). The bucket
+    is renumbered ``0..k-1`` in vertex order, which keeps every component's vertex and edge
+    order, so :func:`linkage.communities.from_config` sees each component exactly as it does
+    on the whole graph. Returns ``(idx, rep)`` for every clustered vertex, ``rep`` being the
+    smallest vertex of its cluster, so labels from different buckets never collide.
     """
+    vertices = vertices.sort_values("v", kind="stable")
+    ids = vertices["v"].to_numpy(np.int64)
     edges = edges.sort_values(["a", "b"], kind="stable")
-    ids = np.sort(vertices["v"].to_numpy(np.int64))
-    src = np.searchsorted(ids, edges["a"].to_numpy(np.int64))
-    dst = np.searchsorted(ids, edges["b"].to_numpy(np.int64))
-    g = ig.Graph(n=ids.shape[0], edges=np.column_stack([src, dst]), directed=False)
-    g.es["weight"] = edges["weight"].to_numpy(np.float64)
-    init = vertices.sort_values("v")["init"].to_numpy(np.int64)
-    initial = init if (init >= 0).all() and init.size else None
-    cluster = from_config(g, cfg, seed, initial=initial).cluster
+    arrays = EdgeArrays(
+        n_vertices=int(ids.shape[0]),
+        src=np.searchsorted(ids, edges["a"].to_numpy(np.int64)),
+        dst=np.searchsorted(ids, edges["b"].to_numpy(np.int64)),
+        weight=edges["weight"].to_numpy(np.float64),
+    )
+    cluster = from_config(arrays, cfg, seed, names=vertices["name"].tolist()).cluster
     clustered = np.flatnonzero(cluster >= 0)
     # clusters are numbered by their smallest vertex: first occurrence = representative
     _, first = np.unique(cluster[clustered], return_index=True)
@@ -92,36 +95,30 @@ def bucket_labels(edges: pd.DataFrame, vertices: pd.DataFrame, cfg: CommunitiesC
     return pd.DataFrame({"idx": ids[clustered], "rep": rep})
 
 
-def detect_on_spark(sql: SparkSQL, cfg: CommunitiesConfig, seed: int, n_vertices: int,
-                    initial: np.ndarray | None, *, buckets: int, max_rounds: int) -> Partition:
+def detect_on_spark(sql: SparkSQL, cfg: CommunitiesConfig, seed: int, n_vertices: int, *,
+                    buckets: int, max_rounds: int) -> Partition:
     """Components and Leiden of the ``edges`` table, as a :class:`Partition` on the driver."""
     from pyspark.sql import functions as F
 
-    spark = sql.spark
     edges = sql.table("edges")
     comp = sql.save("components", connected_components(edges.select("a", "b"), max_rounds))
-    sizes = comp.groupBy("comp").count().agg(F.count("*"), F.sum("count"), F.max("count"))
-    n_multi, n_linked, largest = sizes.first() or (0, 0, 0)
-    n_multi, n_linked, largest = int(n_multi), int(n_linked or 0), int(largest or 0)
+    # Modularity is not a sum over components: it needs the whole graph in one task.
+    n_buckets = buckets if cfg.objective == "cpm" else 1
 
     def bucket(df: DataFrame) -> DataFrame:
-        return df.withColumn("bucket", F.pmod(F.xxhash64("comp"), F.lit(buckets)))
+        return df.withColumn("bucket", F.pmod(F.xxhash64("comp"), F.lit(n_buckets)))
 
-    vertices = bucket(comp)
-    if initial is not None:
-        init = spark.createDataFrame(pd.DataFrame({"v": np.arange(n_vertices, dtype=np.int64),
-                                                   "init": np.asarray(initial, np.int64)}))
-        vertices = vertices.join(init, "v")
-    else:
-        vertices = vertices.withColumn("init", F.lit(-1).cast("long"))
+    names = sql.table("accounts").select(F.col("idx").cast("long").alias("v"),
+                                         F.col("account_id").alias("name"))
+    vertices = bucket(comp).join(names, "v").select("bucket", "v", "name")
     # the bucket computed twice, so that the two sides of the cogroup share no column
     keyed = bucket(edges.join(comp.select(F.col("v").alias("a"), "comp"), "a"))
 
     def run(e: pd.DataFrame, v: pd.DataFrame) -> pd.DataFrame:
         return bucket_labels(e, v, cfg, seed)
 
-    found = (keyed.groupBy("bucket")
-             .cogroup(vertices.select("bucket", "v", "init").groupBy("bucket"))
+    found = (keyed.select("bucket", "a", "b", "weight").groupBy("bucket")
+             .cogroup(vertices.groupBy("bucket"))
              .applyInPandas(run, "idx long, rep long")
              .toArrow())
     idx = found.column("idx").to_numpy()
@@ -129,9 +126,16 @@ def detect_on_spark(sql: SparkSQL, cfg: CommunitiesConfig, seed: int, n_vertices
     cluster = np.full(n_vertices, -1, dtype=np.int64)
     reps = np.unique(rep)
     cluster[idx] = np.searchsorted(reps, rep)  # numbered by smallest vertex, as communities
+
+    members = comp.toArrow()
+    smallest = np.arange(n_vertices, dtype=np.int64)  # an isolated vertex is its own component
+    smallest[members.column("v").to_numpy()] = members.column("comp").to_numpy()
+    _, component = np.unique(smallest, return_inverse=True)  # numbered by smallest vertex
+    sizes = np.bincount(component) if n_vertices else np.zeros(0, dtype=np.int64)
     return Partition(
         cluster=cluster,
         n_clusters=int(reps.shape[0]),
-        n_components=n_vertices - n_linked + n_multi,
-        largest_component=max(largest, 1) if n_vertices else 0,
+        n_components=int(sizes.shape[0]),
+        largest_component=int(sizes.max()) if n_vertices else 0,
+        component=component.astype(np.int64),
     )

@@ -456,6 +456,13 @@ class Store:
         with self._guard(f"writing store_meta {key!r}"), self.engine.begin() as conn:
             conn.execute(stmt)
 
+    def delete_meta(self, prefix: str, *, keep: str) -> None:
+        """Delete every ``store_meta`` key that starts with ``prefix``, except ``keep``."""
+        stmt = _META.delete().where(_META.c.key.startswith(prefix, autoescape=True),
+                                    _META.c.key != keep)
+        with self._guard(f"deleting store_meta {prefix!r}*"), self.engine.begin() as conn:
+            conn.execute(stmt)
+
     # -- internals -----------------------------------------------------------------------
 
     @contextmanager

@@ -1,0 +1,88 @@
+"""Warm start: a small change of input is a small change of clusters, on every seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linkage.config import load_config
+from linkage.continuity import LINEAGE_KINDS
+from linkage.graph import EdgeArrays
+from linkage.pipeline import run_pipeline
+from linkage.store import Store
+from linkage.warmstart import (
+    component_fingerprints,
+    decode_fingerprints,
+    encode_fingerprints,
+    unchanged_components,
+)
+from tests.test_continuity import SECRET, _change_one_percent, _groups, _lineage_rows, _night
+
+
+def _stability(db_url: str, tmp_path, seed: int):
+    night1 = _night(tmp_path, seed=seed)
+    night2 = tmp_path / "night2"
+    changed = _change_one_percent(night1, night2)
+    cfg = load_config(None)
+    with Store(db_url) as store:
+        first = run_pipeline(night1, store, cfg, SECRET)
+        second = run_pipeline(night2, store, cfg, SECRET)
+        again = run_pipeline(night2, store, cfg, SECRET)
+        before, after = store.memberships(first.run_id), store.memberships(second.run_id)
+        repeat = store.memberships(again.run_id)
+        lineage = _lineage_rows(store, second.run_id)
+    groups_before, groups_after = _groups(before), _groups(after)
+    untouched = {cid: m for cid, m in groups_before.items() if not m & changed}
+    kept = sum(groups_after.get(cid) == m for cid, m in untouched.items())
+    assert len(untouched) > 500
+    return kept / len(untouched), groups_after, _groups(repeat), lineage
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_untouched_clusters_keep_membership_and_id_on_every_seed(tmp_path, seed):
+    share, after, repeat, _ = _stability(f"sqlite:///{tmp_path / 'w.db'}", tmp_path, seed)
+    assert share >= 0.95, share
+    # The same input again: every cluster keeps its members and id (nothing moves).
+    assert repeat == after
+
+
+def test_warm_start_lineage_is_stored(db_url, tmp_path):
+    share, after, _, lineage = _stability(db_url, tmp_path, 3)
+    assert share >= 0.95
+    # The stored lineage accounts for every cluster of tonight.
+    kinds = {r[1] for r in lineage if r[0] in after}
+    assert kinds <= set(LINEAGE_KINDS) and "continued" in kinds
+    assert {r[0] for r in lineage} >= set(after)
+
+
+def _edges(n, pairs, weights):
+    src, dst = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    return EdgeArrays(n, src, dst, np.array(weights, dtype=np.float64))
+
+
+def test_fingerprints_see_accounts_edges_and_exact_weights():
+    hashes = np.array([11, 22, 33, 44, 55], dtype=np.uint64)
+    comp = np.array([0, 0, 0, 1, 1])
+    base = component_fingerprints(_edges(5, [(0, 1), (1, 2), (3, 4)], [0.5, 0.5, 0.7]),
+                                  comp, hashes, "salt")
+    assert (base[0] != base[1]).any()
+    # another weight in component 0 changes component 0 only
+    other = component_fingerprints(_edges(5, [(0, 1), (1, 2), (3, 4)],
+                                          [0.5, np.nextafter(0.5, 1), 0.7]), comp, hashes, "salt")
+    assert (other[0] != base[0]).any() and (other[1] == base[1]).all()
+    # a different account in component 1, a different edge, another salt
+    moved = hashes.copy()
+    moved[4] = 56
+    assert (component_fingerprints(_edges(5, [(0, 1), (1, 2), (3, 4)], [0.5, 0.5, 0.7]), comp,
+                                   moved, "salt")[1] != base[1]).any()
+    assert (component_fingerprints(_edges(5, [(0, 1), (0, 2), (3, 4)], [0.5, 0.5, 0.7]), comp,
+                                   hashes, "salt")[0] != base[0]).any()
+    assert (component_fingerprints(_edges(5, [(0, 1), (1, 2), (3, 4)], [0.5, 0.5, 0.7]), comp,
+                                   hashes, "pepper") != base).any(axis=1).all()
+    # the same component under other vertex numbers (idx shifted) keeps its fingerprint
+    shifted = component_fingerprints(
+        _edges(7, [(1, 2), (2, 3), (5, 6)], [0.5, 0.5, 0.7]), np.array([2, 0, 0, 0, 3, 1, 1]),
+        np.array([9, 11, 22, 33, 8, 44, 55], dtype=np.uint64), "salt")
+    assert (shifted[0] == base[0]).all() and (shifted[1] == base[1]).all()
+    assert unchanged_components(shifted, decode_fingerprints(encode_fingerprints(base))
+                                ).tolist() == [True, True, False, False]
