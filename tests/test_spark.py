@@ -1,0 +1,215 @@
+"""The Spark engine against the DuckDB engine on the same generated input.
+
+One local SparkSession (two cores) serves every test of this file; the engines must agree on
+edges (weights within 1e-9), connected components and memberships. pyspark is a test
+dependency: nothing here is skipped when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import igraph as ig
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import SparkSession
+
+from linkage.config import EngineConfig, RunConfig, SparkConfig
+from linkage.engines import connect_duckdb
+from linkage.engines.spark import SparkEngine, require_pyspark
+from linkage.engines.spark_graph import ConvergenceError, connected_components
+from linkage.engines.spark_sql import SparkSQL, to_spark
+from linkage.errors import ConfigError
+from linkage.graph import build_edges
+from linkage.ingest import ingest
+from linkage.pipeline import run_pipeline
+from linkage.pseudonymise import Pseudonymiser
+from linkage.signals import build_links
+from linkage.store import Store
+from linkage.synth.generator import generate
+
+SECRET = b"spark-test-secret-0123456789"
+CFG = RunConfig()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one local Spark session of the test run."""
+    # Python workers run this interpreter (it has linkage's dependencies).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (SparkSession.builder.master("local[2]").appName("linkage-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.shuffle.partitions", "4")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("spark-input")
+    generate(out, scenario="mixed", n_accounts=3000, seed=5)
+    return out
+
+
+def _ingested(data: Path) -> duckdb.DuckDBPyConnection:
+    con = connect_duckdb(CFG.engine)
+    pseudo = Pseudonymiser(SECRET)
+    pseudo.install(con)
+    ingest(con, data, CFG.ingest, pseudo)
+    return con
+
+
+@pytest.fixture(scope="module")
+def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection,
+                               SparkEngine]]:
+    """Signals and edges of the same input: by DuckDB, and by Spark (copied back)."""
+    duck = _ingested(data)
+    build_links(duck, CFG.signals)
+    build_edges(duck, CFG.graph)
+    other = _ingested(data)
+    engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
+    engine.load(other)
+    build_links(engine.sql, CFG.signals)
+    build_edges(engine.sql, CFG.graph)
+    engine.collect(other)
+    yield duck, other, engine
+    engine.close()
+    duck.close()
+    other.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_the_input_exercises_every_path(stages) -> None:
+    duck, _, _ = stages
+    signals = {r[0] for r in _rows(duck, "SELECT DISTINCT signal FROM keys")}
+    assert {"card", "device", "ip", "cosignup"} <= signals
+    # keys above clique_max are linked as rings (the ordered window of the edge stage)
+    (big,) = duck.execute(f"SELECT count(*) FROM keys WHERE n > {CFG.graph.clique_max}"
+                          ).fetchone()
+    assert big > 0
+
+
+@pytest.mark.parametrize("table,order", [
+    ("links", "idx, signal, key"),
+    ("keys", "kid"),
+    ("key_members", "kid, idx"),
+])
+def test_signal_tables_are_identical(stages, table: str, order: str) -> None:
+    duck, other, _ = stages
+    cols = "kid, signal, key, n" if table == "keys" else "*"
+    a = _rows(duck, f"SELECT {cols} FROM {table} ORDER BY {order}")
+    b = _rows(other, f"SELECT {cols} FROM {table} ORDER BY {order}")
+    assert a and a == b
+    if table == "keys":
+        pa_, pb = (np.array([r[0] for r in _rows(c, "SELECT p FROM keys ORDER BY kid")])
+                   for c in (duck, other))
+        assert np.allclose(pa_, pb, rtol=0, atol=1e-9)
+
+
+def test_edges_are_identical(stages) -> None:
+    duck, other, _ = stages
+    a = _rows(duck, "SELECT a, b, weight FROM edges ORDER BY a, b")
+    b = _rows(other, "SELECT a, b, weight FROM edges ORDER BY a, b")
+    assert len(a) > 1000
+    assert [r[:2] for r in a] == [r[:2] for r in b]
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
+    sa = _rows(duck, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
+    sb = _rows(other, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
+    assert sa == sb
+
+
+def test_components_are_igraph_components(stages) -> None:
+    duck, _, engine = stages
+    edges = np.array(_rows(duck, "SELECT a, b FROM edges ORDER BY a, b"), dtype=np.int64)
+    (n,) = duck.execute("SELECT count(*) FROM accounts").fetchone()
+    comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60)
+    got = comp.toArrow()
+    expected = _smallest_vertex_labels(n, edges)
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+
+
+def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
+    """Per vertex, the smallest vertex of its igraph component."""
+    g = ig.Graph(n=n, edges=edges.tolist())
+    membership = np.asarray(g.connected_components().membership)
+    smallest = np.full(membership.max() + 1, n)
+    np.minimum.at(smallest, membership, np.arange(n))
+    return smallest[membership]
+
+
+def _memberships(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return sorted(c.execute("SELECT account_id, cluster_id FROM memberships"))
+
+
+def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path) -> None:
+    results = {}
+    for name in ("duckdb", "spark"):
+        db = tmp_path / f"{name}.db"
+        cfg = RunConfig(engine=EngineConfig(name=name, spark=SparkConfig(buckets=5)))
+        with Store(f"sqlite:///{db}") as store:
+            store.upgrade()
+            summary = run_pipeline(data, store, cfg, SECRET)
+        results[name] = (_memberships(db), summary.n_edges, summary.n_clusters,
+                         summary.largest_component)
+    assert results["duckdb"][0], "no clusters to compare"
+    assert results["spark"] == results["duckdb"]
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2, 40).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1,
+             max_size=3 * n))))
+def test_spark_components_equal_igraph_components(spark: SparkSession, graph) -> None:
+    n, pairs = graph
+    edges = np.array([(min(a, b), max(a, b)) for a, b in pairs if a != b] or [(0, 1)])
+    df = spark.createDataFrame([(int(a), int(b)) for a, b in edges], "a long, b long")
+    got = connected_components(df, max_rounds=60).toArrow()
+    expected = _smallest_vertex_labels(n, edges)
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+
+
+def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
+    # a path whose ids run against it needs several rounds
+    path = [(i, i + 1) for i in range(0, 64)]
+    df = spark.createDataFrame(path[::-1], "a long, b long")
+    with pytest.raises(ConvergenceError, match=r"engine\.spark\.max_rounds = 1\b"):
+        connected_components(df, max_rounds=1)
+
+
+def test_missing_pyspark_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    with pytest.raises(ConfigError, match=r"pip install 'linkage\[spark\]'") as err:
+        require_pyspark()
+    assert err.value.exit_code == 2
+
+
+def test_products_keep_duckdb_order_on_spark() -> None:
+    sql = to_spark("SELECT list_aggregate(list(1 - p ORDER BY 1 - p), 'product') FROM t")
+    assert "ARRAY_SORT(COLLECT_LIST(1 - p))" in sql and "acc * v" in sql
+
+
+def test_unsupported_statements_fail_loudly(spark: SparkSession, tmp_path: Path) -> None:
+    sql = SparkSQL(spark, str(tmp_path))
+    with pytest.raises(NotImplementedError, match="not supported on Spark"):
+        sql.execute("UPDATE t SET a = 1")
