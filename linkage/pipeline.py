@@ -145,13 +145,9 @@ def run_pipeline(
                 with stage(current, run_id):
                     previous = store.previous_memberships()
                     salt = f"{__version__}:{cfg.hash()}"
-                    if spark and not (cfg.communities.warm_start and previous is not None
-                                      and previous.num_rows):
-                        # a cold start: components and Leiden on the executors
-                        partition, fingerprints = spark.communities(con, edges, cfg, salt)
-                    else:
-                        partition, fingerprints = warm_detect(
-                            con, edges, cfg, previous, _previous_fingerprints(store), salt=salt)
+                    detect = spark.communities if spark else warm_detect
+                    partition, fingerprints = detect(
+                        con, edges, cfg, previous, _previous_fingerprints(store), salt=salt)
                     # Kept under this run's id: read only once the run is published.
                     store.set_meta(FINGERPRINT_KEY.format(run_id=run_id), fingerprints)
                     del edges

@@ -8,6 +8,7 @@ dependency: nothing here is skipped when it is missing.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from pathlib import Path
 import duckdb
 import igraph as ig
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -154,22 +157,42 @@ def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
     return smallest[membership]
 
 
-def _memberships(db: Path) -> list[tuple]:
+def _memberships(db: Path, run_id: int) -> list[tuple]:
     with sqlite3.connect(db) as c:
-        return sorted(c.execute("SELECT account_id, cluster_id FROM memberships"))
+        return sorted(c.execute("SELECT account_id, cluster_id FROM memberships "
+                                "WHERE run_id = ?", (run_id,)))
+
+
+def _night_two(data: Path, out: Path) -> Path:
+    """The same accounts a night later: every 25th card and device row gone."""
+    for f in data.iterdir():
+        if f.suffix == ".parquet" and f.stem in ("payment_instruments", "devices"):
+            t = pq.read_table(f)
+            keep = np.arange(t.num_rows) % 25 != 0
+            pq.write_table(t.filter(pa.array(keep)), out / f.name)
+        else:
+            shutil.copy(f, out / f.name)
+    return out
 
 
 def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path) -> None:
+    """Two nights per engine: a cold start, then a warm start from the first night."""
+    second = _night_two(data, tmp_path)
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
         cfg = RunConfig(engine=EngineConfig(name=name, spark=SparkConfig(buckets=5)))
+        nights = []
         with Store(f"sqlite:///{db}") as store:
             store.upgrade()
-            summary = run_pipeline(data, store, cfg, SECRET)
-        results[name] = (_memberships(db), summary.n_edges, summary.n_clusters,
-                         summary.largest_component)
-    assert results["duckdb"][0], "no clusters to compare"
+            for night in (data, second):
+                summary = run_pipeline(night, store, cfg, SECRET)
+                nights.append((_memberships(db, summary.run_id), summary.n_edges,
+                               summary.n_clusters, summary.largest_component))
+        results[name] = nights
+    first, later = results["duckdb"]
+    assert first[0] and later[0], "no clusters to compare"
+    assert first[0] != later[0], "the second night changed nothing"
     assert results["spark"] == results["duckdb"]
 
 

@@ -17,6 +17,7 @@ pyspark is an optional dependency, imported only here and only when the engine i
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
@@ -24,17 +25,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow as pa
 
 from linkage.config import RunConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
-from linkage.warmstart import component_fingerprints, encode_fingerprints, vertex_hashes
+from linkage.warmstart import (
+    component_fingerprints,
+    decode_fingerprints,
+    encode_fingerprints,
+    initial_labels,
+    keep_settled,
+    unchanged_components,
+    vertex_hashes,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from linkage.communities import Partition
     from linkage.engines.spark_sql import SparkSQL
+
+log = logging.getLogger("linkage.engines.spark")
 
 __all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "spark_session"]
 
@@ -115,17 +127,30 @@ class SparkEngine:
                 con.unregister("spark_out")
 
     def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
+                    previous: pa.Table | None, previous_fingerprints: str | None, *,
                     salt: str) -> tuple[Partition, str]:
-        """A cold start's clusters: connected components and per-component Leiden of
-        ``edges`` on the executors. Returns the partition and the component fingerprints
-        (:mod:`linkage.warmstart`) the next run compares against."""
-        from linkage.engines.spark_graph import detect_on_spark
+        """:func:`linkage.warmstart.warm_detect` with the components and the Leiden runs on
+        Spark: the same steps, the same functions per component, the same result."""
+        from linkage.engines.spark_graph import spark_components, spark_leiden
 
-        partition = detect_on_spark(self.sql, cfg.communities, cfg.seed, edges.n_vertices,
-                                    buckets=self.cfg.buckets, max_rounds=self.cfg.max_rounds)
-        assert partition.component is not None
-        fingerprints = component_fingerprints(edges, partition.component, vertex_hashes(con),
-                                              salt)
+        comm = cfg.communities
+        component = spark_components(self.sql, edges.n_vertices, self.cfg.max_rounds)
+        fingerprints = component_fingerprints(edges, component, vertex_hashes(con), salt)
+        initial = initial_labels(con, previous, edges.n_vertices) if comm.warm_start else None
+        fixed = None
+        if initial is not None and comm.objective == "cpm" and previous_fingerprints:
+            unchanged = unchanged_components(fingerprints,
+                                             decode_fingerprints(previous_fingerprints))
+            log.info("warm start: %d of %d linked components unchanged, carried forward",
+                     int(unchanged.sum()), int((fingerprints != 0).any(axis=1).sum()))
+            fixed = unchanged[component]
+        partition = spark_leiden(self.sql, component, comm, cfg.seed,
+                                 buckets=self.cfg.buckets, initial=initial, fixed=fixed)
+        if initial is not None and comm.objective == "cpm":
+            partition, settled = keep_settled(edges, initial, partition,
+                                              resolution=comm.resolution,
+                                              min_gain=comm.warm_min_gain)
+            log.info("warm start: %d regions kept last run's clusters", settled)
         return partition, encode_fingerprints(fingerprints)
 
     def close(self) -> None:
