@@ -193,9 +193,9 @@ class CommunitiesConfig:
     """Accounts that strong links join into a connected 2-core of at least this many form one
     cluster whatever Leiden made of them (chain-like camouflage rings); 0 disables the step."""
     warm_start: bool = True
-    """Start Leiden from the previous run's clusters (accounts seen before keep their
-    cluster, new accounts start alone), so a small change of input is a small change of
-    clusters."""
+    """Keep the previous run's clusters in components that have not changed at all, and
+    start Leiden from them elsewhere (accounts seen before keep their cluster, new accounts
+    start alone), so a small change of input is a small change of clusters."""
     warm_min_gain: float = 2.0
     """With a warm start, a connected component keeps last run's clusters unless tonight's
     Leiden result is better by at least this much CPM quality (hysteresis: no renaming for

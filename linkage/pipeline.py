@@ -18,7 +18,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from linkage import __version__
+from linkage import incremental as incr
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
@@ -84,8 +85,14 @@ def run_pipeline(
     secret: bytes,
     *,
     reporter: StageReporter = _log_stage,
+    state_dir: Path | None = None,
+    incremental: bool = False,
 ) -> RunSummary:
     """Run every stage on ``input_dir`` and publish the result to ``store``.
+
+    With ``state_dir`` the run also keeps its normalised input there for the next
+    incremental run; with ``incremental`` the input holds only what is new since the latest
+    run, whose state in ``state_dir`` it builds on (:mod:`linkage.incremental`).
 
     Raises :class:`~linkage.errors.InputError` (nothing written) for bad input,
     :class:`~linkage.errors.ConfigError` when the store was written with another key and
@@ -113,8 +120,14 @@ def run_pipeline(
         con = connect_duckdb(cfg.engine, Path(spill))
         try:
             pseudo.install(con)
+            state = _incremental_state(store, state_dir) if incremental else None
             with stage("ingest"):
-                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo)
+                if state is not None:
+                    incr.load_known(con, state, key_check=pseudo.check_value(),
+                                    ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
+                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
+                             known=incr.KNOWN if state is not None else None)
+                n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
             _check_key(store, pseudo)
             # We hold the lock, so a run still marked running belongs to a dead process.
@@ -128,7 +141,7 @@ def run_pipeline(
             )
             current = "signals"
             try:
-                summary = RunSummary(run_id=run_id, n_accounts=ing.n_accounts,
+                summary = RunSummary(run_id=run_id, n_accounts=n_accounts,
                                      rows_read=ing.rows_read,
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
@@ -144,12 +157,12 @@ def run_pipeline(
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    salt = f"{__version__}:{cfg.hash()}"
                     detect = spark.communities if spark else warm_detect
                     partition, fingerprints = detect(
-                        con, edges, cfg, previous, _previous_fingerprints(store), salt=salt)
-                    # Kept under this run's id: read only once the run is published.
-                    store.set_meta(FINGERPRINT_KEY.format(run_id=run_id), fingerprints)
+                        con, edges, cfg, previous, _previous_fingerprints(store),
+                        # An erasure changes every fingerprint: the previous clusters
+                        # lack the erased account, so no component is carried forward as is.
+                        salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -169,7 +182,19 @@ def run_pipeline(
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
                                      ing.quarantine_sample, cfg.store.evidence_min_score)
+                    # Published with the run, for the next run's warm start.
+                    record = replace(record, meta={
+                        FINGERPRINT_KEY.format(run_id=run_id): fingerprints})
+                    if state_dir is not None:
+                        # The state goes in place before the publish and the old one only
+                        # after it: a crash anywhere leaves the latest run's state intact.
+                        tmp = incr.write_state(con, state_dir, key_check=pseudo.check_value(),
+                                               ingest_cfg=cfg.ingest,
+                                               erasures=incr.erasure_count(store))
+                        incr.commit_state(tmp, run_id)
                     store.publish_run(run_id, record)
+                    if state_dir is not None:
+                        incr.prune_states(state_dir, run_id)
                     store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
                                       keep=FINGERPRINT_KEY.format(run_id=run_id))
                     if store.get_meta(KEY_CHECK) is None:
@@ -195,6 +220,18 @@ def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
     from linkage.engines.spark import SparkEngine
 
     return SparkEngine(cfg.engine.spark, spill)
+
+
+def _incremental_state(store: Store, state_dir: Path | None) -> Path:
+    """The state folder an incremental run builds on: the latest published run's."""
+    if state_dir is None:
+        raise ConfigError("an incremental run needs --state DIR, the state folder that "
+                          "earlier runs with --state DIR wrote")
+    latest = None if store.is_empty() else store.latest_run_id()
+    if latest is None:
+        raise ConfigError(f"an incremental run needs an earlier run: the store "
+                          f"{store.display_url} has none (start with a full run with --state)")
+    return incr.state_path(state_dir, latest)
 
 
 def _previous_fingerprints(store: Store) -> str | None:

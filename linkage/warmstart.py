@@ -4,14 +4,15 @@ Three steps around :func:`linkage.communities.detect_from_edges`:
 
 0. Carry forward. Every connected component of two or more accounts gets a fingerprint
    (:func:`component_fingerprints`): 128 bits over its account ids, its edges and their
-   exact weights, salted with the configuration and code version. A component whose
-   fingerprint was also a component of the previous run has not changed at all, so it keeps
-   the previous run's clusters exactly (no Leiden, no strong-core step): *an untouched
-   component never moves*. The previous run's fingerprints are kept in the store
-   (``store_meta`` key ``components:<run_id>``, written before the run is published and
-   read only for the latest published run, so a crashed run's are never used).
-   Only the components touched by new or changed evidence are recomputed; this is also
-   what makes an incremental run (:mod:`linkage.incremental`) equal to a full one.
+   exact weights, salted with the configuration, the code version and the number of
+   erasures (``linkage forget`` changes stored memberships, so it ends every carry-forward).
+   A component whose fingerprint was also a component of the previous run has not changed
+   at all, so it keeps the previous run's clusters exactly (no Leiden, no strong-core
+   step): *an untouched component never moves*. A run's fingerprints are published with it,
+   in the same transaction (``store_meta`` key ``components:<run_id>``), and only the latest
+   published run's are read. Only the components touched by new or changed evidence are
+   recomputed; this is also what makes an incremental run (:mod:`linkage.incremental`)
+   equal to a full one.
 1. :func:`initial_labels` maps the previous run's memberships onto tonight's accounts:
    every account that was in a cluster starts in it, every other account (new, or a
    singleton last night) starts alone under a label of its own.

@@ -19,7 +19,9 @@ from linkage.warmstart import (
 from tests.test_continuity import SECRET, _change_one_percent, _groups, _lineage_rows, _night
 
 
-def _stability(db_url: str, tmp_path, seed: int):
+def _stability(db_url: str, tmp_path, seed: int, *, repeat: bool = False):
+    """Night 1, then night 2 with 1% of accounts changed (and, with ``repeat``, night 2's
+    input once more): the share of untouched clusters that kept members and id."""
     night1 = _night(tmp_path, seed=seed)
     night2 = tmp_path / "night2"
     changed = _change_one_percent(night1, night2)
@@ -27,28 +29,30 @@ def _stability(db_url: str, tmp_path, seed: int):
     with Store(db_url) as store:
         first = run_pipeline(night1, store, cfg, SECRET)
         second = run_pipeline(night2, store, cfg, SECRET)
-        again = run_pipeline(night2, store, cfg, SECRET)
         before, after = store.memberships(first.run_id), store.memberships(second.run_id)
-        repeat = store.memberships(again.run_id)
+        again = (_groups(store.memberships(run_pipeline(night2, store, cfg, SECRET).run_id))
+                 if repeat else None)
         lineage = _lineage_rows(store, second.run_id)
     groups_before, groups_after = _groups(before), _groups(after)
     untouched = {cid: m for cid, m in groups_before.items() if not m & changed}
     kept = sum(groups_after.get(cid) == m for cid, m in untouched.items())
     assert len(untouched) > 500
-    return kept / len(untouched), groups_after, _groups(repeat), lineage
+    return kept / len(untouched), groups_after, again, lineage
 
 
-@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+# Seed 3 is the test below (on every backend); before per-component Leiden, seeds 4 and 5
+# kept only 96.5% and 93.9%.
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
 def test_untouched_clusters_keep_membership_and_id_on_every_seed(tmp_path, seed):
-    share, after, repeat, _ = _stability(f"sqlite:///{tmp_path / 'w.db'}", tmp_path, seed)
+    share, *_ = _stability(f"sqlite:///{tmp_path / 'w.db'}", tmp_path, seed)
+    assert share >= 0.95, share
+
+
+def test_warm_start_is_stable_idempotent_and_recorded(db_url, tmp_path):
+    share, after, again, lineage = _stability(db_url, tmp_path, 3, repeat=True)
     assert share >= 0.95, share
     # The same input again: every cluster keeps its members and id (nothing moves).
-    assert repeat == after
-
-
-def test_warm_start_lineage_is_stored(db_url, tmp_path):
-    share, after, _, lineage = _stability(db_url, tmp_path, 3)
-    assert share >= 0.95
+    assert again == after
     # The stored lineage accounts for every cluster of tonight.
     kinds = {r[1] for r in lineage if r[0] in after}
     assert kinds <= set(LINEAGE_KINDS) and "continued" in kinds

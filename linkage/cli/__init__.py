@@ -108,10 +108,17 @@ def run(
     engine: Annotated[Engine | None, typer.Option(
         help="Relational engine; overrides engine.name of the configuration. spark needs "
         "pip install 'linkage[spark]' (docs/operations.md).")] = None,
+    state: Annotated[Path | None, typer.Option(
+        "--state", help="Folder where the run keeps its normalised input for the next "
+        "incremental run (docs/operations.md#incremental-runs).", file_okay=False)] = None,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental", help="--input holds only what is new since the latest run; build "
+        "on that run's --state.")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """One full nightly run; prints the run id on the last line of standard output.
+    """One nightly run (full, or --incremental); prints the run id on the last line of
+    standard output.
 
     Example: linkage run --input ./night/2026-11-29 --db sqlite:///linkage.db
     """
@@ -130,7 +137,8 @@ def run(
         secret = load_secret(secret_file)
         with _store(db) as store:
             with StageProgress(err, enabled=not quiet) as progress:
-                summary = run_pipeline(input, store, cfg, secret, reporter=progress)
+                summary = run_pipeline(input, store, cfg, secret, reporter=progress,
+                                       state_dir=state, incremental=incremental)
             if not quiet:
                 _print_summary(summary)
                 _print_top(store, summary.run_id, top)

@@ -135,6 +135,8 @@ def ingest(
     input_dir: Path,
     cfg: IngestConfig,
     pseudo: Pseudonymiser,
+    *,
+    known: str | None = None,
 ) -> IngestResult:
     """Read, validate, normalise and pseudonymise the input folder into ``con``.
 
@@ -149,6 +151,10 @@ def ingest(
         Validation mode and normalisation rules.
     pseudo
         Keyed hash; its ``lk_hash`` macro is (re)installed in ``con``.
+    known
+        Incremental runs (:mod:`linkage.incremental`): a table ``(account_id, idx)`` in
+        ``con`` of accounts from earlier runs, with negative ``idx``. Rows of other tables
+        may then name them (and get their negative ``idx``); ``accounts`` may not repeat them.
 
     Returns
     -------
@@ -189,13 +195,14 @@ def ingest(
     ).fetchone() or (True,)
     con.execute("SET preserve_insertion_order = true")
     try:
-        return _ingest(con, input_dir, cfg)
+        return _ingest(con, input_dir, cfg, known)
     finally:
         _drop_staging(con)
         con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig) -> IngestResult:
+def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
+            known: str | None) -> IngestResult:
     found = discover(input_dir)
     file_problems = list(found.problems)
     present = [t for t in TABLES if t in found.files]
@@ -211,10 +218,10 @@ def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig) 
     for table in present:
         validate.check_rows(con, SPECS[table], _IP_MAP, max_chars=cfg.max_field_chars)
     if loaded["accounts"]:
-        validate.check_duplicates(con)
+        validate.check_duplicates(con, known)
         for table in present:
             if table != "accounts":
-                validate.check_accounts(con, SPECS[table])
+                validate.check_accounts(con, SPECS[table], known)
     quarantine = cfg.on_bad_rows == "quarantine"
     if quarantine and not file_problems:
         validate.quarantine_orphans(con, present)
@@ -228,7 +235,10 @@ def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig) 
 
     rows_read = {t: _count(con, stage_name(t)) for t in present}
     for table in TABLES:
-        _build_output(con, table)
+        if known is None:
+            _build_output(con, table)
+        else:
+            _build_output(con, table, known=known)
         # A staging table goes as soon as it is used up: less memory, fewer raw values.
         con.execute(f"DROP TABLE {stage_name(table)}")
     n_accounts = _count(con, "accounts")
@@ -277,7 +287,8 @@ def _build_ip_map(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _build_output(con: duckdb.DuckDBPyConnection, table: str) -> None:
+def _build_output(con: duckdb.DuckDBPyConnection, table: str, *,
+                  known: str | None = None) -> None:
     schema = ", ".join(f"{name} {dtype}" for name, dtype in OUTPUT_SCHEMAS[table])
     con.execute(f"CREATE OR REPLACE TABLE {table} ({schema})")
     stage = stage_name(table)
@@ -285,7 +296,10 @@ def _build_output(con: duckdb.DuckDBPyConnection, table: str) -> None:
     if table in _IP_COLUMN:
         joins += f" LEFT JOIN {_IP_MAP} m ON m.raw = s.{_IP_COLUMN[table]}"
     if table != "accounts":
-        joins += " JOIN accounts a ON a.account_id = s.account_id"
+        ids = ("accounts" if known is None else
+               f"(SELECT idx, account_id FROM accounts UNION ALL "
+               f"SELECT idx, account_id FROM {known})")
+        joins += f" JOIN {ids} a ON a.account_id = s.account_id"
     select: list[str] = []
     for i, col in enumerate(_COLUMNS[table]):
         if isinstance(col, str):

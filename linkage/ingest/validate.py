@@ -135,26 +135,33 @@ def check_rows(
             )
 
 
-def check_duplicates(con: duckdb.DuckDBPyConnection) -> None:
-    """Every occurrence of an ``account_id`` after its first (in file, then row order)."""
+def check_duplicates(con: duckdb.DuckDBPyConnection, known: str | None = None) -> None:
+    """Every occurrence of an ``account_id`` after its first (in file, then row order), and
+    with ``known`` (a table of ``account_id`` from earlier runs) every one already known."""
     _insert(
         con,
         f"SELECT 0, _file, _row, {_O_DUPLICATE}, 'account_id', account_id, ? FROM ("
         "SELECT _file, _row, account_id, row_number() OVER "
         "(PARTITION BY account_id ORDER BY _file, _row) AS k "
-        f"FROM {stage_name('accounts')} WHERE account_id IS NOT NULL) WHERE k > 1",
+        f"FROM {stage_name('accounts')} s WHERE account_id IS NOT NULL) s WHERE k > 1"
+        + (f" OR EXISTS (SELECT 1 FROM {known} o WHERE o.account_id = s.account_id)"
+           if known else ""),
         [DUPLICATE],
     )
 
 
-def check_accounts(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
-    """Rows of a non-account table whose ``account_id`` is not in ``accounts`` at all."""
+def check_accounts(con: duckdb.DuckDBPyConnection, spec: TableSpec,
+                   known: str | None = None) -> None:
+    """Rows of a non-account table whose ``account_id`` is not in ``accounts`` at all (nor in
+    ``known``, a table of ``account_id`` from earlier runs, when given)."""
     t = TABLE_NAMES.index(spec.name)
     _insert(
         con,
         f"SELECT ?, _file, _row, {_O_ACCOUNT}, 'account_id', account_id, ? "
         f"FROM {stage_name(spec.name)} s WHERE account_id IS NOT NULL AND NOT EXISTS "
-        f"(SELECT 1 FROM {stage_name('accounts')} a WHERE a.account_id = s.account_id)",
+        f"(SELECT 1 FROM {stage_name('accounts')} a WHERE a.account_id = s.account_id)"
+        + (f" AND NOT EXISTS (SELECT 1 FROM {known} o WHERE o.account_id = s.account_id)"
+           if known else ""),
         [t, UNKNOWN_ACCOUNT],
     )
 

@@ -151,6 +151,9 @@ class RunRecord:
     lineage: pa.Table = dataclasses.field(
         default_factory=lambda: RECORD_SCHEMAS["lineage"].empty_table()
     )
+    # store_meta entries written in the publish transaction (e.g. the run's component
+    # fingerprints for the next warm start): they exist exactly when the run is published.
+    meta: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def empty(cls, *, input_fingerprint: str) -> RunRecord:

@@ -325,6 +325,8 @@ class Store:
                 0, "seq", pa.array(range(1, lineage.num_rows + 1), pa.int64())
             )
             self._write(conn, "lineage", run_id, lineage)
+            for key, value in result.meta.items():
+                self._upsert_meta(conn, key, value)
         log.info("published run %d in %.1fs", run_id, time.perf_counter() - started)
 
     # -- reading -------------------------------------------------------------------------
@@ -445,16 +447,18 @@ class Store:
         """Set a value of ``store_meta`` (insert or replace)."""
         # INSERT ... ON CONFLICT: one statement, so two writers cannot both insert. The
         # syntax is the same on both backends, but each dialect has its own construct.
+        with self._guard(f"writing store_meta {key!r}"), self.engine.begin() as conn:
+            self._upsert_meta(conn, key, value)
+
+    def _upsert_meta(self, conn: Connection, key: str, value: str) -> None:
         if self.dialect == "postgresql":
             from sqlalchemy.dialects import postgresql as dialect
         else:
             from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
         insert = dialect.insert(_META).values(key=key, value=value)
-        stmt = insert.on_conflict_do_update(
+        conn.execute(insert.on_conflict_do_update(
             index_elements=[_META.c.key], set_={"value": insert.excluded.value}
-        )
-        with self._guard(f"writing store_meta {key!r}"), self.engine.begin() as conn:
-            conn.execute(stmt)
+        ))
 
     def delete_meta(self, prefix: str, *, keep: str) -> None:
         """Delete every ``store_meta`` key that starts with ``prefix``, except ``keep``."""
