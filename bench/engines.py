@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +41,9 @@ def run(engine: str, data: Path, workdir: Path, driver_memory: str) -> tuple[flo
     if proc.returncode != 0:
         raise SystemExit(f"{engine} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     stages = {m[1]: float(m[2]) for m in STAGE.finditer(proc.stderr)}
+    rounds = re.search(r"labels settled in (\d+) rounds", proc.stderr)
+    if rounds:
+        stages["component rounds"] = float(rounds[1])
     return wall, stages
 
 
@@ -66,6 +70,9 @@ def main() -> None:
         print(f"| {stage} | {d:.1f} | {s:.1f} |")
     print(f"| **whole run** (wall, process start included) | **{results['duckdb'][0]:.1f}** "
           f"| **{results['spark'][0]:.1f}** |")
+    if "component rounds" in results["spark"][1]:
+        print(f"Spark connected components: {results['spark'][1]['component rounds']:.0f} "
+              "rounds")
     print(f"memberships identical: {same}")
     if not same:
         raise SystemExit(1)

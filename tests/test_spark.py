@@ -23,8 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
-from linkage.config import EngineConfig, RunConfig, SparkConfig
+from linkage.cli import app
+from linkage.config import RunConfig, SparkConfig
 from linkage.engines import connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
 from linkage.engines.spark_graph import ConvergenceError, connected_components
@@ -32,10 +34,8 @@ from linkage.engines.spark_sql import SparkSQL, to_spark
 from linkage.errors import ConfigError
 from linkage.graph import build_edges
 from linkage.ingest import ingest
-from linkage.pipeline import run_pipeline
 from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import build_links
-from linkage.store import Store
 from linkage.synth.generator import generate
 
 SECRET = b"spark-test-secret-0123456789"
@@ -52,6 +52,7 @@ def spark() -> Iterator[SparkSession]:
                .config("spark.driver.host", "127.0.0.1")
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.ui.showConsoleProgress", "false")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
@@ -165,6 +166,7 @@ def _memberships(db: Path, run_id: int) -> list[tuple]:
 
 def _night_two(data: Path, out: Path) -> Path:
     """The same accounts a night later: every 25th card and device row gone."""
+    out.mkdir()
     for f in data.iterdir():
         if f.suffix == ".parquet" and f.stem in ("payment_instruments", "devices"):
             t = pq.read_table(f)
@@ -176,24 +178,31 @@ def _night_two(data: Path, out: Path) -> Path:
 
 
 def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path) -> None:
-    """Two nights per engine: a cold start, then a warm start from the first night."""
-    second = _night_two(data, tmp_path)
+    """Two nights per engine through the CLI: a cold start, then a warm start."""
+    second = _night_two(data, tmp_path / "night2")
+    staging = tmp_path / "staging"
+    config = tmp_path / "spark.toml"
+    config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n')
+    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
-        cfg = RunConfig(engine=EngineConfig(name=name, spark=SparkConfig(buckets=5)))
         nights = []
-        with Store(f"sqlite:///{db}") as store:
-            store.upgrade()
-            for night in (data, second):
-                summary = run_pipeline(night, store, cfg, SECRET)
-                nights.append((_memberships(db, summary.run_id), summary.n_edges,
-                               summary.n_clusters, summary.largest_component))
+        for night in (data, second):
+            res = runner.invoke(app, ["run", "--input", str(night), "--db", f"sqlite:///{db}",
+                                      "--engine", name, "--config", str(config), "--quiet"])
+            assert res.exit_code == 0, res.output
+            run_id = int(res.stdout.strip().splitlines()[-1])
+            with sqlite3.connect(db) as c:
+                counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
+                                   "WHERE run_id = ?", (run_id,)).fetchone()
+            nights.append((_memberships(db, run_id), counts))
         results[name] = nights
     first, later = results["duckdb"]
     assert first[0] and later[0], "no clusters to compare"
     assert first[0] != later[0], "the second night changed nothing"
     assert results["spark"] == results["duckdb"]
+    assert not any(staging.iterdir()), "the Spark staging folder was not cleaned up"
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -88,7 +88,8 @@ def spark_session(cfg: SparkConfig) -> SparkSession:
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             settings.update({"spark.driver.host": "127.0.0.1",
                              "spark.driver.bindAddress": "127.0.0.1",
-                             "spark.ui.enabled": "false"})
+                             "spark.ui.enabled": "false",
+                             "spark.ui.showConsoleProgress": "false"})
         settings.update(cfg.conf)
         for key, value in settings.items():
             builder = builder.config(key, value)
@@ -155,8 +156,11 @@ class SparkEngine:
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""
-        jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
-        path = jvm.org.apache.hadoop.fs.Path(self.staging)
-        path.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(path, True)  # type: ignore[attr-defined]
         for name in (*INPUT_TABLES, *OUTPUT_TABLES):
             self.spark.catalog.dropTempView(name)
+        try:
+            jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
+            path = jvm.org.apache.hadoop.fs.Path(self.staging)
+            path.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(path, True)  # type: ignore[attr-defined]
+        except Exception as exc:  # never hide the run's own outcome behind a cleanup error
+            log.warning("could not remove the Spark staging folder %s: %s", self.staging, exc)
