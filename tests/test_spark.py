@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,12 @@ def test_unsupported_statements_fail_loudly(spark: SparkSession, tmp_path: Path)
     sql = SparkSQL(spark, str(tmp_path))
     with pytest.raises(NotImplementedError, match="not supported on Spark"):
         sql.execute("UPDATE t SET a = 1")
+
+
+def test_the_default_engine_never_imports_spark() -> None:
+    code = ("import sys, linkage.cli, linkage.pipeline; "
+            "sys.exit(' '.join(m for m in ('pyspark', 'sqlglot', 'pandas') if m in sys.modules)"
+            " or None)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert res.returncode == 0, res.stderr
