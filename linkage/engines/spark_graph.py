@@ -62,10 +62,10 @@ def connected_components(edges: DataFrame, max_rounds: int) -> DataFrame:
         # every label is a vertex of the same component, so the self-join loses no vertex
         jumped = (step.alias("x").join(step.alias("y"), F.col("x.l") == F.col("y.v"))
                   .select(F.col("x.v").alias("v"), F.col("y.l").alias("l"))
+                  .join(labels.withColumnRenamed("l", "old"), "v")
                   .localCheckpoint())
-        changed = (jumped.join(labels.withColumnRenamed("l", "old"), "v")
-                   .where(F.col("l") != F.col("old")).limit(1).count())
-        labels = jumped
+        changed = jumped.where(F.col("l") != F.col("old")).limit(1).count()
+        labels = jumped.drop("old")
         if not changed:
             log.info("connected components: labels settled in %d rounds", rounds)
             return labels.withColumnRenamed("l", "comp")
