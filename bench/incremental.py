@@ -16,7 +16,8 @@ run`` process on SQLite:
 2. night 2 *full*: the cumulative input (old + new);
 3. night 2 *incremental*: ``--incremental`` with only the new rows.
 
-It reports wall time and stage seconds of 2 and 3, checks that both published the same
+Steps 2 and 3 alternate ``--repeat`` times (default 2), each from a fresh copy of night 1's
+store and state. It reports wall time and stage seconds, checks that both published the same
 memberships, and writes a section of ``docs/benchmarks.md`` between the markers
 ``<!-- incremental:start -->`` and ``<!-- incremental:end -->`` (the rest of the file is
 kept as it is).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +82,9 @@ def data(accounts: int, every: int) -> tuple[Path, Path, Path]:
     return full, old, delta
 
 
+LARGEST: list[int] = []  # the largest connected component of each run, from its summary
+
+
 def run(args: list[str], log: Path) -> float:
     env = {**os.environ, "LINKAGE_SECRET": SECRET}
     start = time.perf_counter()
@@ -90,6 +95,9 @@ def run(args: list[str], log: Path) -> float:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"linkage run {' '.join(args)} failed:\n{log.read_text()[-3000:]}")
+    found = re.search(r"largest component\W+([\d,]+)", proc.stdout)
+    if found:
+        LARGEST.append(int(found[1].replace(",", "")))
     return wall
 
 
@@ -111,22 +119,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=100, help="1 in N accounts is new")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best counts")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     full, old, delta = data(args.accounts, args.every)
     work = CACHE / f"incremental-{args.accounts}-{args.every}" / "work"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "full").mkdir(parents=True)
-    (work / "inc").mkdir()
-    night1 = run(["--input", str(old), "--db", f"sqlite:///{work / 'full' / 's.db'}",
-                  "--state", str(work / "full" / "state")], work / "night1.log")
-    shutil.copy(work / "full" / "s.db", work / "inc" / "s.db")
-    shutil.copytree(work / "full" / "state", work / "inc" / "state")
-    full_wall = run(["--input", str(full), "--db", f"sqlite:///{work / 'full' / 's.db'}",
-                     "--state", str(work / "full" / "state")], work / "full.log")
-    inc_wall = run(["--incremental", "--input", str(delta),
-                    "--db", f"sqlite:///{work / 'inc' / 's.db'}",
-                    "--state", str(work / "inc" / "state")], work / "inc.log")
+    (work / "night1").mkdir(parents=True)
+    night1 = run(["--input", str(old), "--db", f"sqlite:///{work / 'night1' / 's.db'}",
+                  "--state", str(work / "night1" / "state")], work / "night1.log")
+    walls: dict[str, list[float]] = {"full": [], "inc": []}
+    for _ in range(args.repeat):
+        # Alternate the two, each from a fresh copy of night 1's store and state: the
+        # machine's load moves figures by tens of percent, so both see the same minutes.
+        for name in ("full", "inc"):
+            shutil.rmtree(work / name, ignore_errors=True)
+            shutil.copytree(work / "night1", work / name)
+            where = ["--db", f"sqlite:///{work / name / 's.db'}",
+                     "--state", str(work / name / "state")]
+            what = (["--input", str(full)] if name == "full"
+                    else ["--incremental", "--input", str(delta)])
+            walls[name].append(run([*what, *where], work / f"{name}.log"))
+    full_wall, inc_wall = min(walls["full"]), min(walls["inc"])
     full_run, full_members = latest(work / "full" / "s.db")
     inc_run, inc_members = latest(work / "inc" / "s.db")
     same = full_members == inc_members
@@ -143,7 +157,8 @@ def main() -> None:
         "rows: every hundredth account with all its rows, and every fiftieth row of the "
         "other tables as new activity). Night 1 is a full run with `--state`; night 2 then "
         "runs both ways from copies of the same store and state, each a fresh `linkage run` "
-        f"process on SQLite. Night 1 took {night1:.1f} s.",
+        f"process on SQLite, alternating, {args.repeat} times each; the table shows the last "
+        f"run of each, the whole-run line the best. Night 1 took {night1:.1f} s.",
         "",
         "| stage | full (s) | incremental (s) |",
         "|---|---:|---:|",
@@ -152,14 +167,25 @@ def main() -> None:
         lines.append(f"| {stage} | {full_run['timings'][stage]:.1f} | "
                      f"{inc_run['timings'].get(stage, 0.0):.1f} |")
     lines += [
-        f"| **whole run** (wall, including process start) | **{full_wall:.1f}** | "
-        f"**{inc_wall:.1f}** |",
+        f"| **whole run** (wall, including process start; best of {args.repeat}) | "
+        f"**{full_wall:.1f}** | **{inc_wall:.1f}** |",
         "",
         f"Speed-up {full_wall / inc_wall:.2f}x; rows read {full_run['rows']:,} (full) against "
         f"{inc_run['rows']:,} (incremental); {inc_run['n_accounts']:,} accounts either way. "
         + ("Both published the same memberships, cluster ids and scores. "
            if same else "**The memberships differ** (a bug: they must be equal). ")
         + (carried[-1].split("warm start: ")[-1].capitalize() + "." if carried else ""),
+        "",
+        "Where the time goes: the incremental run saves reading, validating and hashing the "
+        "old rows (ingest) and Leiden on the components nothing touched. On this input that "
+        f"is little, because one giant component holds {max(LARGEST or [0]):,} accounts (weak "
+        "co-signup and network edges join ordinary neighbourhoods), and a night with 1% new "
+        "accounts always touches it, so Leiden reruns on it (warm-started) either way; "
+        "signals, edges, scoring and the publish of all clusters run over all accounts in "
+        "both modes, and both write the state (`--state`) in the store stage (not in the "
+        "table: the stage's time is recorded before the publish ends). The next step is "
+        "re-optimising only the clusters next to changed evidence inside a touched "
+        "component, and publishing unchanged clusters by reference.",
         END,
     ]
     section = "\n".join(lines)

@@ -39,6 +39,7 @@ __all__ = [
     "GraphConfig",
     "IngestConfig",
     "ObservationConfig",
+    "PromptConfig",
     "RunConfig",
     "ScoringConfig",
     "SignalConfig",
@@ -113,6 +114,29 @@ class CosignupConfig:
 
 
 @dataclass(frozen=True)
+class PromptConfig:
+    """Shared prompt templates, compared as sets: MinHash-LSH over each account's set of
+    templates used by fewer than ``cap`` accounts (popular public templates are no evidence;
+    its own unique templates count in the set). The ``bands * rows`` MinHash values are cut
+    into ``bands`` keys of ``rows`` values each; two accounts whose template sets have Jaccard
+    similarity ``J`` share a band key with probability ``J ** rows``. Each shared band key is a
+    witness of ``weight * specificity(n, cap)`` (``n``: accounts with that band key); a pair
+    needs ``min_shared`` of them. Only templates the account used at least ``min_uses``
+    times are in its set (a pipeline reuses its templates; a person tries a public one once).
+    Accounts with fewer than ``min_templates`` templates in their set get no band keys (a set
+    of one or two templates says little)."""
+
+    weight: float = 0.35
+    cap: int = 200
+    enabled: bool = True
+    min_shared: int = 2
+    bands: int = 20
+    rows: int = 3
+    min_templates: int = 5
+    min_uses: int = 2
+
+
+@dataclass(frozen=True)
 class CoactivityConfig:
     """Co-activity (SynchroTrap): accounts that act on the same ``observations`` value (same
     kind) within ``window_minutes`` of each other: the same product reviewed on the same day,
@@ -123,6 +147,9 @@ class CoactivityConfig:
     cap: int = 50
     enabled: bool = False
     window_minutes: int = 60
+    min_shared: int = 1
+    """A pair with fewer shared keys (value and time bucket; one coincidence gives one key
+    per bucket grid that sees it, so one or two) gets no evidence from this signal."""
 
 
 @dataclass(frozen=True)
@@ -156,9 +183,10 @@ class SignalsConfig:
     # Usage: a private prompt template shared by a few accounts is an operator's pipeline; a
     # public one used by thousands is above the cap and says nothing. Each shared template
     # is weak alone; noisy-OR makes dozens of them strong.
-    prompt: SignalConfig = SignalConfig(weight=0.3, min_shared=2)
+    prompt: PromptConfig = PromptConfig()
+    # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
-                                                     window_minutes=10)
+                                                     window_minutes=10, min_shared=6)
     observation: ObservationConfig = ObservationConfig()
 
 
@@ -223,6 +251,7 @@ class ScoringConfig:
             "network_concentration": 0.3,
             "observation_reuse": 0.3,
             "behaviour_reuse": 0.5,
+            "usage_campaign": 0.4,
             "known_bad": 0.9,
         }
     )
@@ -413,9 +442,15 @@ def _check_ranges(cfg: RunConfig) -> None:
         sig = getattr(cfg.signals, f.name)
         need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
         need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
-        if isinstance(sig, SignalConfig):
+        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig):
             need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
                  sig.min_shared)
+    prompt = cfg.signals.prompt
+    for key in ("bands", "rows", "min_templates", "min_uses"):
+        need(getattr(prompt, key) >= 1, f"signals.prompt.{key}", "at least 1",
+             getattr(prompt, key))
+    need(prompt.min_shared <= prompt.bands, "signals.prompt.min_shared",
+         "at most signals.prompt.bands", prompt.min_shared)
     for kind, w in cfg.signals.observation.kinds.items():
         need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
     known_weak = {"signup_net", "bin", "user_agent"}

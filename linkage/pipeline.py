@@ -146,7 +146,7 @@ def run_pipeline(
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
                     if spark:
-                        spark.load(con)
+                        spark.load(con, cfg.signals)
                     weights = build_links(spark.sql if spark else con, cfg.signals)
                 current = "graph"
                 with stage(current, run_id):

@@ -40,8 +40,10 @@ through one kind of evidence alone, as a share of the cluster):
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``observation_reuse``       linked share through shared ``observations`` values
-``behaviour_reuse``         linked share through shared private prompt templates and their
+``behaviour_reuse``         linked share through near-identical prompt-template sets and their
                             synchronised use (``interactions``)
+``usage_campaign``          how campaign-like the members' usage is (see :func:`usage_campaign`);
+                            counted as it is, like ``burst``
 ``known_bad``               share of members that analysts confirmed as operators
                             (``linkage label``); counted as it is and not damped by size::
 
@@ -56,7 +58,9 @@ with the whole campus is not concentration.
 
 When the input has ``interactions``, each cluster's usage is reported with its features
 (``requests``, ``usage_accounts``, ``input_tokens``, ``output_tokens``,
-``coding_agentic_share``, ``usage_days``) and as a reason; it does not change the score yet.
+``coding_agentic_share``, ``usage_days``, ``requests_per_account_day``,
+``timing_regularity``, ``model_concentration``, ``private_templates``, ``template_sharers``,
+``usage_campaign``) and as a reason; ``usage_campaign`` is scored.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ from linkage.communities import Partition
 from linkage.config import ScoringConfig
 from linkage.signals import SIGNAL_FAMILIES
 
-__all__ = ["FEATURES", "score_clusters", "size_factor"]
+__all__ = ["FEATURES", "score_clusters", "size_factor", "usage_campaign"]
 
 FEATURES = (
     "burst",
@@ -82,8 +86,10 @@ FEATURES = (
     "network_concentration",
     "observation_reuse",
     "behaviour_reuse",
+    "usage_campaign",
     "known_bad",
 )
+_UNSQUARED = ("burst", "usage_campaign", "known_bad")
 _FAMILY_FEATURE = {
     "identifier": "identifier_reuse",
     "issuer": "issuer_reuse",
@@ -100,7 +106,8 @@ _NOUNS = {
     "ip": ("IP address", "IP addresses"),
     "ip_net": ("IP range (/24 or /64)", "IP ranges (/24 or /64)"),
     "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
-    "prompt": ("private prompt template", "private prompt templates"),
+    "prompt": ("MinHash band of near-identical prompt-template sets",
+               "MinHash bands of near-identical prompt-template sets"),
     "prompt_sync": ("minute of synchronised use of one prompt template",
                     "minutes of synchronised use of one prompt template"),
     "coactivity": ("moment of activity on one observed value",
@@ -272,13 +279,18 @@ def score_clusters(
     for c, sig, n_keys, cov in by_signal:
         signals.setdefault(c, []).append((sig, n_keys, cov))
 
+    usage = _usage(con, caps.get("prompt", 200)) if _has_interactions(con) else {}
+    feats["usage_campaign"] = np.array([usage[c]["usage_campaign"] if c in usage else 0.0
+                                        for c in range(n)])  # one entry per cluster
     weights = {f: cfg.weights.get(f, 0.0) for f in FEATURES}
     # Shares are squared: evidence that covers part of a cluster (a family of four inside a
     # neighbourhood of sixteen: 0.25) counts little (0.06); evidence that runs through the
     # whole cluster counts fully. The signup burst is already a share of the whole cluster.
     # known_bad is an analyst's verdict, not a share of evidence: counted as it is, and not
     # damped by size (two confirmed operators are a finding however small their cluster).
-    contrib = {f: weights[f] * (feats[f] if f in ("burst", "known_bad") else feats[f] ** 2)
+    # usage_campaign describes what the cluster does, not how far shared evidence runs
+    # through it: counted as it is, like the burst.
+    contrib = {f: weights[f] * (feats[f] if f in _UNSQUARED else feats[f] ** 2)
                for f in FEATURES}
     evidence = [f for f in FEATURES if f != "known_bad"]
     raw = 1.0 - np.prod([1.0 - contrib[f] for f in evidence], axis=0) if n else np.zeros(0)
@@ -288,7 +300,6 @@ def score_clusters(
     suppressed = _false_positives(con, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
 
-    usage = _usage(con)
     features_json, contrib_json, reasons_json = [], [], []
     for c in range(n):
         fv = {f: round(float(feats[f][c]), 4) for f in FEATURES}
@@ -446,40 +457,151 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _usage(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, float]]:
-    """Per cluster, what its members did (the ``interactions`` table): requests, tokens, how
-    many members were active, over how many days, and the share of coding and agentic
-    requests. Reported with the features (not scored yet); empty without interactions."""
+def _has_interactions(con: duckdb.DuckDBPyConnection) -> bool:
+    rows = con.execute("SELECT EXISTS (SELECT 1 FROM interactions)").fetchall()
+    return bool(rows[0][0])
+
+
+def _usage(con: duckdb.DuckDBPyConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
+    """Per cluster, what its members did (the ``interactions`` table); empty without it.
+
+    All aggregation is DuckDB over the members' interactions (one pass to per-account rows,
+    then per cluster); Python sees one row per cluster. Per account: requests, tokens,
+    coding/agentic requests, the share of its requests in its two busiest hours of the day
+    (``timing_regularity``: about 0.1 for uniform use, 0.2-0.35 for a person's day, near 1 for
+    a scheduler) and the share on its most used model (``model_concentration``). Per cluster:
+    their sums, request-weighted means, and the templates used by two or more members and by
+    fewer than ``prompt_cap`` accounts in the whole input (``private_templates``, and
+    ``template_sharers``: members using one).
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE member_usage AS
+        WITH mi AS (
+            SELECT m.cluster, i.idx, i.ts, i.model, i.prompt_key, i.category,
+                   i.input_tokens, i.output_tokens
+            FROM interactions i JOIN members m USING (idx)
+        ),
+        hours AS (
+            SELECT idx, hour(ts) AS h, count(*) AS n FROM mi GROUP BY idx, hour(ts)
+        ),
+        top_hours AS (
+            SELECT idx, sum(n) AS n_top FROM (
+                SELECT idx, n, row_number() OVER (PARTITION BY idx ORDER BY n DESC, h) AS r
+                FROM hours
+            ) WHERE r <= 2 GROUP BY idx
+        ),
+        models AS (
+            SELECT idx, max(n) AS n_model FROM (
+                SELECT idx, model, count(*) AS n FROM mi GROUP BY idx, model
+            ) GROUP BY idx
+        ),
+        acct AS (
+            SELECT cluster, idx, count(*) AS requests,
+                   coalesce(sum(input_tokens), 0) AS input_tokens,
+                   coalesce(sum(output_tokens), 0) AS output_tokens,
+                   count(*) FILTER (WHERE category IN ('coding', 'agentic')) AS coding,
+                   min(ts) AS first, max(ts) AS last
+            FROM mi GROUP BY cluster, idx
+        )
+        SELECT a.*, t.n_top, md.n_model
+        FROM acct a JOIN top_hours t USING (idx) JOIN models md USING (idx)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE member_private AS
+        WITH used AS (
+            SELECT DISTINCT m.cluster, i.idx, i.prompt_key
+            FROM interactions i JOIN members m USING (idx) WHERE i.prompt_key IS NOT NULL
+        ),
+        shared AS (
+            SELECT cluster, prompt_key FROM used GROUP BY cluster, prompt_key
+            HAVING count(*) >= 2
+        ),
+        popularity AS (
+            SELECT i.prompt_key, count(DISTINCT i.idx) AS n FROM interactions i
+            SEMI JOIN shared s ON s.prompt_key = i.prompt_key
+            GROUP BY i.prompt_key
+        ),
+        private AS (
+            SELECT s.cluster, s.prompt_key FROM shared s JOIN popularity p USING (prompt_key)
+            WHERE p.n < {int(prompt_cap)}
+        )
+        SELECT p.cluster, count(DISTINCT p.prompt_key) AS private_templates,
+               count(DISTINCT u.idx) AS template_sharers
+        FROM private p JOIN used u USING (cluster, prompt_key)
+        GROUP BY p.cluster
+        """
+    )
     rows = con.execute(
         """
-        SELECT m.cluster, count(*) AS requests, count(DISTINCT i.idx) AS active,
-               coalesce(sum(i.input_tokens), 0) AS input_tokens,
-               coalesce(sum(i.output_tokens), 0) AS output_tokens,
-               count(*) FILTER (WHERE i.category IN ('coding', 'agentic')) / count(*) AS share,
-               (epoch(max(i.ts)) - epoch(min(i.ts))) / 86400 AS days
-        FROM interactions i JOIN members m USING (idx)
-        GROUP BY m.cluster
+        SELECT u.cluster, sum(requests), count(*), sum(input_tokens), sum(output_tokens),
+               sum(coding) / sum(requests), (epoch(max(last)) - epoch(min(first))) / 86400,
+               sum(n_top) / sum(requests), sum(n_model) / sum(requests),
+               coalesce(any_value(p.private_templates), 0),
+               coalesce(any_value(p.template_sharers), 0)
+        FROM member_usage u LEFT JOIN member_private p USING (cluster)
+        GROUP BY u.cluster
         """
     ).fetchall()
-    return {
-        int(c): {"requests": int(req), "usage_accounts": int(active),
-                 "input_tokens": int(tin), "output_tokens": int(tout),
-                 "coding_agentic_share": round(float(share), 4),
-                 "usage_days": round(float(days or 0.0), 2)}
-        for c, req, active, tin, tout, share, days in rows
-    }
+    con.execute("DROP TABLE member_usage")
+    con.execute("DROP TABLE member_private")
+    out: dict[int, dict[str, float]] = {}
+    for c, req, active, tin, tout, share, days, top, model, tpl, sharers in rows:
+        out[int(c)] = {
+            "requests": int(req), "usage_accounts": int(active),
+            "input_tokens": int(tin), "output_tokens": int(tout),
+            "coding_agentic_share": round(float(share), 4),
+            "usage_days": round(float(days or 0.0), 2),
+            "requests_per_account_day": round(float(req) / active / max(float(days or 0), 1.0),
+                                              2),
+            "timing_regularity": round(float(top), 4),
+            "model_concentration": round(float(model), 4),
+            "private_templates": int(tpl), "template_sharers": int(sharers),
+        }
+        out[int(c)]["usage_campaign"] = round(usage_campaign(out[int(c)]), 4)
+    return out
+
+
+def usage_campaign(u: dict[str, float]) -> float:
+    """How campaign-like a cluster's usage is, in [0, 1]: the product of its coding/agentic
+    share, its timing regularity above a person's (0.3 -> 0, 0.8 and more -> 1) and its
+    volume (1 request per account and day -> 0, 20 and more -> 1, linear in the log).
+
+    Examples
+    --------
+    >>> usage_campaign({"coding_agentic_share": 0.9, "timing_regularity": 0.95,
+    ...                 "requests_per_account_day": 19.0})
+    0.8846
+    >>> usage_campaign({"coding_agentic_share": 0.9, "timing_regularity": 0.25,
+    ...                 "requests_per_account_day": 40.0})
+    0.0
+    """
+    timing = min(1.0, max(0.0, (u["timing_regularity"] - 0.3) / 0.5))
+    volume = min(1.0, max(0.0, math.log(max(u["requests_per_account_day"], 1.0)) / math.log(20)))
+    return round(u["coding_agentic_share"] * timing * volume, 4)
 
 
 def _usage_reason(u: dict[str, float]) -> str:
-    """E.g. "31 accounts sent 1.2M requests (48M tokens) in 41.9 days, 88% coding/agentic"."""
+    """E.g. "31 accounts sent 1.2M requests (48M tokens) in 41.9 days, 88% coding/agentic,
+    93% of each account's requests in its two busiest hours of the day, 95% on one model;
+    24 of them share 140 private prompt templates"."""
     def big(x: float) -> str:
         return next((f"{x / d:.1f}{unit}" for d, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"))
                      if x >= d), f"{x:.0f}")
 
     tokens = u["input_tokens"] + u["output_tokens"]
-    return (f"{u['usage_accounts']:.0f} accounts sent {big(u['requests'])} requests "
+    text = (f"{u['usage_accounts']:.0f} accounts sent {big(u['requests'])} requests "
             f"({big(tokens)} tokens) in {u['usage_days']:.1f} days, "
-            f"{u['coding_agentic_share']:.0%} coding/agentic")
+            f"{u['coding_agentic_share']:.0%} coding/agentic, "
+            f"{u['timing_regularity']:.0%} of each account's requests in its two busiest hours "
+            f"of the day, {u['model_concentration']:.0%} on one model")
+    if u["private_templates"]:
+        n = int(u["private_templates"])
+        text += (f"; {u['template_sharers']:.0f} of them share {n} private prompt "
+                 f"template{'s' if n != 1 else ''}")
+    return text
 
 
 def _reasons(

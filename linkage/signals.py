@@ -36,7 +36,8 @@ Signals
 ``cosignup``            same weak key (signup range, BIN or user agent) and signup time
                         within the same window
 ``coactivity``          same observation value (same kind) seen within the same window
-``prompt``              ``interactions.prompt_fingerprint``: the same prompt template
+``prompt``              a MinHash-LSH band of the account's set of prompt templates
+                        (``interactions.prompt_fingerprint``; see :func:`prompt_bands`)
 ``prompt_sync``         the same prompt template used within the same window
 ======================  ==========================================================
 """
@@ -46,7 +47,11 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from linkage.config import SignalConfig, SignalsConfig
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from linkage.config import CoactivityConfig, PromptConfig, SignalConfig, SignalsConfig
 from linkage.engines import SQLConnection
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "SIGNAL_FAMILIES",
     "TIME_BUCKETED",
     "build_links",
+    "prompt_bands",
     "signal_weights",
     "specificity",
 ]
@@ -85,6 +91,8 @@ SIGNAL_FAMILIES: dict[str, str] = {
     PROMPT_SYNC: "behaviour",
 }
 
+_HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, PromptConfig)
+
 # (signal, SQL selecting idx and key) for the exact-value and range signals.
 _SOURCES: dict[str, list[str]] = {
     "card": ["SELECT idx, card_key AS key FROM payment_instruments"],
@@ -98,9 +106,6 @@ _SOURCES: dict[str, list[str]] = {
         "SELECT idx, net48_key FROM ip_events",
         "SELECT idx, signup_net48_key FROM accounts",
     ],
-    # the templates an account's requests used (interactions can be tens of millions of
-    # rows: the DISTINCT of build_links keeps one link per account and template)
-    "prompt": ["SELECT idx, prompt_key FROM interactions"],
 }
 
 # Weak keys that co-signup may pair with the signup time.
@@ -186,7 +191,7 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
     # Signals whose pairs must share several keys before any counts (read by the graph).
     con.execute("CREATE OR REPLACE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
     minimums = [(f.name, sig.min_shared) for f in fields(cfg)
-                if isinstance(sig := getattr(cfg, f.name), SignalConfig)
+                if isinstance(sig := getattr(cfg, f.name), _HAS_MIN_SHARED)
                 and sig.min_shared > 1 and f.name in weights]
     if minimums:
         con.executemany("INSERT INTO signal_min_shared VALUES (?, ?)", minimums)
@@ -223,9 +228,18 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
             "observations WHERE value_key IS NOT NULL AND seen_at IS NOT NULL",
             cfg.coactivity.window_minutes)
     if PROMPT_SYNC in weights:
-        parts += _time_buckets(PROMPT_SYNC, "prompt_key", "ts",
-                               "interactions WHERE prompt_key IS NOT NULL AND ts IS NOT NULL",
-                               cfg.prompt_sync.window_minutes)
+        # Only templates used by fewer than signals.prompt.cap accounts: a popular public
+        # template used in the same minutes is a trend, and at scale most of the requests.
+        parts += _time_buckets(
+            PROMPT_SYNC, "prompt_key", "ts",
+            "interactions WHERE prompt_key IS NOT NULL AND ts IS NOT NULL AND prompt_key IN "
+            "(SELECT prompt_key FROM interactions WHERE prompt_key IS NOT NULL "
+            f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
+            cfg.prompt_sync.window_minutes)
+    if "prompt" in weights:
+        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
+            prompt_bands(con, cfg.prompt)
+        parts.append("SELECT idx, 'prompt', key FROM prompt_bands")
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(
@@ -255,3 +269,79 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         """
     )
     return weights
+
+
+# Seeds of the MinHash family: fixed, so that band keys are stable across runs and machines.
+_MINHASH_KEY = np.uint64(0x5DEECE66D1CE4E5B)
+
+
+def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
+    """Keyed SplitMix64 finaliser (a bijection of ``uint64``); wraps modulo 2**64."""
+    z = x ^ key
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:
+    """Create ``prompt_bands(idx INTEGER, key VARCHAR)``: MinHash-LSH keys of template sets.
+
+    Each account's *set* is the templates it used at least ``cfg.min_uses`` times among those
+    used by fewer than ``cfg.cap`` accounts (DuckDB aggregates the interactions; Python never
+    sees one). For accounts with at least
+    ``cfg.min_templates`` of them, ``bands * rows`` MinHash values are computed with numpy
+    (one vectorised pass per hash function over the account-template pairs) and every band of
+    ``rows`` values becomes one key ``"BAND:HEX"``. Two accounts with Jaccard similarity ``J``
+    share each band key with probability ``J ** rows``, independently per band. Cost: linear
+    in the account-template pairs times ``bands * rows``; no pair of accounts is enumerated.
+    Returns the number of accounts with band keys.
+    """
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE prompt_sets AS
+        WITH pairs AS (
+            SELECT idx, prompt_key, count(*) AS uses FROM interactions
+            WHERE prompt_key IS NOT NULL GROUP BY idx, prompt_key
+        ),
+        rare AS (
+            SELECT idx, prompt_key, uses, count(*) OVER (PARTITION BY prompt_key) AS n
+            FROM pairs
+        ),
+        kept AS (
+            SELECT idx, prompt_key, count(*) OVER (PARTITION BY idx) AS size
+            FROM rare WHERE n < {int(cfg.cap)} AND uses >= {int(cfg.min_uses)}
+        )
+        SELECT idx, hash(prompt_key) AS h FROM kept WHERE size >= {int(cfg.min_templates)}
+        ORDER BY idx
+        """
+    )
+    got = con.execute("SELECT idx, h FROM prompt_sets").fetchnumpy()
+    con.execute("DROP TABLE prompt_sets")
+    idx = np.asarray(got["idx"], dtype=np.int64)
+    h = np.asarray(got["h"], dtype=np.uint64)
+    if len(idx) == 0:
+        con.execute("CREATE OR REPLACE TEMP TABLE prompt_bands (idx INTEGER, key VARCHAR)")
+        return 0
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+    accounts = idx[starts]
+    seeds = _mix64(np.arange(cfg.bands * cfg.rows, dtype=np.uint64), _MINHASH_KEY)
+    keys = []
+    for band in range(cfg.bands):  # one vectorised pass per band (and per row within it)
+        code = np.full(len(starts), np.uint64(band))
+        for row in range(cfg.rows):
+            seed = np.uint64(seeds[band * cfg.rows + row])
+            low = np.minimum.reduceat(_mix64(h, seed), starts)
+            code = _mix64(code ^ low, _MINHASH_KEY)
+        keys.append(code)
+    table = pa.table({
+        "idx": pa.array(np.tile(accounts, cfg.bands).astype(np.int32)),
+        "band": pa.array(np.repeat(np.arange(cfg.bands, dtype=np.int32), len(accounts))),
+        "code": pa.array(np.concatenate(keys)),
+    })
+    con.register("prompt_bands_in", table)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE prompt_bands AS "
+        "SELECT idx, band || ':' || printf('%016x', code) AS key FROM prompt_bands_in")
+    con.unregister("prompt_bands_in")
+    return len(accounts)

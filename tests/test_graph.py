@@ -204,27 +204,31 @@ def test_shared_private_prompt_templates_link_and_public_ones_do_not():
     from tests.helpers import BASE
 
     n = 260
-    rows = [(i, BASE + timedelta(days=i), f"private{k}") for i in (0, 1, 2) for k in range(5)]
+    # three accounts with the same set of five private templates, each used twice
+    rows = [(i, BASE + timedelta(days=i, hours=h), f"private{k}")
+            for i in (0, 1, 2) for k in range(5) for h in (0, 1)]
     rows += [(i, BASE + timedelta(hours=i), "public") for i in range(n)]  # everybody's
-    rows += [(i, BASE, "coincidence") for i in (10, 11)]  # one shared template: not enough
+    # one shared template (and a set too small to compare): not enough
+    rows += [(i, BASE + timedelta(hours=h), "coincidence") for i in (10, 11) for h in (0, 1)]
     cfg = signals(prompt_sync=CoactivityConfig(enabled=False))
     con = ingested(n, interactions=rows)
     build_links(con, cfg)
     build_edges(con, GraphConfig())
     got = con.execute("SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b").fetchall()
-    assert got == [(0, 1, "prompt", 5), (0, 2, "prompt", 5), (1, 2, "prompt", 5)]
+    bands = cfg.prompt.bands  # identical sets share every MinHash band
+    assert got == [(0, 1, "prompt", bands), (0, 2, "prompt", bands), (1, 2, "prompt", bands)]
     (w,) = con.execute("SELECT weight FROM edges WHERE a = 0 AND b = 1").fetchone()
     p = cfg.prompt.weight * specificity(3, cfg.prompt.cap)
-    assert w == pytest.approx(1 - (1 - p) ** 5)  # five shared templates, noisy-OR
+    assert w == pytest.approx(1 - (1 - p) ** bands)  # noisy-OR of the shared bands
 
 
 def test_prompt_sync_links_accounts_using_one_template_in_the_same_minutes():
-    from linkage.config import CoactivityConfig, SignalConfig
+    from linkage.config import CoactivityConfig, PromptConfig
     from tests.helpers import BASE
 
     rows = [(0, BASE, "t"), (1, BASE + timedelta(minutes=3), "t"),
             (2, BASE + timedelta(hours=5), "t")]
-    cfg = signals(prompt=SignalConfig(weight=0.3, enabled=False),
+    cfg = signals(prompt=PromptConfig(enabled=False),
                   prompt_sync=CoactivityConfig(weight=0.4, enabled=True, window_minutes=10))
     con = ingested(3, interactions=rows)
     build_links(con, cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from linkage.communities import detect_communities
 from linkage.config import CosignupConfig, GraphConfig, ScoringConfig, SignalsConfig
 from linkage.graph import build_edges, build_graph, edge_arrays
-from linkage.scoring import FEATURES, score_clusters, size_factor
+from linkage.scoring import FEATURES, score_clusters, size_factor, usage_campaign
 from linkage.signals import build_links
 from tests.helpers import BASE, ingested
 
@@ -116,18 +117,51 @@ def test_usage_is_reported_with_the_features_and_as_a_reason():
     assert (f["input_tokens"], f["output_tokens"]) == (16_000, 144_000)
     assert f["coding_agentic_share"] == 0.7  # 7 of every 10 days are coding
     assert f["usage_days"] == pytest.approx(9.01, abs=0.01)
-    assert "16 accounts sent 160 requests (160.0k tokens) in 9.0 days, 70% coding/agentic" \
-        in ring["reasons"]
+    # every request at the same hour of day, on one model: a scheduler's regularity
+    assert (f["timing_regularity"], f["model_concentration"]) == (1.0, 1.0)
+    assert f["requests_per_account_day"] == pytest.approx(160 / 16 / 9.01, abs=0.01)
+    assert f["usage_campaign"] == pytest.approx(usage_campaign(f), abs=1e-4)
+    assert f["usage_campaign"] == pytest.approx(
+        0.7 * 1.0 * math.log(f["requests_per_account_day"]) / math.log(20), abs=1e-3)
+    assert ("16 accounts sent 160 requests (160.0k tokens) in 9.0 days, 70% coding/agentic, "
+            "100% of each account's requests in its two busiest hours of the day, 100% on one "
+            "model") in ring["reasons"]
     assert "requests" not in clusters[1]["features"]  # the family sent nothing
 
 
+def test_campaign_usage_raises_the_score_and_human_usage_does_not():
+    def ring_score(hour_of: Callable[[int, int], int], category: str) -> dict:
+        con = ring_and_family()
+        rows = [(i, BASE + timedelta(days=r // 40, hours=hour_of(i, r), seconds=r), "m1",
+                 None, category, 10, 10) for i in range(16) for r in range(400)]
+        con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        return run_scoring(con)[2][0]
+
+    base = run_scoring(ring_and_family())[2][0]["score"]
+    bot = ring_score(lambda i, r: 3 + r % 2, "agentic")  # two hours a day, 40 a day
+    person = ring_score(lambda i, r: (i * 7 + r * 5) % 24, "agentic")  # all day long
+    chat = ring_score(lambda i, r: 3 + r % 2, "chat")
+    assert bot["features"]["timing_regularity"] == 1.0
+    assert person["features"]["timing_regularity"] < 0.2
+    assert bot["features"]["usage_campaign"] == 1.0
+    assert person["features"]["usage_campaign"] == chat["features"]["usage_campaign"] == 0.0
+    w = ScoringConfig().weights["usage_campaign"]
+    assert bot["contributions"]["usage_campaign"] == pytest.approx(w)
+    assert 1 - bot["score"] == pytest.approx((1 - base) * (1 - w), abs=1e-3)
+    assert person["score"] == pytest.approx(base) and chat["score"] == pytest.approx(base)
+
+
 def test_a_ring_that_shares_only_private_prompt_templates_is_flagged():
-    # ten accounts with nothing in common but five private templates, used days apart
-    rows = [(i, BASE + timedelta(days=i, hours=k), f"tpl{k}") for i in range(10)
-            for k in range(5)]
+    # ten accounts with nothing in common but five private templates, each used twice, days
+    # apart
+    rows = [(i, BASE + timedelta(days=i, hours=k, minutes=m), f"tpl{k}") for i in range(10)
+            for k in range(5) for m in (0, 30)]
     con = ingested(30, interactions=rows)
     _, n_flagged, clusters = run_scoring(con)
     assert n_flagged == 1
     (ring,) = clusters
     assert ring["size"] == 10 and ring["features"]["behaviour_reuse"] == 1.0
-    assert "10 of 10 accounts share 5 private prompt templates" in ring["reasons"]
+    assert "10 of 10 accounts share 20 MinHash bands of near-identical prompt-template sets" \
+        in ring["reasons"]
+    assert any(r.endswith("; 10 of them share 5 private prompt templates")
+               for r in ring["reasons"])

@@ -62,8 +62,13 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every kind of evidence: the ``mixed`` account tables and ``seedscale``'s interactions
+    (the two generators number accounts alike)."""
     out = tmp_path_factory.mktemp("spark-input")
     generate(out, scenario="mixed", n_accounts=3000, seed=5)
+    usage = tmp_path_factory.mktemp("spark-usage")
+    generate(usage, scenario="seedscale", n_accounts=3000, seed=5)
+    shutil.copytree(usage / "interactions", out / "interactions")
     return out
 
 
@@ -85,7 +90,7 @@ def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFac
     build_edges(duck, CFG.graph)
     other = _ingested(data)
     engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
-    engine.load(other)
+    engine.load(other, CFG.signals)
     build_links(engine.sql, CFG.signals)
     build_edges(engine.sql, CFG.graph)
     engine.collect(other)
@@ -102,7 +107,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
 def test_the_input_exercises_every_path(stages) -> None:
     duck, _, _ = stages
     signals = {r[0] for r in _rows(duck, "SELECT DISTINCT signal FROM keys")}
-    assert {"card", "device", "ip", "cosignup"} <= signals
+    assert {"card", "device", "ip", "cosignup", "prompt", "prompt_sync"} <= signals
     # keys above clique_max are linked as rings (the ordered window of the edge stage)
     (big,) = duck.execute(f"SELECT count(*) FROM keys WHERE n > {CFG.graph.clique_max}"
                           ).fetchone()
@@ -166,13 +171,15 @@ def _memberships(db: Path, run_id: int) -> list[tuple]:
 
 
 def _night_two(data: Path, out: Path) -> Path:
-    """The same accounts a night later: every 25th card and device row gone."""
+    """The same accounts a night later: every 10th card, device and IP row gone."""
     out.mkdir()
     for f in data.iterdir():
-        if f.suffix == ".parquet" and f.stem in ("payment_instruments", "devices"):
+        if f.suffix == ".parquet" and f.stem in ("payment_instruments", "devices", "ip_events"):
             t = pq.read_table(f)
-            keep = np.arange(t.num_rows) % 25 != 0
+            keep = np.arange(t.num_rows) % 10 != 0
             pq.write_table(t.filter(pa.array(keep)), out / f.name)
+        elif f.is_dir():
+            shutil.copytree(f, out / f.name)
         else:
             shutil.copy(f, out / f.name)
     return out

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkage.synth import SCENARIOS, GenerateSummary, generate
+from linkage.synth.generator import USAGE_SCENARIOS
 from linkage.synth.rings import ring_sizes
 from linkage.synth.vocab import NASTY_NAMES
 from tests.helpers import CONTRACT_COLUMNS
@@ -94,7 +95,11 @@ def test_volumes_per_account(made: dict, scenario: str) -> None:
     assert 3.3 <= per["ip_events"] <= 4.7
     assert 1.3 <= per["devices"] <= 1.8
     assert 0.35 <= per["observations"] <= 0.7
-    assert 6.5 <= sum(per.values()) - 1 <= 8.5
+    assert 6.5 <= sum(v for k, v in per.items() if k != "interactions") - 1 <= 8.5
+    if scenario in USAGE_SCENARIOS:  # exactly 28.8 per account, as in the reported campaign
+        assert summary.rows["interactions"] == round(28.8 * summary.n_accounts)
+    else:
+        assert "interactions" not in summary.rows
 
 
 def test_operators_are_not_first_or_contiguous(made: dict) -> None:
@@ -332,3 +337,85 @@ def test_ring_sizes_respect_bounds(lo: int, hi: int) -> None:
             assert total - sum(sizes) < lo
         else:
             assert sizes == ([total] if total >= 2 else [])
+
+
+def _usage_db(out: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW i AS SELECT * FROM read_parquet('{out}/interactions/*.parquet')")
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_csv('{out}/truth.csv', all_varchar=true)")
+    con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet('{out}/accounts.parquet')")
+    for name in ("payment_instruments", "devices", "ip_events"):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{out}/{name}.parquet')")
+    return con
+
+
+def test_usageonly_operators_share_no_metadata(made: dict) -> None:
+    _, out = made["usageonly"]
+    con = _usage_db(out)
+    for table, column in (("payment_instruments", "fingerprint"), ("devices", "device_id"),
+                          ("a", "email")):
+        shared = con.execute(
+            f"""SELECT count(*) FROM (SELECT x.{column} FROM {table} x JOIN t USING (account_id)
+                WHERE t.group_id IS NOT NULL GROUP BY x.{column}
+                HAVING count(DISTINCT account_id) > 1)""").fetchone()
+        assert shared == (0,), (table, column)
+    # exact IPs: two members of one group meet on an IP no more often than chance allows
+    same_group_ip = con.execute(
+        """SELECT count(*) FROM (SELECT DISTINCT x.account_id a, y.account_id b
+           FROM ip_events x JOIN ip_events y ON x.ip = y.ip AND x.account_id < y.account_id
+           JOIN t tx ON tx.account_id = x.account_id JOIN t ty ON ty.account_id = y.account_id
+           WHERE tx.group_id IS NOT NULL AND tx.group_id = ty.group_id)""").fetchone()
+    assert same_group_ip is not None and same_group_ip[0] <= 2
+
+
+def test_usageonly_interactions(made: dict) -> None:
+    summary, out = made["usageonly"]
+    con = _usage_db(out)
+    assert con.execute("SELECT count(*) FROM i").fetchone() == (summary.rows["interactions"],)
+    early = con.execute("SELECT count(*) FROM i JOIN a USING (account_id) "
+                        "WHERE i.ts < a.created_at").fetchone()
+    assert early == (0,)
+    span = con.execute("SELECT (epoch(max(ts)) - epoch(min(ts))) / 86400 FROM i").fetchone()
+    assert span is not None and 41 <= span[0] <= 42
+    # Templates used by several accounts of one group only (private pools): most operator
+    # requests use them, each by fewer than 200 accounts (the prompt signal's cap).
+    tpl = con.execute(
+        """WITH u AS (SELECT i.prompt_fingerprint f, i.account_id, t.group_id g
+                      FROM i JOIN t USING (account_id))
+           SELECT f, count(DISTINCT g) AS groups, count(DISTINCT account_id) AS accounts,
+                  bool_or(g IS NULL) AS legit, count(*) AS uses,
+                  bool_and(g IS NOT NULL) AS ops_only
+           FROM u GROUP BY f""").fetchnumpy()
+    private = tpl["ops_only"] & (tpl["groups"] == 1) & (tpl["accounts"] >= 2)
+    op_uses = con.execute("SELECT count(*) FROM i JOIN t USING (account_id) "
+                          "WHERE t.group_id IS NOT NULL").fetchone()
+    assert op_uses is not None and tpl["uses"][private].sum() >= 0.85 * op_uses[0]
+    assert tpl["accounts"][private].max() < 200
+    # public templates: the most popular is used by a large share of all active accounts
+    active = con.execute("SELECT count(DISTINCT account_id) FROM i").fetchone()
+    assert active is not None and tpl["accounts"].max() >= 0.2 * active[0]
+    # operators: mostly coding/agentic and many requests each; people: mostly not
+    share = dict(con.execute(
+        """SELECT t.group_id IS NOT NULL, avg((category IN ('coding', 'agentic'))::INT)
+           FROM i JOIN t USING (account_id) GROUP BY 1""").fetchall())
+    assert share[True] > 0.8 and share[False] < 0.3
+
+
+def test_seedscale_scales_down(tmp_path: Path) -> None:
+    s = generate(tmp_path, scenario="seedscale", n_accounts=20_000, seed=3)
+    assert s.n_operator_accounts == 500 and s.rows["interactions"] == 576_000
+    sizes = _groups(_read(tmp_path)[1])
+    assert all(100 <= len(v) <= 450 for v in sizes.values())
+    # a later generation of another scenario into the same folder removes interactions
+    generate(tmp_path, scenario="plain", n_accounts=1_000)
+    assert not (tmp_path / "interactions").exists()
+
+
+def test_usageonly_deterministic(tmp_path: Path) -> None:
+    def digest(out: Path) -> str:
+        return hashlib.sha256(b"".join(
+            p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file())).hexdigest()
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(a, scenario="usageonly", n_accounts=3_000, seed=5)
+    generate(b, scenario="usageonly", n_accounts=3_000, seed=5)
+    assert digest(a) == digest(b)

@@ -246,6 +246,8 @@ class Scenario(StrEnum):
     hubs = "hubs"
     slowdrip = "slowdrip"
     mixed = "mixed"
+    usageonly = "usageonly"
+    seedscale = "seedscale"
 
 
 class Format(StrEnum):
@@ -257,14 +259,17 @@ class Format(StrEnum):
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     scenario: Annotated[Scenario, typer.Option(help="Which planted pattern.")] = Scenario.mixed,
-    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=100)] = 100_000,
-    operator_share: Annotated[float, typer.Option(
-        help="Share of operator accounts.", min=0.0, max=0.5)] = 0.02,
+    accounts: Annotated[int | None, typer.Option(
+        help="Number of accounts [default: 100000; seedscale: 1000000].", min=100)] = None,
+    operator_share: Annotated[float | None, typer.Option(
+        help="Share of operator accounts [default: 0.02; seedscale: 0.025].", min=0.0,
+        max=0.5)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.parquet,
-    group_sizes: Annotated[tuple[int, int], typer.Option(
-        "--group-sizes", help="Smallest and largest operator group (log-uniform between).",
-    )] = (10, 400),
+    group_sizes: Annotated[tuple[int, int] | None, typer.Option(
+        "--group-sizes", help="Smallest and largest operator group (log-uniform between) "
+        "[default: 10 400; seedscale: 100 450].",
+    )] = None,
 ) -> None:
     """Generate realistic input with planted operator groups and a truth file (truth.csv).
 

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from linkage.config import RunConfig, SparkConfig
+from linkage.config import RunConfig, SignalsConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
+from linkage.signals import prompt_bands, signal_weights
 from linkage.warmstart import (
     component_fingerprints,
     decode_fingerprints,
@@ -111,9 +112,18 @@ class SparkEngine:
         self.staging = f"{root}/linkage-{uuid.uuid4().hex}"
         self.sql: SparkSQL = SparkSQL(self.spark, self.staging)
 
-    def load(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging)."""
-        for name in INPUT_TABLES:
+    def load(self, con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> None:
+        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging).
+
+        The prompt signal's MinHash bands (:func:`linkage.signals.prompt_bands`: an
+        aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
+        copied too: both engines then link accounts by the very same band keys.
+        """
+        tables = list(INPUT_TABLES)
+        if "prompt" in signal_weights(cfg, []):
+            prompt_bands(con, cfg.prompt)
+            tables.append("prompt_bands")
+        for name in tables:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
 
@@ -156,7 +166,7 @@ class SparkEngine:
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""
-        for name in (*INPUT_TABLES, *OUTPUT_TABLES):
+        for name in (*INPUT_TABLES, "prompt_bands", *OUTPUT_TABLES):
             self.spark.catalog.dropTempView(name)
         try:
             jvm: Any = self.spark._jvm  # type: ignore[attr-defined]

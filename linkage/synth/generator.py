@@ -31,6 +31,21 @@ Scenarios
 ``mixed`` (default)
     All of the above at once: the ``hubs`` background with ``plain``, ``camouflage`` and
     ``slowdrip`` rings (about 45/30/25% of rings).
+``usageonly``
+    Distillation operators who bought clean metadata: every operator account is generated
+    exactly like a legitimate user (its own cards, devices, home IP, e-mail, signup time), so
+    nothing in the account tables links them. Only ``interactions`` does (see
+    :mod:`linkage.synth.usage`): each group's private prompt-template pool and its
+    synchronised bursts, among legitimate users with personal templates, popular public
+    templates and human timing. 28.8 interactions per account on average.
+``seedscale``
+    The reported campaign at full size: ``usageonly`` with 1,000,000 accounts (default),
+    2.5% of them operator accounts in about 100 groups (sizes 100-450), and 28.8 interactions
+    per account over six weeks (28,800,000 at the default size). ``n_accounts`` scales it down.
+
+Without ``interactions`` (the first five scenarios) a stale ``interactions`` table left in
+``out_dir`` by an earlier generation is removed; the usage scenarios write it as a
+partitioned folder ``interactions/part-NNNNN.parquet`` (or ``.csv``).
 
 Sizes: about 1.2 payment rows, 4 IP events, 1.5 device rows and 0.5 observations per account.
 Operator accounts are ``round(operator_share * n_accounts)`` split into rings whose sizes are
@@ -58,11 +73,19 @@ import numpy as np
 from linkage.synth.background import add_legit, make_world
 from linkage.synth.encode import sub_rng
 from linkage.synth.rings import RING_KINDS, add_ring, ring_sizes
-from linkage.synth.tables import Builder, finalize, write_tables
+from linkage.synth.tables import Builder, account_text, finalize, write_tables
+from linkage.synth.usage import remove_interactions, write_interactions
 
 __all__ = ["SCENARIOS", "GenerateSummary", "generate"]
 
-SCENARIOS = ("plain", "camouflage", "hubs", "slowdrip", "mixed")
+SCENARIOS = ("plain", "camouflage", "hubs", "slowdrip", "mixed", "usageonly", "seedscale")
+USAGE_SCENARIOS = ("usageonly", "seedscale")
+INTERACTIONS_PER_ACCOUNT = 28.8  # seedscale: 28.8 million over one million accounts
+# Defaults that differ per scenario: (n_accounts, operator_share, group_sizes).
+_DEFAULTS: dict[str, tuple[int, float, tuple[int, int]]] = {
+    "seedscale": (1_000_000, 0.025, (100, 450)),
+}
+_DEFAULT = (100_000, 0.02, (10, 400))
 FORMATS = ("parquet", "csv")
 _MIXED_WEIGHTS = (0.45, 0.30, 0.25)  # plain, camouflage, slowdrip rings in "mixed"
 
@@ -111,9 +134,9 @@ def generate(
     out_dir: Path | str,
     *,
     scenario: str = "mixed",
-    n_accounts: int = 100_000,
-    operator_share: float = 0.02,
-    group_sizes: tuple[int, int] = (10, 400),
+    n_accounts: int | None = None,
+    operator_share: float | None = None,
+    group_sizes: tuple[int, int] | None = None,
     seed: int = 0,
     fmt: str = "parquet",
 ) -> GenerateSummary:
@@ -126,13 +149,14 @@ def generate(
         replaced, in either format.
     scenario : str
         One of :data:`SCENARIOS` (see the module documentation).
-    n_accounts : int
-        Number of accounts, legitimate and operator.
-    operator_share : float
-        Target share of operator accounts, in ``[0, 1)``.
-    group_sizes : tuple of int
-        Smallest and largest ring size (``2 <= lo <= hi``). Only when there are fewer
-        operator accounts than ``lo`` is a single smaller ring made.
+    n_accounts : int, optional
+        Number of accounts, legitimate and operator (100,000; ``seedscale``: 1,000,000).
+    operator_share : float, optional
+        Target share of operator accounts, in ``[0, 1)`` (0.02; ``seedscale``: 0.025).
+    group_sizes : tuple of int, optional
+        Smallest and largest ring size (``2 <= lo <= hi``; default ``(10, 400)``,
+        ``seedscale``: ``(100, 450)``). Only when there are fewer operator accounts than
+        ``lo`` is a single smaller ring made.
     seed : int
         Non-negative seed; equal arguments give byte-identical output.
     fmt : str
@@ -145,6 +169,10 @@ def generate(
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    d_accounts, d_share, d_sizes = _DEFAULTS.get(scenario, _DEFAULT)
+    n_accounts = d_accounts if n_accounts is None else n_accounts
+    operator_share = d_share if operator_share is None else operator_share
+    group_sizes = d_sizes if group_sizes is None else group_sizes
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     lo, hi = (int(v) for v in group_sizes)
@@ -164,14 +192,30 @@ def generate(
     b = Builder(n_accounts, seed)
     world = make_world(seed, n_accounts, n_accounts - n_op, len(sizes))
     # Legitimate users first: camouflage rings borrow their attributes.
-    add_legit(b, world, np.arange(n_op, n_accounts), hubs=scenario in ("hubs", "mixed"))
     bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    for gid, kind in enumerate(kinds):  # one iteration per ring
-        add_ring(b, world, kind, np.arange(bounds[gid], bounds[gid + 1]), gid + 1)
+    usage = scenario in USAGE_SCENARIOS
+    if usage:
+        # Operators with clean metadata: generated exactly like everyone else.
+        add_legit(b, world, np.arange(n_accounts), hubs=False)
+        b.group[:n_op] = np.repeat(np.arange(1, len(sizes) + 1, dtype=np.int32), sizes)
+    else:
+        add_legit(b, world, np.arange(n_op, n_accounts), hubs=scenario in ("hubs", "mixed"))
+        for gid, kind in enumerate(kinds):  # one iteration per ring
+            add_ring(b, world, kind, np.arange(bounds[gid], bounds[gid + 1]), gid + 1)
+    created = b.created_at.copy()
+    group = np.where(b.group > 0, b.group.astype(np.int64) - 1, -1)  # 0-based, -1 legitimate
     tables, truth = finalize(b)
     out = Path(out_dir)
     write_tables(tables, truth, out, fmt)
+    rows = {name: t.num_rows for name, t in tables.items()}
+    del tables, truth
+    if usage:
+        rows["interactions"] = write_interactions(
+            out, seed=seed, created=created, group=group,
+            account_text=account_text(seed, n_accounts),
+            per_account=INTERACTIONS_PER_ACCOUNT, fmt=fmt)
+    else:
+        remove_interactions(out)
     return GenerateSummary(
         out_dir=out, scenario=scenario, n_accounts=n_accounts, n_operator_accounts=n_op,
-        n_groups=len(sizes), rows={name: t.num_rows for name, t in tables.items()}, seed=seed,
-        fmt=fmt)
+        n_groups=len(sizes), rows=rows, seed=seed, fmt=fmt)

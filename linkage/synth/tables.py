@@ -41,7 +41,10 @@ from linkage.synth.encode import (
 from linkage.synth.people import fix_duplicate_emails, text_of
 from linkage.synth.vocab import BINS, COUNTRIES, OBS_KINDS, USER_AGENTS, VIRTUAL_BINS
 
-__all__ = ["ALL_BINS", "ROW_COLUMNS", "TABLES", "Builder", "finalize", "write_tables"]
+__all__ = [
+    "ALL_BINS", "ROW_COLUMNS", "TABLES", "Builder", "account_text", "csv_ready", "finalize",
+    "write_tables",
+]
 
 TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "observations")
 ALL_BINS = BINS + VIRTUAL_BINS  # payment rows store an index into this tuple
@@ -111,6 +114,17 @@ class Builder:
                 else np.zeros(0, dtype=dtype) for name, dtype in ROW_COLUMNS[table].items()}
 
 
+def account_numbers(seed: int, n: int) -> np.ndarray:
+    """The public number of each internal account index (a seeded permutation)."""
+    return sub_rng(seed, "account-numbers").permutation(n)
+
+
+def account_text(seed: int, n: int) -> pa.Array:
+    """The public ``account_id`` of each internal account index (``a0000042``)."""
+    width = max(7, len(str(max(n - 1, 0))))
+    return bytes_text(prefixed("a", digit_chars(account_numbers(seed, n), width)))
+
+
 def _sorted(cols: dict[str, np.ndarray], number: np.ndarray) -> dict[str, np.ndarray]:
     # Event logs arrive in time order; ties broken by the public id, never by internal order.
     key = cols["ts"] * np.int64(len(number)) + number[cols["account"]]  # < 2**63 until 2**33 s
@@ -167,9 +181,8 @@ def finalize(b: Builder) -> tuple[dict[str, pa.Table], pa.Table]:
     ``truth`` has ``account_id, group_id`` (empty ``group_id`` for legitimate accounts).
     """
     n, seed = b.n, b.seed
-    number = sub_rng(seed, "account-numbers").permutation(n)  # internal index -> public number
-    width = max(7, len(str(max(n - 1, 0))))
-    acct_text = bytes_text(prefixed("a", digit_chars(number, width)))
+    number = account_numbers(seed, n)
+    acct_text = account_text(seed, n)
     by_id = np.argsort(number)  # output order of accounts: by public id
 
     ip = _sorted(b.collect("ip_events"), number)
@@ -246,7 +259,7 @@ def finalize(b: Builder) -> tuple[dict[str, pa.Table], pa.Table]:
     return tables, truth
 
 
-def _csv_ready(table: pa.Table) -> pa.Table:
+def csv_ready(table: pa.Table) -> pa.Table:
     # Timestamps as ISO 8601 with "Z": unambiguous for every reader, unlike Arrow's default.
     for i, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
@@ -268,6 +281,6 @@ def write_tables(tables: dict[str, pa.Table], truth: pa.Table, out_dir: Path, fm
         if fmt == "parquet":
             pq.write_table(table, out_dir / f"{name}.parquet", compression="zstd")
         else:
-            pcsv.write_csv(_csv_ready(table), out_dir / f"{name}.csv")
+            pcsv.write_csv(csv_ready(table), out_dir / f"{name}.csv")
     pcsv.write_csv(truth, out_dir / "truth.csv",
                    write_options=pcsv.WriteOptions(quoting_style="none"))
