@@ -281,16 +281,37 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class SparkConfig:
+    """The Spark engine (``engine.name = "spark"``; ``docs/operations.md``)."""
+
+    master: str = "local[*]"
+    """Spark master URL when linkage starts the session itself; under ``spark-submit`` the
+    session already exists and its own master is kept."""
+    conf: dict[str, str] = field(default_factory=dict)
+    """Extra Spark settings (``spark.executor.memory`` ...) for a session linkage starts."""
+    staging: str = ""
+    """Where Spark writes its intermediate tables (Parquet): a folder or URL every executor
+    can reach (``hdfs://``, ``s3a://``). Empty: the run's private temporary folder, which
+    only a local master can use."""
+    buckets: int = 32
+    """Connected components are hashed into this many groups, one Leiden task each."""
+    max_rounds: int = 60
+    """Connected components stop with an error if labels still change after this many
+    rounds (each round at least halves the distance labels must travel on most graphs)."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The relational engine."""
 
-    name: Literal["duckdb"] = "duckdb"
+    name: Literal["duckdb", "spark"] = "duckdb"
     memory_limit: str = ""
     """DuckDB memory limit such as ``"4GB"`` (empty: DuckDB's default, 80% of RAM). Above it
     DuckDB spills to ``temp_directory``."""
     threads: int = 0
     """0: all cores."""
     temp_directory: str = ""
+    spark: SparkConfig = SparkConfig()
 
 
 @dataclass(frozen=True)
@@ -466,6 +487,10 @@ def _check_ranges(cfg: RunConfig) -> None:
          cfg.continuity.min_jaccard)
     need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
          cfg.store.evidence_min_score)
+    need(cfg.engine.spark.buckets >= 1, "engine.spark.buckets", "at least 1",
+         cfg.engine.spark.buckets)
+    need(cfg.engine.spark.max_rounds >= 1, "engine.spark.max_rounds", "at least 1",
+         cfg.engine.spark.max_rounds)
     need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
          cfg.ingest.quarantine_sample)
     need(cfg.ingest.max_line_bytes >= 1024, "ingest.max_line_bytes", "at least 1024",

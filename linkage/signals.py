@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.config import CoactivityConfig, PromptConfig, SignalConfig, SignalsConfig
+from linkage.engines import SQLConnection
 
 __all__ = [
     "COACTIVITY",
@@ -174,7 +175,7 @@ def _time_buckets(signal: str, key_sql: str, ts: str, source: str, minutes: int)
     ]
 
 
-def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
+def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
     """Create ``links``, ``keys`` and ``key_members`` in ``con``; return the signal weights.
 
     Co-signup keys combine a weak key with a time bucket of ``window_minutes``. Two bucket
@@ -236,7 +237,8 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
             f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
             cfg.prompt_sync.window_minutes)
     if "prompt" in weights:
-        prompt_bands(con, cfg.prompt)
+        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
+            prompt_bands(con, cfg.prompt)
         parts.append("SELECT idx, 'prompt', key FROM prompt_bands")
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
