@@ -31,6 +31,7 @@ from typing import Any, Literal
 from linkage.errors import ConfigError
 
 __all__ = [
+    "ActivitySyncConfig",
     "CoactivityConfig",
     "CommunitiesConfig",
     "ContinuityConfig",
@@ -137,6 +138,24 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
+class ActivitySyncConfig:
+    """Synchronised activity whatever the template (SynchroTrap with MinHash-LSH): each
+    account's *set* of active time buckets (``window_minutes`` wide, from
+    ``interactions.ts``), compared like :class:`PromptConfig` compares template sets:
+    ``bands`` keys of ``rows`` MinHash values each, for accounts active in at least
+    ``min_buckets`` buckets. Off by default (see ``docs/algorithm.md``)."""
+
+    weight: float = 0.3
+    cap: int = 200
+    enabled: bool = False
+    min_shared: int = 2
+    bands: int = 20
+    rows: int = 3
+    window_minutes: int = 10
+    min_buckets: int = 20
+
+
+@dataclass(frozen=True)
 class CoactivityConfig:
     """Co-activity (SynchroTrap): accounts that act on the same ``observations`` value (same
     kind) within ``window_minutes`` of each other: the same product reviewed on the same day,
@@ -184,6 +203,7 @@ class SignalsConfig:
     # public one used by thousands is above the cap and says nothing. Each shared template
     # is weak alone; noisy-OR makes dozens of them strong.
     prompt: PromptConfig = PromptConfig()
+    activity_sync: ActivitySyncConfig = ActivitySyncConfig()
     # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
                                                      window_minutes=10, min_shared=6)
@@ -442,7 +462,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         sig = getattr(cfg.signals, f.name)
         need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
         need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
-        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig):
+        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig | ActivitySyncConfig):
             need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
                  sig.min_shared)
     prompt = cfg.signals.prompt
@@ -451,6 +471,12 @@ def _check_ranges(cfg: RunConfig) -> None:
              getattr(prompt, key))
     need(prompt.min_shared <= prompt.bands, "signals.prompt.min_shared",
          "at most signals.prompt.bands", prompt.min_shared)
+    sync = cfg.signals.activity_sync
+    for key in ("bands", "rows", "min_buckets", "window_minutes"):
+        need(getattr(sync, key) >= 1, f"signals.activity_sync.{key}", "at least 1",
+             getattr(sync, key))
+    need(sync.min_shared <= sync.bands, "signals.activity_sync.min_shared",
+         "at most signals.activity_sync.bands", sync.min_shared)
     for kind, w in cfg.signals.observation.kinds.items():
         need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
     known_weak = {"signup_net", "bin", "user_agent"}
