@@ -348,18 +348,27 @@ def _peer_table(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def _memory_table(entries: list[dict[str, Any]]) -> list[str]:
-    limited = [e for e in entries if e["pipeline"].startswith("linkage@")]
+    limited = [e for e in entries if e["pipeline"].startswith("linkage@")
+               and e["pipeline"] != "linkage@unbounded"]
     if not limited:
         return []
     rows = ["### A night under a memory limit (`engine.memory_limit`)", "",
+            "`--memory-limit` runs the same input unbounded and under the limit, interleaved in "
+            "one invocation, so that the two see the same machine; a row marked * compares "
+            "with the unbounded run of the table above instead (another invocation).", "",
             "| scale | memory_limit | wall (s) | peak RSS (MB) | spilled to disk (MB, max) | "
-            "unbounded wall (s) | unbounded peak (MB) |", "|---|---|---:|---:|---:|---:|---:|"]
+            "unbounded wall (s) | unbounded peak (MB) | load |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for e in limited:
-        free = _get(entries, e["scale"], "linkage")
-        fw = f"{free['wall']:.1f}" if free else "-"
-        fp = _mb(free["peak_mb"]) if free else "-"
+        free = _get(entries, e["scale"], "linkage@unbounded")
+        mark = ""
+        if free is None:
+            free, mark = _get(entries, e["scale"], "linkage"), " *"
+        fw = f"{free['wall']:.1f}{mark}" if free else "-"
+        fp = f"{_mb(free['peak_mb'])}{mark}" if free else "-"
         rows.append(f"| {e['scale']} | {e['pipeline'].split('@', 1)[1]} | {e['wall']:.1f} | "
-                    f"{_mb(e['peak_mb'])} | {_mb(e.get('spill_mb', 0))} | {fw} | {fp} |")
+                    f"{_mb(e['peak_mb'])} | {_mb(e.get('spill_mb', 0))} | {fw} | {fp} | "
+                    f"{e['machine']['load']:.1f} |")
     return [*rows, ""]
 
 
@@ -379,16 +388,20 @@ def chart(entries: list[dict[str, Any]]) -> None:
         n, t, mb = zip(*pts, strict=True)
         ax1.plot(n, t, style, label=name)
         ax2.plot(n, [x / 1024 for x in mb], style, label=name)
+    seed = _get(entries, "seedscale", "linkage")
+    if seed:
+        ax1.plot([1e6], [seed["wall"]], "D", label="linkage, seedscale")
+        ax2.plot([1e6], [seed["peak_mb"] / 1024], "D", label="linkage, seedscale")
+    ax1.plot([1e6, 5e6], [60, 300], "rx", label="targets (metadata only)")
+    ax2.plot([1e6, 5e6], [3, 12], "rx", label="targets (metadata only)")
     for ax, title, unit in ((ax1, "wall time", "seconds"), (ax2, "peak RSS", "GB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("accounts (mixed scenario)")
+        ax.set_xlabel("accounts")
         ax.set_ylabel(unit)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    ax1.plot([1e6, 5e6], [60, 300], "rx", label="targets")
-    ax2.plot([1e6, 5e6], [3, 12], "rx", label="targets")
+        ax.legend(fontsize="small")
     fig.tight_layout()
     CHART.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(CHART, dpi=100)
@@ -411,6 +424,15 @@ def write_doc(entries: list[dict[str, Any]]) -> None:
 
 # -- main ------------------------------------------------------------------------------------
 
+def _limit(pipeline: str, scale: str) -> str:
+    """engine.memory_limit of a linkage pipeline name: ``linkage`` (the scale's default),
+    ``linkage@unbounded`` or ``linkage@1GB``."""
+    if "@" not in pipeline:
+        return SCALE_LIMITS.get(scale, "")
+    limit = pipeline.split("@", 1)[1]
+    return "" if limit == "unbounded" else limit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", nargs="+", choices=SCALES, default=["100k"])
@@ -427,11 +449,15 @@ def main() -> None:
         info = machine()
         for scale in args.scale:
             data = data_for(scale)
-            pipelines = ["linkage"]
-            if not args.no_peers and not args.memory_limit:
-                pipelines.append("duckdb-igraph")
-                if scale in NETWORKX_SCALES:
-                    pipelines.append("networkx")
+            if args.memory_limit:
+                # Side by side: the same night unbounded and under the limit, interleaved.
+                pipelines = ["linkage@unbounded", f"linkage@{args.memory_limit}"]
+            else:
+                pipelines = ["linkage"]
+                if not args.no_peers:
+                    pipelines.append("duckdb-igraph")
+                    if scale in NETWORKX_SCALES:
+                        pipelines.append("networkx")
             runs: dict[str, list[dict[str, Any]]] = {p: [] for p in pipelines}
             with tempfile.TemporaryDirectory(prefix="linkage-bench-") as tmp:
                 for i in range(args.repeat):
@@ -439,8 +465,7 @@ def main() -> None:
                         if p == "networkx" and i > 0:
                             continue  # minutes per run; once is enough for a 30x question
                         work = Path(tmp)
-                        limit = args.memory_limit or SCALE_LIMITS.get(scale, "")
-                        r = (run_linkage(data, work, limit) if p == "linkage"
+                        r = (run_linkage(data, work, _limit(p, scale)) if p.startswith("linkage")
                              else run_peer(p, data, work, args.networkx_cap))
                         runs[p].append(r)
                         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
@@ -448,11 +473,9 @@ def main() -> None:
                               f"{r['peak_mb']:,.0f} MB ({stages})", file=sys.stderr, flush=True)
             for p, rs in runs.items():
                 entry = _median_entry(rs)
-                name = f"linkage@{args.memory_limit}" if p == "linkage" and args.memory_limit \
-                    else p
-                entry.update(scale=scale, pipeline=name, machine=info)
-                if p == "linkage":
-                    entry["memory_limit"] = args.memory_limit or SCALE_LIMITS.get(scale, "")
+                entry.update(scale=scale, pipeline=p, machine=info)
+                if p.startswith("linkage"):
+                    entry["memory_limit"] = _limit(p, scale)
                 record(entries, entry)
             save_results(entries)
     write_doc(entries)
