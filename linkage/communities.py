@@ -196,7 +196,7 @@ def connected_components(edges: EdgeArrays) -> np.ndarray:
     """Component number per vertex, components numbered by their smallest vertex."""
     if edges.n_vertices == 0:
         return np.zeros(0, dtype=np.int64)
-    g = ig.Graph(n=edges.n_vertices, edges=_pairs(edges.src, edges.dst), directed=False)
+    g = _graph(edges.n_vertices, edges.src, edges.dst)
     return np.asarray(g.connected_components().membership, dtype=np.int64)
 
 
@@ -287,8 +287,7 @@ def cpm_by_component(
             for c in big.tolist():
                 vs = order[starts[c]:starts[c] + sizes[c]]
                 es = eorder[estarts[c]:estarts[c + 1]]
-                g = ig.Graph(n=int(sizes[c]),
-                             edges=_pairs(local[edges.src[es]], local[edges.dst[es]]))
+                g = _graph(int(sizes[c]), local[edges.src[es]], local[edges.dst[es]])
                 kwargs: dict = {
                     "objective_function": "CPM", "weights": edges.weight[es].tolist(),
                     "resolution": resolution, "beta": beta, "n_iterations": iterations,
@@ -315,7 +314,7 @@ def _modularity(edges: EdgeArrays, comp: np.ndarray, sizes: np.ndarray, *, resol
         return labels
     position = np.full(n, -1, dtype=np.int64)
     position[linked] = np.arange(linked.size)
-    sub = ig.Graph(n=int(linked.size), edges=_pairs(position[edges.src], position[edges.dst]))
+    sub = _graph(int(linked.size), position[edges.src], position[edges.dst])
     kwargs: dict = {"objective_function": "modularity", "weights": edges.weight.tolist(),
                     "resolution": resolution, "beta": beta, "n_iterations": iterations}
     if initial is not None:
@@ -329,8 +328,13 @@ def _modularity(edges: EdgeArrays, comp: np.ndarray, sizes: np.ndarray, *, resol
     return labels
 
 
-def _pairs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    return np.column_stack([src, dst]) if src.size else np.empty((0, 2), dtype=np.int64)
+def _graph(n: int, src: np.ndarray, dst: np.ndarray) -> ig.Graph:
+    """An undirected graph from edge arrays (``add_edges`` on an array is about 3x faster
+    than passing the same array to the constructor)."""
+    g = ig.Graph(n=n, directed=False)
+    if src.size:
+        g.add_edges(np.column_stack([src, dst]))
+    return g
 
 
 def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
@@ -352,8 +356,7 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     strong_edges = np.flatnonzero(strong)
     if not strong_edges.size:
         return
-    strong = ig.Graph(n=edges.n_vertices,
-                      edges=_pairs(edges.src[strong_edges], edges.dst[strong_edges]))
+    strong = _graph(edges.n_vertices, edges.src[strong_edges], edges.dst[strong_edges])
     core = np.asarray(strong.coreness(), dtype=np.int64) >= 2
     if not core.any():
         return

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from linkage.errors import ConfigError
 
 __all__ = [
+    "ActivitySyncConfig",
     "CoactivityConfig",
     "CommunitiesConfig",
     "ContinuityConfig",
@@ -137,6 +138,24 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
+class ActivitySyncConfig:
+    """Synchronised activity whatever the template (SynchroTrap with MinHash-LSH): each
+    account's *set* of active time buckets (``window_minutes`` wide, from
+    ``interactions.ts``), compared like :class:`PromptConfig` compares template sets:
+    ``bands`` keys of ``rows`` MinHash values each, for accounts active in at least
+    ``min_buckets`` buckets. Off by default (see ``docs/algorithm.md``)."""
+
+    weight: float = 0.3
+    cap: int = 200
+    enabled: bool = False
+    min_shared: int = 2
+    bands: int = 20
+    rows: int = 3
+    window_minutes: int = 10
+    min_buckets: int = 20
+
+
+@dataclass(frozen=True)
 class CoactivityConfig:
     """Co-activity (SynchroTrap): accounts that act on the same ``observations`` value (same
     kind) within ``window_minutes`` of each other: the same product reviewed on the same day,
@@ -184,6 +203,7 @@ class SignalsConfig:
     # public one used by thousands is above the cap and says nothing. Each shared template
     # is weak alone; noisy-OR makes dozens of them strong.
     prompt: PromptConfig = PromptConfig()
+    activity_sync: ActivitySyncConfig = ActivitySyncConfig()
     # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
                                                      window_minutes=10, min_shared=6)
@@ -281,16 +301,37 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class SparkConfig:
+    """The Spark engine (``engine.name = "spark"``; ``docs/operations.md``)."""
+
+    master: str = "local[*]"
+    """Spark master URL when linkage starts the session itself; under ``spark-submit`` the
+    session already exists and its own master is kept."""
+    conf: dict[str, str] = field(default_factory=dict)
+    """Extra Spark settings (``spark.executor.memory`` ...) for a session linkage starts."""
+    staging: str = ""
+    """Where Spark writes its intermediate tables (Parquet): a folder or URL every executor
+    can reach (``hdfs://``, ``s3a://``). Empty: the run's private temporary folder, which
+    only a local master can use."""
+    buckets: int = 32
+    """Connected components are hashed into this many groups, one Leiden task each."""
+    max_rounds: int = 60
+    """Connected components stop with an error if labels still change after this many
+    rounds (each round at least halves the distance labels must travel on most graphs)."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The relational engine."""
 
-    name: Literal["duckdb"] = "duckdb"
+    name: Literal["duckdb", "spark"] = "duckdb"
     memory_limit: str = ""
     """DuckDB memory limit such as ``"4GB"`` (empty: DuckDB's default, 80% of RAM). Above it
     DuckDB spills to ``temp_directory``."""
     threads: int = 0
     """0: all cores."""
     temp_directory: str = ""
+    spark: SparkConfig = SparkConfig()
 
 
 @dataclass(frozen=True)
@@ -421,7 +462,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         sig = getattr(cfg.signals, f.name)
         need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
         need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
-        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig):
+        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig | ActivitySyncConfig):
             need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
                  sig.min_shared)
     prompt = cfg.signals.prompt
@@ -430,6 +471,12 @@ def _check_ranges(cfg: RunConfig) -> None:
              getattr(prompt, key))
     need(prompt.min_shared <= prompt.bands, "signals.prompt.min_shared",
          "at most signals.prompt.bands", prompt.min_shared)
+    sync = cfg.signals.activity_sync
+    for key in ("bands", "rows", "min_buckets", "window_minutes"):
+        need(getattr(sync, key) >= 1, f"signals.activity_sync.{key}", "at least 1",
+             getattr(sync, key))
+    need(sync.min_shared <= sync.bands, "signals.activity_sync.min_shared",
+         "at most signals.activity_sync.bands", sync.min_shared)
     for kind, w in cfg.signals.observation.kinds.items():
         need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
     known_weak = {"signup_net", "bin", "user_agent"}
@@ -466,6 +513,10 @@ def _check_ranges(cfg: RunConfig) -> None:
          cfg.continuity.min_jaccard)
     need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
          cfg.store.evidence_min_score)
+    need(cfg.engine.spark.buckets >= 1, "engine.spark.buckets", "at least 1",
+         cfg.engine.spark.buckets)
+    need(cfg.engine.spark.max_rounds >= 1, "engine.spark.max_rounds", "at least 1",
+         cfg.engine.spark.max_rounds)
     need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
          cfg.ingest.quarantine_sample)
     need(cfg.ingest.max_line_bytes >= 1024, "ingest.max_line_bytes", "at least 1024",

@@ -39,6 +39,7 @@ import igraph as ig
 import numpy as np
 
 from linkage.config import GraphConfig
+from linkage.engines import SQLConnection
 from linkage.signals import TIME_BUCKETED
 
 __all__ = ["GRAPH_CHUNK", "EdgeArrays", "build_edges", "build_graph", "edge_arrays"]
@@ -60,7 +61,7 @@ class EdgeArrays:
         return int(self.src.shape[0])
 
 
-def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
+def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     """Create ``edge_signals`` and ``edges`` in ``con``; return the number of edges."""
     d = cfg.ring_degree
     con.execute(
@@ -76,7 +77,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
             -- depends on its own members only, whatever was added elsewhere
             SELECT km.kid, km.idx, k.n,
                    (row_number() OVER (PARTITION BY km.kid
-                                       ORDER BY hash(k.signal, k.key, a.account_id), km.idx)
+                                       ORDER BY {_ring_order('k', 'a')}, km.idx)
                     - 1)::INTEGER AS r
             FROM key_members km JOIN keys k USING (kid) JOIN accounts a USING (idx)
             WHERE k.n > {cfg.clique_max}
@@ -141,6 +142,12 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: GraphConfig) -> int:
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+def _ring_order(key: str, account: str) -> str:
+    # md5 of the key and the account id: content, not run-local numbers, and the same text in
+    # every engine (an engine's own hash() differs between DuckDB and Spark).
+    return f"md5({key}.signal || ':' || {key}.key || ':' || {account}.account_id)"
 
 
 def _product(expr: str) -> str:

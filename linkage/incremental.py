@@ -170,7 +170,7 @@ def write_state(con: duckdb.DuckDBPyConnection, state_dir: Path, *, key_check: s
                         else f"t.{n}")
         join = "" if table == "accounts" else " JOIN accounts a USING (idx)"
         con.execute(
-            f"COPY (SELECT {', '.join(cols)} FROM {table} t{join} ORDER BY ALL) "
+            f"COPY (SELECT {', '.join(cols)} FROM {table} t{join}) "
             f"TO '{_sql_path(tmp / f'{table}.parquet')}' (FORMAT parquet)")
     (tmp / _MANIFEST).write_text(json.dumps(_manifest(key_check, ingest_cfg, None, erasures)))
     return tmp
@@ -185,8 +185,22 @@ def commit_state(tmp: Path, run_id: int) -> Path:
     target = state_path(tmp.parent, run_id)
     if target.exists():  # left by an earlier attempt under the same id; never published
         shutil.rmtree(target)
+    # On disk before the rename, and the rename on disk before the publish: after a power
+    # cut the folder is either absent or complete.
+    for f in tmp.iterdir():
+        _fsync(f)
+    _fsync(tmp)
     os.replace(tmp, target)
+    _fsync(tmp.parent)
     return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def prune_states(state_dir: Path, keep_run_id: int) -> None:

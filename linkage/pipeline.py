@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +40,9 @@ from linkage.signals import build_links
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
 from linkage.warmstart import FINGERPRINT_KEY, warm_detect
+
+if TYPE_CHECKING:
+    from linkage.engines.spark import SparkEngine
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
@@ -112,6 +116,7 @@ def run_pipeline(
     # The run lock comes first, before ingest: a second run refuses at once (RunLockedError)
     # instead of discovering the first one an hour later, at publish.
     with run_lock(store), tempfile.TemporaryDirectory(prefix="linkage-") as spill:
+        spark = _spark_engine(cfg, Path(spill))
         con = connect_duckdb(cfg.engine, Path(spill))
         try:
             pseudo.install(con)
@@ -140,15 +145,20 @@ def run_pipeline(
                                      rows_read=ing.rows_read,
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
-                    weights = build_links(con, cfg.signals)
+                    if spark:
+                        spark.load(con, cfg.signals)
+                    weights = build_links(spark.sql if spark else con, cfg.signals)
                 current = "graph"
                 with stage(current, run_id):
-                    summary.n_edges = build_edges(con, cfg.graph)
+                    summary.n_edges = build_edges(spark.sql if spark else con, cfg.graph)
+                    if spark:
+                        spark.collect(con)
                     edges = edge_arrays(con)
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
-                    partition, fingerprints = warm_detect(
+                    detect = spark.communities if spark else warm_detect
+                    partition, fingerprints = detect(
                         con, edges, cfg, previous, _previous_fingerprints(store),
                         # An erasure changes every fingerprint: the previous clusters
                         # lack the erased account, so no component is carried forward as is.
@@ -196,9 +206,20 @@ def run_pipeline(
                 raise
         finally:
             con.close()
+            if spark:
+                spark.close()
     summary.timings = timings
     summary.peak_rss_mb = peaks
     return summary
+
+
+def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
+    """The Spark engine when configured (pyspark is imported only then), else None."""
+    if cfg.engine.name != "spark":
+        return None
+    from linkage.engines.spark import SparkEngine
+
+    return SparkEngine(cfg.engine.spark, spill)
 
 
 def _incremental_state(store: Store, state_dir: Path | None) -> Path:

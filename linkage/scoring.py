@@ -108,6 +108,8 @@ _NOUNS = {
     "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
     "prompt": ("MinHash band of near-identical prompt-template sets",
                "MinHash bands of near-identical prompt-template sets"),
+    "activity_sync": ("MinHash band of near-identical activity schedules",
+                      "MinHash bands of near-identical activity schedules"),
     "prompt_sync": ("minute of synchronised use of one prompt template",
                     "minutes of synchronised use of one prompt template"),
     "coactivity": ("moment of activity on one observed value",

@@ -39,6 +39,8 @@ Signals
 ``prompt``              a MinHash-LSH band of the account's set of prompt templates
                         (``interactions.prompt_fingerprint``; see :func:`prompt_bands`)
 ``prompt_sync``         the same prompt template used within the same window
+``activity_sync``       a MinHash-LSH band of the account's set of active time buckets
+                        (off by default; see :func:`activity_bands`)
 ======================  ==========================================================
 """
 
@@ -51,14 +53,23 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from linkage.config import CoactivityConfig, PromptConfig, SignalConfig, SignalsConfig
+from linkage.config import (
+    ActivitySyncConfig,
+    CoactivityConfig,
+    PromptConfig,
+    SignalConfig,
+    SignalsConfig,
+)
+from linkage.engines import SQLConnection
 
 __all__ = [
+    "ACTIVITY_SYNC",
     "COACTIVITY",
     "COSIGNUP",
     "PROMPT_SYNC",
     "SIGNAL_FAMILIES",
     "TIME_BUCKETED",
+    "activity_bands",
     "build_links",
     "prompt_bands",
     "signal_weights",
@@ -68,6 +79,7 @@ __all__ = [
 COSIGNUP = "cosignup"
 COACTIVITY = "coactivity"
 PROMPT_SYNC = "prompt_sync"
+ACTIVITY_SYNC = "activity_sync"
 # Signals whose keys carry a time bucket on two offset grids: a pair seen in both grids (or
 # through several keys of one coincidence) counts once, at its strongest key.
 TIME_BUCKETED = (COSIGNUP, COACTIVITY, PROMPT_SYNC)
@@ -88,9 +100,10 @@ SIGNAL_FAMILIES: dict[str, str] = {
     # what the accounts do: the same private prompt templates, used in the same minutes
     "prompt": "behaviour",
     PROMPT_SYNC: "behaviour",
+    ACTIVITY_SYNC: "behaviour",
 }
 
-_HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, PromptConfig)
+_HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, PromptConfig, ActivitySyncConfig)
 
 # (signal, SQL selecting idx and key) for the exact-value and range signals.
 _SOURCES: dict[str, list[str]] = {
@@ -174,7 +187,7 @@ def _time_buckets(signal: str, key_sql: str, ts: str, source: str, minutes: int)
     ]
 
 
-def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
+def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float, int]]:
     """Create ``links``, ``keys`` and ``key_members`` in ``con``; return the signal weights.
 
     Co-signup keys combine a weak key with a time bucket of ``window_minutes``. Two bucket
@@ -236,8 +249,13 @@ def build_links(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> dict[str,
             f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
             cfg.prompt_sync.window_minutes)
     if "prompt" in weights:
-        prompt_bands(con, cfg.prompt)
+        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
+            prompt_bands(con, cfg.prompt)
         parts.append("SELECT idx, 'prompt', key FROM prompt_bands")
+    if ACTIVITY_SYNC in weights:
+        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
+            activity_bands(con, cfg.activity_sync)
+        parts.append(f"SELECT idx, '{ACTIVITY_SYNC}', key FROM activity_bands")
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(
@@ -287,17 +305,10 @@ def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:
 
     Each account's *set* is the templates it used at least ``cfg.min_uses`` times among those
     used by fewer than ``cfg.cap`` accounts (DuckDB aggregates the interactions; Python never
-    sees one). For accounts with at least
-    ``cfg.min_templates`` of them, ``bands * rows`` MinHash values are computed with numpy
-    (one vectorised pass per hash function over the account-template pairs) and every band of
-    ``rows`` values becomes one key ``"BAND:HEX"``. Two accounts with Jaccard similarity ``J``
-    share each band key with probability ``J ** rows``, independently per band. Cost: linear
-    in the account-template pairs times ``bands * rows``; no pair of accounts is enumerated.
-    Returns the number of accounts with band keys.
+    sees one). Accounts with at least ``cfg.min_templates`` of them get ``cfg.bands`` keys
+    (:func:`_set_bands`). Returns the number of accounts with band keys.
     """
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE prompt_sets AS
+    sets = f"""
         WITH pairs AS (
             SELECT idx, prompt_key, count(*) AS uses FROM interactions
             WHERE prompt_key IS NOT NULL GROUP BY idx, prompt_key
@@ -305,41 +316,68 @@ def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:
         rare AS (
             SELECT idx, prompt_key, uses, count(*) OVER (PARTITION BY prompt_key) AS n
             FROM pairs
-        ),
-        kept AS (
-            SELECT idx, prompt_key, count(*) OVER (PARTITION BY idx) AS size
-            FROM rare WHERE n < {int(cfg.cap)} AND uses >= {int(cfg.min_uses)}
         )
-        SELECT idx, hash(prompt_key) AS h FROM kept WHERE size >= {int(cfg.min_templates)}
-        ORDER BY idx
+        SELECT idx, hash(prompt_key) AS h FROM rare
+        WHERE n < {int(cfg.cap)} AND uses >= {int(cfg.min_uses)}
+    """
+    return _set_bands(con, sets, "prompt_bands", cfg.bands, cfg.rows, cfg.min_templates)
+
+
+def activity_bands(con: duckdb.DuckDBPyConnection, cfg: ActivitySyncConfig) -> int:
+    """Create ``activity_bands(idx INTEGER, key VARCHAR)``: MinHash-LSH keys of the sets of
+    ``cfg.window_minutes`` buckets in which each account sent any request, for accounts active
+    in at least ``cfg.min_buckets`` of them (:func:`_set_bands`). Two accounts driven on one
+    schedule have nearly the same set whatever templates they use; people active at random
+    moments do not. Returns the number of accounts with band keys."""
+    window = int(cfg.window_minutes) * 60
+    sets = (f"SELECT DISTINCT idx, hash(floor(epoch(ts) / {window})::BIGINT) AS h "
+            "FROM interactions WHERE ts IS NOT NULL")
+    return _set_bands(con, sets, "activity_bands", cfg.bands, cfg.rows, cfg.min_buckets)
+
+
+def _set_bands(con: duckdb.DuckDBPyConnection, sets_sql: str, table: str, bands: int,
+               rows: int, min_size: int) -> int:
+    """Create ``table(idx INTEGER, key VARCHAR)`` from the sets ``sets_sql`` selects as
+    distinct ``(idx, h UBIGINT)`` elements.
+
+    For accounts with at least ``min_size`` elements, ``bands * rows`` MinHash values are
+    computed with numpy (one vectorised pass per hash function over the elements) and every
+    band of ``rows`` values becomes one key ``"BAND:HEX"``. Two accounts with Jaccard
+    similarity ``J`` share each band key with probability ``J ** rows``, independently per
+    band. Cost: linear in the elements times ``bands * rows``; no pair of accounts is
+    enumerated. Returns the number of accounts with keys.
+    """
+    got = con.execute(
+        f"""
+        SELECT idx, h FROM (
+            SELECT idx, h, count(*) OVER (PARTITION BY idx) AS size FROM ({sets_sql}) s
+        ) WHERE size >= {int(min_size)} ORDER BY idx
         """
-    )
-    got = con.execute("SELECT idx, h FROM prompt_sets").fetchnumpy()
-    con.execute("DROP TABLE prompt_sets")
+    ).fetchnumpy()
     idx = np.asarray(got["idx"], dtype=np.int64)
     h = np.asarray(got["h"], dtype=np.uint64)
     if len(idx) == 0:
-        con.execute("CREATE OR REPLACE TEMP TABLE prompt_bands (idx INTEGER, key VARCHAR)")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (idx INTEGER, key VARCHAR)")
         return 0
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
     accounts = idx[starts]
-    seeds = _mix64(np.arange(cfg.bands * cfg.rows, dtype=np.uint64), _MINHASH_KEY)
+    seeds = _mix64(np.arange(bands * rows, dtype=np.uint64), _MINHASH_KEY)
     keys = []
-    for band in range(cfg.bands):  # one vectorised pass per band (and per row within it)
+    for band in range(bands):  # one vectorised pass per band (and per row within it)
         code = np.full(len(starts), np.uint64(band))
-        for row in range(cfg.rows):
-            seed = np.uint64(seeds[band * cfg.rows + row])
+        for row in range(rows):
+            seed = np.uint64(seeds[band * rows + row])
             low = np.minimum.reduceat(_mix64(h, seed), starts)
             code = _mix64(code ^ low, _MINHASH_KEY)
         keys.append(code)
-    table = pa.table({
-        "idx": pa.array(np.tile(accounts, cfg.bands).astype(np.int32)),
-        "band": pa.array(np.repeat(np.arange(cfg.bands, dtype=np.int32), len(accounts))),
+    arrow = pa.table({
+        "idx": pa.array(np.tile(accounts, bands).astype(np.int32)),
+        "band": pa.array(np.repeat(np.arange(bands, dtype=np.int32), len(accounts))),
         "code": pa.array(np.concatenate(keys)),
     })
-    con.register("prompt_bands_in", table)
+    con.register("bands_in", arrow)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE prompt_bands AS "
-        "SELECT idx, band || ':' || printf('%016x', code) AS key FROM prompt_bands_in")
-    con.unregister("prompt_bands_in")
+        f"CREATE OR REPLACE TEMP TABLE {table} AS "
+        "SELECT idx, band || ':' || printf('%016x', code) AS key FROM bands_in")
+    con.unregister("bands_in")
     return len(accounts)

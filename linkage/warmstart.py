@@ -39,11 +39,16 @@ import logging
 import zlib
 
 import duckdb
-import igraph as ig
 import numpy as np
 import pyarrow as pa
 
-from linkage.communities import Partition, _renumber, connected_components, from_config
+from linkage.communities import (
+    Partition,
+    _graph,
+    _renumber,
+    connected_components,
+    from_config,
+)
 from linkage.config import RunConfig
 from linkage.graph import EdgeArrays
 
@@ -206,8 +211,7 @@ def keep_settled(
     n_start = int(start.max()) + 1
     n_after = int(after.max()) + 1
     # Overlap graph: one node per cluster of either partition, one edge per account.
-    overlap = ig.Graph(n=n_start + n_after,
-                       edges=np.column_stack([start, n_start + after]))
+    overlap = _graph(n_start + n_after, start, n_start + after)
     region_of = np.asarray(overlap.connected_components().membership, dtype=np.int64)
     n_regions = int(region_of.max()) + 1
     gain = (np.bincount(region_of[n_start:], weights=cluster_quality(edges, after, resolution),

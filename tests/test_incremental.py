@@ -207,3 +207,28 @@ def test_incremental_refuses_after_an_erasure(tmp_path, nights):
         # The state still holds the account's rows: building on it would bring them back.
         with pytest.raises(ConfigError, match="erased"):
             run_pipeline(delta1, store, cfg, SECRET, state_dir=state, incremental=True)
+
+
+def test_the_state_holds_identifying_values_only_as_keyed_hashes(tmp_path, nights):
+    _, old, _, _ = nights
+    state = tmp_path / "state"
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        run = run_pipeline(old, store, load_config(None), SECRET, state_dir=state)
+    raw: set[str] = set()
+    for table, columns in {"accounts": ("email", "phone", "display_name", "signup_ip"),
+                           "payment_instruments": ("fingerprint",), "ip_events": ("ip",),
+                           "devices": ("device_id",), "observations": ("value",)}.items():
+        t = pq.read_table(old / f"{table}.parquet")
+        for col in columns:
+            if col in t.column_names:
+                raw |= {v for v in t.column(col).to_pylist() if v}
+    assert len(raw) > 1000
+    folder = state_path(state, run.run_id)
+    assert folder.stat().st_mode & 0o077 == 0  # owner only
+    stored: set[str] = set()
+    for f in folder.glob("*.parquet"):
+        t = pq.read_table(f)
+        for name in t.column_names:
+            if pa.types.is_string(t.schema.field(name).type):
+                stored |= set(t.column(name).drop_null().to_pylist())
+    assert stored and not raw & stored

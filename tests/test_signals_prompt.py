@@ -1,4 +1,5 @@
-"""The prompt-set signal (MinHash-LSH) against an exact oracle on small random data.
+"""The set signals (MinHash-LSH: ``prompt`` and ``activity_sync``) against an exact oracle on
+small random data.
 
 The oracle computes every pair's exact Jaccard similarity of template sets as the signal
 defines them (templates used ``min_uses`` times, among those used by fewer than ``cap``
@@ -17,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from linkage.config import GraphConfig, PromptConfig, SignalsConfig
+from linkage.config import ActivitySyncConfig, GraphConfig, PromptConfig, SignalsConfig
 from linkage.graph import build_edges
 from linkage.ingest import OUTPUT_SCHEMAS
-from linkage.signals import build_links, prompt_bands, specificity
+from linkage.signals import activity_bands, build_links, prompt_bands, specificity
 
 N_GROUPS, GROUP, N_LONERS = 6, 8, 120
 
@@ -140,3 +141,52 @@ def test_no_interactions_no_bands() -> None:
     con = _con(pa.table({"idx": pa.array([0], pa.int32()), "prompt_key": ["k"]}))
     assert prompt_bands(con, PromptConfig()) == 0
     assert con.execute("SELECT count(*) FROM prompt_bands").fetchone() == (0,)
+
+
+def test_activity_bands_link_one_schedule_whatever_the_templates() -> None:
+    """activity_sync: accounts active in nearly the same 10-minute buckets share band keys
+    even though no two of them use one template; exact Jaccard of bucket sets is the oracle."""
+    cfg = ActivitySyncConfig(enabled=True)
+    rng = np.random.default_rng(4)
+    window = cfg.window_minutes * 60
+    base = 1_700_000_000 // window * window
+    schedule = base + window * np.sort(rng.choice(5_000, 60, replace=False))
+    rows_idx, rows_ts = [], []
+    for acct in range(12):  # one schedule, each account skips a few bursts
+        ts = schedule[rng.random(60) < 0.95] + rng.integers(0, 300)
+        rows_idx.append(np.full(len(ts), acct))
+        rows_ts.append(ts)
+    for acct in range(12, 200):  # people: active at random moments
+        ts = base + rng.integers(0, 5_000 * window, rng.integers(5, 80))
+        rows_idx.append(np.full(len(ts), acct))
+        rows_ts.append(ts)
+    idx, ts = np.concatenate(rows_idx), np.concatenate(rows_ts)
+    table = pa.table({"idx": pa.array(idx, pa.int32()),
+                      "prompt_key": [f"own{i}-{j}" for j, i in enumerate(idx.tolist())],
+                      "ts": pa.array(ts * 1_000_000, pa.timestamp("us"))})
+    con = _con(pa.table({"idx": table["idx"], "prompt_key": table["prompt_key"]}))
+    con.execute("DELETE FROM interactions")
+    con.register("act", table)
+    con.execute("INSERT INTO interactions (idx, ts, prompt_key) SELECT idx, ts, prompt_key "
+                "FROM act")
+    sets: dict[int, set[int]] = {}
+    for i, t in zip(idx.tolist(), ts.tolist(), strict=True):
+        sets.setdefault(i, set()).add(t // window)
+    sets = {i: s for i, s in sets.items() if len(s) >= cfg.min_buckets}
+    assert activity_bands(con, cfg) == len(sets)
+    rows = con.execute(
+        """SELECT x.idx, y.idx, count(*) FROM activity_bands x JOIN activity_bands y
+           ON x.key = y.key AND x.idx < y.idx GROUP BY ALL""").fetchall()
+    shared = {(a, b): c for a, b, c in rows}
+    jac = {(a, b): len(sets[a] & sets[b]) / len(sets[a] | sets[b])
+           for a, b in itertools.combinations(sorted(sets), 2)}
+    high = [p for p, j in jac.items() if j >= 0.8]
+    assert len(high) >= 40 and all(shared.get(p, 0) >= cfg.min_shared for p in high)
+    linked = {p for p, c in shared.items() if c >= cfg.min_shared}
+    assert linked <= {p for p, j in jac.items() if j >= 0.3}  # no person is linked
+    # through build_links: the pairs of the schedule get activity_sync evidence
+    build_links(con, replace(SignalsConfig(), activity_sync=cfg))
+    build_edges(con, GraphConfig())
+    got = {(a, b) for a, b in con.execute(
+        "SELECT a, b FROM edge_signals WHERE signal = 'activity_sync'").fetchall()}
+    assert set(high) <= got and all(b < 12 for _, b in got)

@@ -10,6 +10,7 @@ line of standard output is always the run id.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -87,6 +88,11 @@ def _store(db: str | None):
     return Store(resolve_db_url(db))
 
 
+class Engine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 @app.command()
 def run(
     input: Annotated[Path, typer.Option(
@@ -99,6 +105,9 @@ def run(
         "--secret-file", help="File holding the pseudonymisation key (default: "
         "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")] = None,
     top: Annotated[int, typer.Option(help="Flagged clusters to list at the end.")] = 5,
+    engine: Annotated[Engine | None, typer.Option(
+        help="Relational engine; overrides engine.name of the configuration. spark needs "
+        "pip install 'linkage[spark]' (docs/operations.md).")] = None,
     state: Annotated[Path | None, typer.Option(
         "--state", help="Folder where the run keeps its normalised input for the next "
         "incremental run (docs/operations.md#incremental-runs).", file_okay=False)] = None,
@@ -122,6 +131,9 @@ def run(
         if not input.is_dir():
             raise _usage(f"input folder {str(input)!r} does not exist or is not a folder")
         cfg = load_config(config)
+        if engine is not None:
+            cfg = dataclasses.replace(
+                cfg, engine=dataclasses.replace(cfg.engine, name=engine.value))
         secret = load_secret(secret_file)
         with _store(db) as store:
             with StageProgress(err, enabled=not quiet) as progress:

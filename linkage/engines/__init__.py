@@ -1,12 +1,28 @@
 """Relational engines behind one entry point.
 
-The relational stages (ingest, signals, edges, cluster aggregates) run as SQL on an engine
-connection. DuckDB, in-process, is the default and the only engine so far; a Spark engine
-will sit beside it behind :func:`connect`.
+The relational stages (signals, edges) run as SQL written once, in DuckDB's dialect, on a
+:class:`SQLConnection`. DuckDB, in-process, is the default; the Spark engine
+(:mod:`linkage.engines.spark`, ``pip install 'linkage[spark]'``) runs the same statements on
+a Spark cluster through :class:`linkage.engines.spark_sql.SparkSQL`. Ingest, scoring and
+continuity stay on DuckDB in both (``docs/operations.md``, "Spark").
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from linkage.engines.duckdb import connect_duckdb
 
-__all__ = ["connect_duckdb"]
+__all__ = ["SQLConnection", "connect_duckdb"]
+
+
+class SQLConnection(Protocol):
+    """What a relational stage may ask of its connection: DuckDB-dialect statements."""
+
+    def execute(self, sql: str, parameters: Any = None, /) -> SQLConnection: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> SQLConnection: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self) -> list[tuple[Any, ...]]: ...

@@ -1,0 +1,181 @@
+"""The Spark engine: signals, edges, connected components and Leiden on a Spark cluster.
+
+What runs where (``docs/operations.md``, "Spark"):
+
+* DuckDB, on the driver: ingest (validation, normalisation, pseudonymisation), scoring,
+  continuity and the store write, exactly as with the default engine.
+* Spark: the signals (``links``, ``keys``, ``key_members``) and the edge building
+  (``edge_signals``, ``edges``: the self-join, the largest relational stage), from the same
+  DuckDB-dialect SQL (:mod:`linkage.engines.spark_sql`); connected components and
+  per-component Leiden (:mod:`linkage.engines.spark_graph`).
+
+The ingest tables travel to Spark as Arrow, and the stage tables come back the same way, so
+scoring, continuity, reports and views read exactly what the DuckDB engine leaves.
+
+pyspark is an optional dependency, imported only here and only when the engine is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from linkage.config import RunConfig, SignalsConfig, SparkConfig
+from linkage.errors import ConfigError
+from linkage.graph import EdgeArrays
+from linkage.signals import ACTIVITY_SYNC, activity_bands, prompt_bands, signal_weights
+from linkage.warmstart import (
+    component_fingerprints,
+    decode_fingerprints,
+    encode_fingerprints,
+    initial_labels,
+    keep_settled,
+    unchanged_components,
+    vertex_hashes,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from linkage.communities import Partition
+    from linkage.engines.spark_sql import SparkSQL
+
+log = logging.getLogger("linkage.engines.spark")
+
+__all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "spark_session"]
+
+# Ingest tables the signals read, and the stage tables scoring and the store read back.
+INPUT_TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "observations",
+                "interactions")
+OUTPUT_TABLES = {
+    "links": "idx, signal, key",
+    "keys": "kid",
+    "key_members": "kid, idx",
+    "edge_signals": "a, b, signal",
+    "edges": "a, b",
+}
+
+
+def require_pyspark() -> None:
+    """Fail with a clear message (exit status 2) when pyspark is not installed."""
+    try:
+        import pyspark  # noqa: F401
+        import sqlglot  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Spark engine (engine.name = \"spark\", --engine spark) needs {exc.name}: "
+            "pip install 'linkage[spark]'"
+        ) from None
+
+
+def spark_session(cfg: SparkConfig) -> SparkSession:
+    """The active Spark session (under ``spark-submit``), else a new one on ``cfg.master``."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        builder = SparkSession.builder.appName("linkage").master(cfg.master)
+        settings: dict[str, str] = {}
+        if cfg.master.startswith("local"):
+            # Python workers must import linkage, igraph and pandas: this interpreter has them.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            settings.update({"spark.driver.host": "127.0.0.1",
+                             "spark.driver.bindAddress": "127.0.0.1",
+                             "spark.ui.enabled": "false",
+                             "spark.ui.showConsoleProgress": "false"})
+        settings.update(cfg.conf)
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+    # Time buckets are computed from UTC epochs, as DuckDB does (engines/duckdb.py).
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark
+
+
+class SparkEngine:
+    """One run's use of Spark: staging folder, the SQL connection and the graph stages."""
+
+    def __init__(self, cfg: SparkConfig, spill: Path) -> None:
+        from linkage.engines.spark_sql import SparkSQL
+
+        self.cfg = cfg
+        self.spark = spark_session(cfg)
+        root = cfg.staging.rstrip("/") if cfg.staging else str(spill / "spark")
+        self.staging = f"{root}/linkage-{uuid.uuid4().hex}"
+        self.sql: SparkSQL = SparkSQL(self.spark, self.staging)
+
+    def load(self, con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> None:
+        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging).
+
+        The MinHash bands of the prompt and activity_sync signals
+        (:func:`linkage.signals.prompt_bands`, :func:`~linkage.signals.activity_bands`: an
+        aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
+        copied too: both engines then link accounts by the very same band keys.
+        """
+        tables = list(INPUT_TABLES)
+        weights = signal_weights(cfg, [])
+        if "prompt" in weights:
+            prompt_bands(con, cfg.prompt)
+            tables.append("prompt_bands")
+        if ACTIVITY_SYNC in weights:
+            activity_bands(con, cfg.activity_sync)
+            tables.append("activity_bands")
+        for name in tables:
+            table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+            self.sql.save(name, self.spark.createDataFrame(table))
+
+    def collect(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Copy the stage tables back into DuckDB, in the DuckDB engine's row order."""
+        for name, order in OUTPUT_TABLES.items():
+            con.register("spark_out", self.sql.table(name).toArrow())
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {name} AS "
+                            f"SELECT * FROM spark_out ORDER BY {order}")
+            finally:
+                con.unregister("spark_out")
+
+    def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
+                    previous: pa.Table | None, previous_fingerprints: str | None, *,
+                    salt: str) -> tuple[Partition, str]:
+        """:func:`linkage.warmstart.warm_detect` with the components and the Leiden runs on
+        Spark: the same steps, the same functions per component, the same result."""
+        from linkage.engines.spark_graph import spark_components, spark_leiden
+
+        comm = cfg.communities
+        component = spark_components(self.sql, edges.n_vertices, self.cfg.max_rounds)
+        fingerprints = component_fingerprints(edges, component, vertex_hashes(con), salt)
+        initial = initial_labels(con, previous, edges.n_vertices) if comm.warm_start else None
+        fixed = None
+        if initial is not None and comm.objective == "cpm" and previous_fingerprints:
+            unchanged = unchanged_components(fingerprints,
+                                             decode_fingerprints(previous_fingerprints))
+            log.info("warm start: %d of %d linked components unchanged, carried forward",
+                     int(unchanged.sum()), int((fingerprints != 0).any(axis=1).sum()))
+            fixed = unchanged[component]
+        partition = spark_leiden(self.sql, component, comm, cfg.seed,
+                                 buckets=self.cfg.buckets, initial=initial, fixed=fixed)
+        if initial is not None and comm.objective == "cpm":
+            partition, settled = keep_settled(edges, initial, partition,
+                                              resolution=comm.resolution,
+                                              min_gain=comm.warm_min_gain)
+            log.info("warm start: %d regions kept last run's clusters", settled)
+        return partition, encode_fingerprints(fingerprints)
+
+    def close(self) -> None:
+        """Remove this run's staging folder (the session stays for the next run)."""
+        for name in (*INPUT_TABLES, "prompt_bands", "activity_bands", *OUTPUT_TABLES):
+            self.spark.catalog.dropTempView(name)
+        try:
+            jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
+            path = jvm.org.apache.hadoop.fs.Path(self.staging)
+            path.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(path, True)  # type: ignore[attr-defined]
+        except Exception as exc:  # never hide the run's own outcome behind a cleanup error
+            log.warning("could not remove the Spark staging folder %s: %s", self.staging, exc)

@@ -1,0 +1,179 @@
+"""Connected components and per-component Leiden on Spark DataFrames.
+
+Connected components: min-label propagation with pointer jumping. Every vertex starts with
+the smallest id of its closed neighbourhood; each round it takes the smallest label among its
+neighbours (propagation) and then its label's label (jumping, which roughly doubles the
+distance a label travels per round). Labels only decrease and are vertex ids of the same
+component, so the fixed point gives every component its smallest vertex id. Each round's
+labels are checkpointed (lineage cut, as Splink does), and a run that still changes after
+``engine.spark.max_rounds`` rounds stops with :class:`ConvergenceError` instead of looping.
+
+Leiden: components are hashed into ``engine.spark.buckets`` groups; each group is one
+``applyInPandas`` task that builds an igraph graph from its edge arrays and runs the same
+community detection as the DuckDB engine (:func:`linkage.communities.from_config`). CPM's
+quality is a sum over components, so grouping components does not change what is optimised.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from linkage.communities import Partition, from_config
+from linkage.communities import connected_components as components_of
+from linkage.config import CommunitiesConfig
+from linkage.errors import LinkageError
+from linkage.graph import EdgeArrays
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from linkage.engines.spark_sql import SparkSQL
+
+log = logging.getLogger("linkage.engines.spark")
+
+__all__ = ["ConvergenceError", "bucket_labels", "connected_components", "spark_components",
+           "spark_leiden"]
+
+
+class ConvergenceError(LinkageError):
+    """Connected components did not settle within ``engine.spark.max_rounds`` rounds."""
+
+    exit_code = 1
+
+
+def connected_components(edges: DataFrame, max_rounds: int) -> DataFrame:
+    """``(v, comp)`` for every vertex of ``edges(a, b)``: ``comp`` is the smallest vertex id
+    of ``v``'s connected component. Isolated vertices (no edge) are not listed."""
+    from pyspark.sql import functions as F
+
+    nbr = (edges.select(F.col("a").alias("v"), F.col("b").alias("u"))
+           .unionByName(edges.select(F.col("b").alias("v"), F.col("a").alias("u")))
+           .localCheckpoint())
+    labels = (nbr.groupBy("v").agg(F.least(F.col("v"), F.min("u")).alias("l"))
+              .localCheckpoint())
+    for rounds in range(1, max_rounds + 1):
+        seen = (nbr.join(labels.select(F.col("v").alias("u"), F.col("l").alias("lu")), "u")
+                .groupBy("v").agg(F.min("lu").alias("m")))
+        step = labels.join(seen, "v").select("v", F.least("l", "m").alias("l"))
+        # every label is a vertex of the same component, so the self-join loses no vertex
+        jumped = (step.alias("x").join(step.alias("y"), F.col("x.l") == F.col("y.v"))
+                  .select(F.col("x.v").alias("v"), F.col("y.l").alias("l"))
+                  .join(labels.withColumnRenamed("l", "old"), "v")
+                  .localCheckpoint())
+        changed = jumped.where(F.col("l") != F.col("old")).limit(1).count()
+        labels = jumped.drop("old")
+        if not changed:
+            log.info("connected components: labels settled in %d rounds", rounds)
+            return labels.withColumnRenamed("l", "comp")
+    raise ConvergenceError(
+        f"connected components still changing after engine.spark.max_rounds = {max_rounds} "
+        "rounds; raise engine.spark.max_rounds (a chain of very long paths needs more)")
+
+
+def bucket_labels(edges: pd.DataFrame, vertices: pd.DataFrame, cfg: CommunitiesConfig,
+                  seed: int, warm: bool) -> pd.DataFrame:
+    """Communities of the whole components in one bucket.
+
+    ``edges(a, b, weight)`` and ``vertices(v, name, init, fixed)``: the account id, and with
+    a warm start (``warm``) the starting label and whether the vertex's component is carried
+    forward unchanged (:mod:`linkage.warmstart`). The bucket is renumbered ``0..k-1`` in
+    vertex order, which keeps every component's vertex and edge order, so
+    :func:`linkage.communities.from_config` sees each component exactly as it does on the
+    whole graph. Returns ``(idx, rep)`` for every clustered vertex, ``rep`` being the
+    smallest vertex of its cluster, so labels from different buckets never collide.
+    """
+    vertices = vertices.sort_values("v", kind="stable")
+    ids = vertices["v"].to_numpy(np.int64)
+    edges = edges.sort_values(["a", "b"], kind="stable")
+    arrays = EdgeArrays(
+        n_vertices=int(ids.shape[0]),
+        src=np.searchsorted(ids, edges["a"].to_numpy(np.int64)),
+        dst=np.searchsorted(ids, edges["b"].to_numpy(np.int64)),
+        weight=edges["weight"].to_numpy(np.float64),
+    )
+    comp = components_of(arrays)
+    initial = fixed = None
+    if warm:
+        initial = vertices["init"].to_numpy(np.int64)
+        fixed = np.zeros(int(comp.max()) + 1 if comp.size else 0, dtype=bool)
+        fixed[comp] = vertices["fixed"].to_numpy(bool)
+        if cfg.objective != "cpm" or not fixed.any():
+            fixed = None
+    cluster = from_config(arrays, cfg, seed, initial=initial, names=vertices["name"].tolist(),
+                          fixed=fixed, components=comp).cluster
+    clustered = np.flatnonzero(cluster >= 0)
+    # clusters are numbered by their smallest vertex: first occurrence = representative
+    _, first = np.unique(cluster[clustered], return_index=True)
+    rep = ids[clustered[first]][cluster[clustered]]
+    return pd.DataFrame({"idx": ids[clustered], "rep": rep})
+
+
+def spark_components(sql: SparkSQL, n_vertices: int, max_rounds: int) -> np.ndarray:
+    """Connected components of the ``edges`` table (saved as the table ``components``), as
+    a component number per vertex, numbered by smallest vertex like
+    :func:`linkage.communities.connected_components`."""
+    comp = sql.save("components",
+                    connected_components(sql.table("edges").select("a", "b"), max_rounds))
+    members = comp.toArrow()
+    smallest = np.arange(n_vertices, dtype=np.int64)  # an isolated vertex is its own component
+    smallest[members.column("v").to_numpy()] = members.column("comp").to_numpy()
+    return np.unique(smallest, return_inverse=True)[1].astype(np.int64)
+
+
+def spark_leiden(sql: SparkSQL, component: np.ndarray, cfg: CommunitiesConfig, seed: int, *,
+                 buckets: int, initial: np.ndarray | None = None,
+                 fixed: np.ndarray | None = None) -> Partition:
+    """Leiden per component of ``edges`` on the executors (components from
+    :func:`spark_components`); ``initial`` and ``fixed`` are per vertex (warm start)."""
+    from pyspark.sql import functions as F
+
+    n_vertices = int(component.shape[0])
+    edges = sql.table("edges")
+    comp = sql.table("components")
+    # Modularity is not a sum over components: it needs the whole graph in one task.
+    n_buckets = buckets if cfg.objective == "cpm" else 1
+
+    def bucket(df: DataFrame) -> DataFrame:
+        return df.withColumn("bucket", F.pmod(F.xxhash64("comp"), F.lit(n_buckets)))
+
+    names = sql.table("accounts").select(F.col("idx").cast("long").alias("v"),
+                                         F.col("account_id").alias("name"))
+    vertices = bucket(comp).join(names, "v")
+    warm = initial is not None
+    if warm:
+        state = pd.DataFrame({
+            "v": np.arange(n_vertices, dtype=np.int64),
+            "init": np.asarray(initial, dtype=np.int64),
+            "fixed": np.zeros(n_vertices, bool) if fixed is None else np.asarray(fixed, bool),
+        })
+        vertices = vertices.join(sql.spark.createDataFrame(state), "v")
+    else:
+        vertices = (vertices.withColumn("init", F.lit(-1).cast("long"))
+                    .withColumn("fixed", F.lit(False)))
+    # the bucket computed twice, so that the two sides of the cogroup share no column
+    keyed = bucket(edges.join(comp.select(F.col("v").alias("a"), "comp"), "a"))
+
+    def run(e: pd.DataFrame, v: pd.DataFrame) -> pd.DataFrame:
+        return bucket_labels(e, v, cfg, seed, warm)
+
+    found = (keyed.select("bucket", "a", "b", "weight").groupBy("bucket")
+             .cogroup(vertices.select("bucket", "v", "name", "init", "fixed").groupBy("bucket"))
+             .applyInPandas(run, "idx long, rep long")
+             .toArrow())
+    idx = found.column("idx").to_numpy()
+    rep = found.column("rep").to_numpy()
+    cluster = np.full(n_vertices, -1, dtype=np.int64)
+    reps = np.unique(rep)
+    cluster[idx] = np.searchsorted(reps, rep)  # numbered by smallest vertex, as communities
+    sizes = np.bincount(component) if n_vertices else np.zeros(0, dtype=np.int64)
+    return Partition(
+        cluster=cluster,
+        n_clusters=int(reps.shape[0]),
+        n_components=int(sizes.shape[0]),
+        largest_component=int(sizes.max()) if n_vertices else 0,
+        component=component,
+    )

@@ -1,0 +1,264 @@
+"""The Spark engine against the DuckDB engine on the same generated input.
+
+One local SparkSession (two cores) serves every test of this file; the engines must agree on
+edges (weights within 1e-9), connected components and memberships. pyspark is a test
+dependency: nothing here is skipped when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import igraph as ig
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from linkage.cli import app
+from linkage.config import RunConfig, SparkConfig
+from linkage.engines import connect_duckdb
+from linkage.engines.spark import SparkEngine, require_pyspark
+from linkage.engines.spark_graph import ConvergenceError, connected_components
+from linkage.engines.spark_sql import SparkSQL, to_spark
+from linkage.errors import ConfigError
+from linkage.graph import build_edges
+from linkage.ingest import ingest
+from linkage.pseudonymise import Pseudonymiser
+from linkage.signals import build_links
+from linkage.synth.generator import generate
+
+SECRET = b"spark-test-secret-0123456789"
+CFG = RunConfig()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one local Spark session of the test run."""
+    # Python workers run this interpreter (it has linkage's dependencies).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (SparkSession.builder.master("local[2]").appName("linkage-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.ui.showConsoleProgress", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every kind of evidence: the ``mixed`` account tables and ``seedscale``'s interactions
+    (the two generators number accounts alike)."""
+    out = tmp_path_factory.mktemp("spark-input")
+    generate(out, scenario="mixed", n_accounts=3000, seed=5)
+    usage = tmp_path_factory.mktemp("spark-usage")
+    generate(usage, scenario="seedscale", n_accounts=3000, seed=5)
+    shutil.copytree(usage / "interactions", out / "interactions")
+    return out
+
+
+def _ingested(data: Path) -> duckdb.DuckDBPyConnection:
+    con = connect_duckdb(CFG.engine)
+    pseudo = Pseudonymiser(SECRET)
+    pseudo.install(con)
+    ingest(con, data, CFG.ingest, pseudo)
+    return con
+
+
+@pytest.fixture(scope="module")
+def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection,
+                               SparkEngine]]:
+    """Signals and edges of the same input: by DuckDB, and by Spark (copied back)."""
+    duck = _ingested(data)
+    build_links(duck, CFG.signals)
+    build_edges(duck, CFG.graph)
+    other = _ingested(data)
+    engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
+    engine.load(other, CFG.signals)
+    build_links(engine.sql, CFG.signals)
+    build_edges(engine.sql, CFG.graph)
+    engine.collect(other)
+    yield duck, other, engine
+    engine.close()
+    duck.close()
+    other.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_the_input_exercises_every_path(stages) -> None:
+    duck, _, _ = stages
+    signals = {r[0] for r in _rows(duck, "SELECT DISTINCT signal FROM keys")}
+    assert {"card", "device", "ip", "cosignup", "prompt", "prompt_sync"} <= signals
+    # keys above clique_max are linked as rings (the ordered window of the edge stage)
+    (big,) = duck.execute(f"SELECT count(*) FROM keys WHERE n > {CFG.graph.clique_max}"
+                          ).fetchone()
+    assert big > 0
+
+
+@pytest.mark.parametrize("table,order", [
+    ("links", "idx, signal, key"),
+    ("keys", "kid"),
+    ("key_members", "kid, idx"),
+])
+def test_signal_tables_are_identical(stages, table: str, order: str) -> None:
+    duck, other, _ = stages
+    cols = "kid, signal, key, n" if table == "keys" else "*"
+    a = _rows(duck, f"SELECT {cols} FROM {table} ORDER BY {order}")
+    b = _rows(other, f"SELECT {cols} FROM {table} ORDER BY {order}")
+    assert a and a == b
+    if table == "keys":
+        pa_, pb = (np.array([r[0] for r in _rows(c, "SELECT p FROM keys ORDER BY kid")])
+                   for c in (duck, other))
+        assert np.allclose(pa_, pb, rtol=0, atol=1e-9)
+
+
+def test_edges_are_identical(stages) -> None:
+    duck, other, _ = stages
+    a = _rows(duck, "SELECT a, b, weight FROM edges ORDER BY a, b")
+    b = _rows(other, "SELECT a, b, weight FROM edges ORDER BY a, b")
+    assert len(a) > 1000
+    assert [r[:2] for r in a] == [r[:2] for r in b]
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
+    sa = _rows(duck, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
+    sb = _rows(other, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
+    assert sa == sb
+
+
+def test_components_are_igraph_components(stages) -> None:
+    duck, _, engine = stages
+    edges = np.array(_rows(duck, "SELECT a, b FROM edges ORDER BY a, b"), dtype=np.int64)
+    (n,) = duck.execute("SELECT count(*) FROM accounts").fetchone()
+    comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60)
+    got = comp.toArrow()
+    expected = _smallest_vertex_labels(n, edges)
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+
+
+def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
+    """Per vertex, the smallest vertex of its igraph component."""
+    g = ig.Graph(n=n, edges=edges.tolist())
+    membership = np.asarray(g.connected_components().membership)
+    smallest = np.full(membership.max() + 1, n)
+    np.minimum.at(smallest, membership, np.arange(n))
+    return smallest[membership]
+
+
+def _memberships(db: Path, run_id: int) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return sorted(c.execute("SELECT account_id, cluster_id FROM memberships "
+                                "WHERE run_id = ?", (run_id,)))
+
+
+def _night_two(data: Path, out: Path) -> Path:
+    """The same accounts a night later: every 10th card, device and IP row gone."""
+    out.mkdir()
+    for f in data.iterdir():
+        if f.suffix == ".parquet" and f.stem in ("payment_instruments", "devices", "ip_events"):
+            t = pq.read_table(f)
+            keep = np.arange(t.num_rows) % 10 != 0
+            pq.write_table(t.filter(pa.array(keep)), out / f.name)
+        elif f.is_dir():
+            shutil.copytree(f, out / f.name)
+        else:
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path) -> None:
+    """Two nights per engine through the CLI: a cold start, then a warm start."""
+    second = _night_two(data, tmp_path / "night2")
+    staging = tmp_path / "staging"
+    config = tmp_path / "spark.toml"
+    config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n')
+    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
+    results = {}
+    for name in ("duckdb", "spark"):
+        db = tmp_path / f"{name}.db"
+        nights = []
+        for night in (data, second):
+            res = runner.invoke(app, ["run", "--input", str(night), "--db", f"sqlite:///{db}",
+                                      "--engine", name, "--config", str(config), "--quiet"])
+            assert res.exit_code == 0, res.output
+            run_id = int(res.stdout.strip().splitlines()[-1])
+            with sqlite3.connect(db) as c:
+                counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
+                                   "WHERE run_id = ?", (run_id,)).fetchone()
+            nights.append((_memberships(db, run_id), counts))
+        results[name] = nights
+    first, later = results["duckdb"]
+    assert first[0] and later[0], "no clusters to compare"
+    assert first[0] != later[0], "the second night changed nothing"
+    assert results["spark"] == results["duckdb"]
+    assert not any(staging.iterdir()), "the Spark staging folder was not cleaned up"
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2, 40).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1,
+             max_size=3 * n))))
+def test_spark_components_equal_igraph_components(spark: SparkSession, graph) -> None:
+    n, pairs = graph
+    edges = np.array([(min(a, b), max(a, b)) for a, b in pairs if a != b] or [(0, 1)])
+    df = spark.createDataFrame([(int(a), int(b)) for a, b in edges], "a long, b long")
+    got = connected_components(df, max_rounds=60).toArrow()
+    expected = _smallest_vertex_labels(n, edges)
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+
+
+def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
+    # a path whose ids run against it needs several rounds
+    path = [(i, i + 1) for i in range(0, 64)]
+    df = spark.createDataFrame(path[::-1], "a long, b long")
+    with pytest.raises(ConvergenceError, match=r"engine\.spark\.max_rounds = 1\b"):
+        connected_components(df, max_rounds=1)
+
+
+def test_missing_pyspark_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    with pytest.raises(ConfigError, match=r"pip install 'linkage\[spark\]'") as err:
+        require_pyspark()
+    assert err.value.exit_code == 2
+
+
+def test_products_keep_duckdb_order_on_spark() -> None:
+    sql = to_spark("SELECT list_aggregate(list(1 - p ORDER BY 1 - p), 'product') FROM t")
+    assert "ARRAY_SORT(COLLECT_LIST(1 - p))" in sql and "acc * v" in sql
+
+
+def test_unsupported_statements_fail_loudly(spark: SparkSession, tmp_path: Path) -> None:
+    sql = SparkSQL(spark, str(tmp_path))
+    with pytest.raises(NotImplementedError, match="not supported on Spark"):
+        sql.execute("UPDATE t SET a = 1")
+
+
+def test_the_default_engine_never_imports_spark() -> None:
+    code = ("import sys, linkage.cli, linkage.pipeline; "
+            "sys.exit(' '.join(m for m in ('pyspark', 'sqlglot', 'pandas') if m in sys.modules)"
+            " or None)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert res.returncode == 0, res.stderr
