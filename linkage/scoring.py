@@ -69,12 +69,12 @@ import json
 import math
 
 import duckdb
-import igraph as ig
 import numpy as np
 import pyarrow as pa
 
 from linkage.communities import Partition
 from linkage.config import ScoringConfig
+from linkage.graph import graph_from_arrays
 from linkage.signals import SIGNAL_FAMILIES
 
 __all__ = ["FEATURES", "score_clusters", "size_factor", "usage_campaign"]
@@ -427,9 +427,7 @@ def _largest_linked(
     out = np.zeros(n_clusters)
     if not len(pairs["a"]):
         return out
-    # A list of tuples is python-igraph's fastest input (graph.build_graph).
-    g = ig.Graph(n=n_vertices, edges=list(zip(pairs["a"].tolist(), pairs["b"].tolist(),
-                                              strict=True)))
+    g = graph_from_arrays(n_vertices, pairs["a"], pairs["b"])
     comp = np.asarray(g.connected_components().membership, dtype=np.int64)[idx]
     groups, counts = np.unique(cluster * n_vertices + comp, return_counts=True)
     np.maximum.at(out, groups // n_vertices, counts)
