@@ -251,8 +251,10 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
             "(SELECT prompt_key FROM interactions WHERE prompt_key IS NOT NULL "
             f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
             cfg.prompt_sync.window_minutes)
-        parts += [f"SELECT * FROM ({q}) t(idx, signal, key) "
-                  "QUALIFY count(*) OVER (PARTITION BY key) >= 2" for q in sync]
+        # (A subquery, not QUALIFY: the Spark engine runs this statement too.)
+        parts += [f"SELECT idx, signal, key FROM (SELECT idx, signal, key, count(*) OVER "
+                  f"(PARTITION BY key) AS n_rows FROM ({q}) t(idx, signal, key)) w "
+                  "WHERE n_rows >= 2" for q in sync]
     if "prompt" in weights:
         if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
             prompt_bands(con, cfg.prompt)
