@@ -58,12 +58,12 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="4g",
                         help="spark.driver.memory of the local Spark session")
     args = parser.parse_args()
-    data = data_for(args.scale, "mixed")
+    data = data_for(args.scale)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = {e: run(e, data, work, args.driver_memory) for e in ("duckdb", "spark")}
         same = memberships(work / "duckdb.db") == memberships(work / "spark.db")
-    print(f"input: {data}, {SCALES[args.scale]:,} accounts, {os.cpu_count()} cores")
+    print(f"input: {data}, {SCALES[args.scale][1]:,} accounts, {os.cpu_count()} cores")
     print("| stage | duckdb (s) | spark (s) |\n|---|---:|---:|")
     for stage in STAGES:
         d, s = (results[e][1].get(stage, float("nan")) for e in ("duckdb", "spark"))

@@ -40,7 +40,8 @@ from linkage.signals import build_links
 from linkage.synth.generator import generate
 
 SECRET = b"spark-test-secret-0123456789"
-CFG = RunConfig()
+# every signal on, activity_sync (off by default) included
+CFG = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}}})
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +108,8 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
 def test_the_input_exercises_every_path(stages) -> None:
     duck, _, _ = stages
     signals = {r[0] for r in _rows(duck, "SELECT DISTINCT signal FROM keys")}
-    assert {"card", "device", "ip", "cosignup", "prompt", "prompt_sync"} <= signals
+    assert {"card", "device", "ip", "cosignup", "prompt", "prompt_sync",
+            "activity_sync"} <= signals
     # keys above clique_max are linked as rings (the ordered window of the edge stage)
     (big,) = duck.execute(f"SELECT count(*) FROM keys WHERE n > {CFG.graph.clique_max}"
                           ).fetchone()
@@ -190,7 +192,8 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     second = _night_two(data, tmp_path / "night2")
     staging = tmp_path / "staging"
     config = tmp_path / "spark.toml"
-    config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n')
+    config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n'
+                      '[signals.activity_sync]\nenabled = true\n')
     runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     results = {}
     for name in ("duckdb", "spark"):
