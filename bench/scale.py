@@ -267,6 +267,14 @@ def _targets(entries: list[dict[str, Any]]) -> list[str]:
              e["wall"] <= secs)
         line(f"{label}: peak RSS ≤ {mb / 1024:.0f} GB", f"{_mb(e['peak_mb'])} MB "
              f"({e['peak_mb'] / mb:.2f}x the target)", e["peak_mb"] <= mb)
+    for e in entries:
+        if e["scale"] == "1m" and e["pipeline"].startswith("linkage@") \
+                and e["pipeline"] != "linkage@unbounded":
+            secs, mb = TARGETS["1m"]
+            limit = e["pipeline"].split("@", 1)[1]
+            line(f"1M accounts, `engine.memory_limit = \"{limit}\"`: peak RSS ≤ "
+                 f"{mb / 1024:.0f} GB", f"{_mb(e['peak_mb'])} MB in {e['wall']:.1f} s",
+                 e["peak_mb"] <= mb)
     for scale in ("1m", "100k"):
         e, p = _get(entries, scale, "linkage"), _get(entries, scale, "duckdb-igraph")
         if e and p:
@@ -292,7 +300,7 @@ def _per_doubling(a: tuple[int, float], b: tuple[int, float]) -> float:
     import math
 
     (n0, t0), (n1, t1) = a, b
-    return float(2 ** (math.log(t1 / t0) / math.log2(n1 / n0)))
+    return float(2 ** (math.log2(max(t1, 1e-9) / max(t0, 1e-9)) / math.log2(n1 / n0)))
 
 
 def _stage_table(entries: list[dict[str, Any]]) -> list[str]:
@@ -311,6 +319,20 @@ def _stage_table(entries: list[dict[str, Any]]) -> list[str]:
             + f" | **{e['wall']:.1f}** | {_mb(e['peak_mb'])} | "
             f"{e.get('memory_limit') or 'none (80% of RAM)'} | {e['repeat']} | "
             f"{e['machine']['load']:.1f} |")
+    mixed = sorted((e for e in lk if e["pipeline"] == "linkage"
+                    and SCALES[e["scale"]][0] == "mixed"), key=lambda e: SCALES[e["scale"]][1])
+    if len(mixed) >= 2:
+        head += ["", "Growth per doubling of accounts (time ratio; 2.0 is linear, issue 7 allows "
+                 "2.2), between consecutive scales:", "",
+                 "| from → to | " + " | ".join(stages) + " | **wall** |",
+                 "|---|" + "---:|" * (len(stages) + 1)]
+        for x, y in itertools.pairwise(mixed):
+            nx_, ny = SCALES[x["scale"]][1], SCALES[y["scale"]][1]
+            growth = [_per_doubling((nx_, x["stages"].get(s, 0)), (ny, y["stages"].get(s, 0)))
+                      for s in stages]
+            cells = [f"{g:.2f}" for g in growth]
+            head.append(f"| {x['scale']} → {y['scale']} | " + " | ".join(cells) + " | **"
+                        f"{_per_doubling((nx_, x['wall']), (ny, y['wall'])):.2f}** |")
     head += ["", "Wall is the whole `linkage run` process (interpreter start, imports, the run "
              "lock and migrations included). Input rows count every table. seedscale and 5M "
              "run with the `engine.memory_limit` shown (`SCALE_LIMITS` in the script): "
@@ -328,7 +350,8 @@ def _peer_table(entries: list[dict[str, Any]]) -> list[str]:
             p = _get(entries, scale, name)
             if p is None or lk is None:
                 continue
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in p["stages"].items())
+            order = ("pairs", "graph", "leiden", "louvain", "write")
+            stages = ", ".join(f"{k} {p['stages'][k]:.1f}" for k in order if k in p["stages"])
             secs = f"> {p['wall']:.0f} (capped)" if p.get("capped") else f"{p['wall']:.1f}"
             rows.append(f"| {scale} | {name} | {secs} | {stages} | {p.get('edges', 0):,} | "
                         f"{_mb(p['peak_mb'])} | {lk['wall'] / p['wall']:.2f} |")
