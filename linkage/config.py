@@ -115,7 +115,22 @@ class CosignupConfig:
 
 
 @dataclass(frozen=True)
-class PromptConfig:
+class SetBandsConfig:
+    """What the two set-similarity signals share (:class:`PromptConfig`,
+    :class:`ActivitySyncConfig`): each account's set is cut into ``bands`` MinHash-LSH keys
+    of ``rows`` values each; a pair needs ``min_shared`` shared band keys, each a witness of
+    ``weight * specificity(n, cap)``."""
+
+    weight: float = 0.35
+    cap: int = 200
+    enabled: bool = True
+    min_shared: int = 2
+    bands: int = 20
+    rows: int = 3
+
+
+@dataclass(frozen=True)
+class PromptConfig(SetBandsConfig):
     """Shared prompt templates, compared as sets: MinHash-LSH over each account's set of
     templates used by fewer than ``cap`` accounts (popular public templates are no evidence;
     its own unique templates count in the set). The ``bands * rows`` MinHash values are cut
@@ -127,18 +142,12 @@ class PromptConfig:
     Accounts with fewer than ``min_templates`` templates in their set get no band keys (a set
     of one or two templates says little)."""
 
-    weight: float = 0.35
-    cap: int = 200
-    enabled: bool = True
-    min_shared: int = 2
-    bands: int = 20
-    rows: int = 3
     min_templates: int = 5
     min_uses: int = 2
 
 
 @dataclass(frozen=True)
-class ActivitySyncConfig:
+class ActivitySyncConfig(SetBandsConfig):
     """Synchronised activity whatever the template (SynchroTrap with MinHash-LSH): each
     account's *set* of active time buckets (``window_minutes`` wide, from
     ``interactions.ts``), compared like :class:`PromptConfig` compares template sets:
@@ -146,11 +155,7 @@ class ActivitySyncConfig:
     ``min_buckets`` buckets. Off by default (see ``docs/algorithm.md``)."""
 
     weight: float = 0.3
-    cap: int = 200
     enabled: bool = False
-    min_shared: int = 2
-    bands: int = 20
-    rows: int = 3
     window_minutes: int = 10
     min_buckets: int = 20
 

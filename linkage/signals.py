@@ -58,6 +58,7 @@ from linkage.config import (
     ActivitySyncConfig,
     CoactivityConfig,
     PromptConfig,
+    SetBandsConfig,
     SignalConfig,
     SignalsConfig,
 )
@@ -104,7 +105,7 @@ SIGNAL_FAMILIES: dict[str, str] = {
     ACTIVITY_SYNC: "behaviour",
 }
 
-_HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, PromptConfig, ActivitySyncConfig)
+_HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, SetBandsConfig)
 
 # (signal, SQL selecting idx and key) for the exact-value and range signals.
 _SOURCES: dict[str, list[str]] = {
