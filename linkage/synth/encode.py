@@ -156,10 +156,18 @@ def assemble(m: int, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
     if not pieces:
         return pa.nulls(m, pa.string())
     idx = np.concatenate([p[0] for p in pieces]).astype(np.int64)
-    vals = pa.concat_arrays([p[1].cast(pa.string()) for p in pieces] + [pa.nulls(1, pa.string())])
+    # large_string: at millions of accounts the pieces can hold more than 2 GB of text (a
+    # plain string array's limit, which is also why pyarrow may hand a piece over chunked).
+    vals = pa.concat_arrays([_one_array(p[1].cast(pa.large_string())) for p in pieces]
+                            + [pa.nulls(1, pa.large_string())])
     src = np.full(m, len(idx), dtype=np.int64)  # default: the trailing null
     src[idx] = np.arange(len(idx), dtype=np.int64)
-    return vals.take(pa.array(src))
+    out = vals.take(pa.array(src))
+    return out.cast(pa.string()) if out.nbytes < 2**31 else out  # (nbytes >= text size)
+
+
+def _one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 @cache
