@@ -54,7 +54,7 @@ from linkage.graph import EdgeArrays
 
 __all__ = [
     "Partition", "component_seed", "connected_components", "cpm_by_component",
-    "detect_communities", "detect_from_edges", "from_config",
+    "detect_communities", "detect_from_edges", "from_config", "graph_components",
 ]
 
 
@@ -164,18 +164,23 @@ def detect_from_edges(
     names: Sequence[str] | None = None,
     fixed: np.ndarray | None = None,
     components: np.ndarray | None = None,
+    graph: ig.Graph | None = None,
 ) -> Partition:
     """:func:`detect_communities` on edge arrays (``src < dst``, sorted by ``(src, dst)``);
-    ``components`` is :func:`connected_components` of ``edges`` if the caller has it."""
+    ``components`` and ``graph`` are :func:`graph_components` of ``edges`` if the caller
+    has them (``components`` alone: the graph is built only where needed)."""
     n = edges.n_vertices
-    comp = connected_components(edges) if components is None else components
+    if components is None:
+        graph, comp = graph_components(edges)
+    else:
+        comp = components
     sizes = np.bincount(comp, minlength=1) if n else np.zeros(0, dtype=np.int64)
     if fixed is not None and (objective != "cpm" or initial is None):
         raise ValueError("fixed components need the cpm objective and an initial membership")
     if objective == "cpm":
         labels = cpm_by_component(
             edges, comp, resolution=resolution, iterations=iterations, beta=beta, seed=seed,
-            initial=initial, names=names, fixed=fixed)
+            initial=initial, names=names, fixed=fixed, graph=graph)
     else:
         labels = _modularity(edges, comp, sizes, resolution=resolution,
                              iterations=iterations, beta=beta, seed=seed, initial=initial)
@@ -194,10 +199,24 @@ def detect_from_edges(
 
 def connected_components(edges: EdgeArrays) -> np.ndarray:
     """Component number per vertex, components numbered by their smallest vertex."""
-    if edges.n_vertices == 0:
-        return np.zeros(0, dtype=np.int64)
+    return graph_components(edges)[1]
+
+
+def graph_components(edges: EdgeArrays) -> tuple[ig.Graph, np.ndarray]:
+    """The igraph graph of ``edges`` (vertex ``i`` is vertex ``i``, edges in their order) and
+    :func:`connected_components`. :func:`cpm_by_component` cuts the largest component's
+    graph out of this one instead of building it again from the arrays (building is the
+    slow part: igraph reads the edge array pair by pair)."""
     g = _graph(edges.n_vertices, edges.src, edges.dst)
-    return np.asarray(g.connected_components().membership, dtype=np.int64)
+    if edges.n_vertices == 0:
+        return g, np.zeros(0, dtype=np.int64)
+    return g, _membership(g)
+
+
+def _membership(g: ig.Graph) -> np.ndarray:
+    """Connected component per vertex, numbered by smallest vertex: igraph's C routine
+    without the ``VertexClustering`` wrapper (which scans the list in Python for its max)."""
+    return np.asarray(ig.GraphBase.connected_components(g), dtype=np.int64)
 
 
 def component_seed(seed: int, first_name: str) -> int:
@@ -222,6 +241,7 @@ def cpm_by_component(
     initial: np.ndarray | None = None,
     names: Sequence[str] | None = None,
     fixed: np.ndarray | None = None,
+    graph: ig.Graph | None = None,
 ) -> np.ndarray:
     """CPM clusters of every component, each computed from that component alone.
 
@@ -230,7 +250,10 @@ def cpm_by_component(
     Components where ``fixed`` is true keep their ``initial`` labels.
     ``comp`` is :func:`connected_components` of ``edges``. A component's labels depend only
     on its own vertices (in order), edges (in order), weights, starting membership, the
-    run's seed and its first vertex's name: see the module docstring.
+    run's seed and its first vertex's name: see the module docstring. ``graph``, if given,
+    is the graph of ``edges`` (:func:`graph_components`): a component holding more than half
+    of the edges gets its graph as an induced subgraph of it (the same vertices in the same
+    order, the same edges in the same order, so the same clusters) rather than built anew.
 
     Examples
     --------
@@ -287,7 +310,11 @@ def cpm_by_component(
             for c in big.tolist():
                 vs = order[starts[c]:starts[c] + sizes[c]]
                 es = eorder[estarts[c]:estarts[c + 1]]
-                g = _graph(int(sizes[c]), local[edges.src[es]], local[edges.dst[es]])
+                if graph is not None and 2 * es.size > edges.src.size:
+                    # igraph keeps vertex and edge order when it deletes the others
+                    g = graph.induced_subgraph(vs.tolist(), implementation="copy_and_delete")
+                else:
+                    g = _graph(int(sizes[c]), local[edges.src[es]], local[edges.dst[es]])
                 kwargs: dict = {
                     "objective_function": "CPM", "weights": edges.weight[es].tolist(),
                     "resolution": resolution, "beta": beta, "n_iterations": iterations,
@@ -361,8 +388,7 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     if not core.any():
         return
     vertices = np.flatnonzero(core)
-    comp = np.asarray(strong.induced_subgraph(vertices.tolist()).connected_components()
-                      .membership, dtype=np.int64)
+    comp = _membership(strong.induced_subgraph(vertices.tolist()))
     sizes = np.bincount(comp)
     big = sizes[comp] >= min_size
     if not big.any():
@@ -382,13 +408,14 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     if not valid.size:
         return out
     lab = labels[valid]
-    uniq, first, counts = np.unique(lab, return_index=True, return_counts=True)
+    uniq, first, inverse, counts = np.unique(lab, return_index=True, return_inverse=True,
+                                             return_counts=True)
     keep = counts >= 2
     # valid is sorted, so valid[first] is each label's smallest vertex
     order = np.argsort(valid[first[keep]], kind="stable")
     new_id = np.full(uniq.shape[0], -1, dtype=np.int64)
     new_id[np.flatnonzero(keep)[order]] = np.arange(order.shape[0])
-    out[valid] = new_id[np.searchsorted(uniq, lab)]
+    out[valid] = new_id[inverse]
     return out
 
 
@@ -396,7 +423,8 @@ def from_config(edges: EdgeArrays, cfg: CommunitiesConfig, seed: int,
                 initial: np.ndarray | None = None,
                 names: Sequence[str] | None = None,
                 fixed: np.ndarray | None = None,
-                components: np.ndarray | None = None) -> Partition:
+                components: np.ndarray | None = None,
+                graph: ig.Graph | None = None) -> Partition:
     """:func:`detect_from_edges` with a :class:`~linkage.config.CommunitiesConfig`."""
     return detect_from_edges(
         edges,
@@ -411,4 +439,5 @@ def from_config(edges: EdgeArrays, cfg: CommunitiesConfig, seed: int,
         names=names,
         fixed=fixed,
         components=components,
+        graph=graph,
     )

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage.communities import detect_communities
+from linkage.communities import (
+    connected_components,
+    cpm_by_component,
+    detect_communities,
+    graph_components,
+)
+from linkage.graph import EdgeArrays
 
 
 def random_graph(seed: int, n: int = 200, m: int = 300) -> ig.Graph:
@@ -251,3 +257,24 @@ def test_fixed_components_keep_their_starting_clusters():
     assert len(set(free[in_fixed].tolist())) > 1  # Leiden would have cut it
     with pytest.raises(ValueError, match="initial"):
         detect_communities(g, fixed=fixed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(30, 300), warm=st.booleans())
+def test_largest_component_cut_from_the_whole_graph_gets_the_same_clusters(seed, n, warm):
+    """cpm_by_component cuts the component holding most edges out of graph_components'
+    graph instead of building it: same vertices, same edge order, so the same labels."""
+    g = random_graph(seed, n=n, m=2 * n)
+    pairs = np.asarray(g.get_edgelist(), dtype=np.int64).reshape(-1, 2)
+    edges = EdgeArrays(n, pairs[:, 0], pairs[:, 1], np.asarray(g.es["weight"]))
+    graph, comp = graph_components(edges)
+    assert comp.tolist() == connected_components(edges).tolist()
+    ce = comp[edges.src]
+    assert 2 * np.bincount(ce).max() > len(edges)  # the cut path is taken
+    initial = np.random.default_rng(seed).integers(0, 5, n) if warm else None
+    names = [f"acc{i:04d}" for i in range(n)]
+    built = cpm_by_component(edges, comp, resolution=0.05, seed=seed, initial=initial,
+                             names=names)
+    cut = cpm_by_component(edges, comp, resolution=0.05, seed=seed, initial=initial,
+                           names=names, graph=graph)
+    assert cut.tolist() == built.tolist()
