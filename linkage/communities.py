@@ -54,7 +54,7 @@ from linkage.graph import EdgeArrays
 
 __all__ = [
     "Partition", "component_seed", "connected_components", "cpm_by_component",
-    "detect_communities", "detect_from_edges", "from_config", "graph_components",
+    "detect_communities", "detect_from_edges", "from_config",
 ]
 
 
@@ -164,23 +164,18 @@ def detect_from_edges(
     names: Sequence[str] | None = None,
     fixed: np.ndarray | None = None,
     components: np.ndarray | None = None,
-    graph: ig.Graph | None = None,
 ) -> Partition:
     """:func:`detect_communities` on edge arrays (``src < dst``, sorted by ``(src, dst)``);
-    ``components`` and ``graph`` are :func:`graph_components` of ``edges`` if the caller
-    has them (``components`` alone: the graph is built only where needed)."""
+    ``components`` is :func:`connected_components` of ``edges`` if the caller has it."""
     n = edges.n_vertices
-    if components is None:
-        graph, comp = graph_components(edges)
-    else:
-        comp = components
+    comp = connected_components(edges) if components is None else components
     sizes = np.bincount(comp, minlength=1) if n else np.zeros(0, dtype=np.int64)
     if fixed is not None and (objective != "cpm" or initial is None):
         raise ValueError("fixed components need the cpm objective and an initial membership")
     if objective == "cpm":
         labels = cpm_by_component(
             edges, comp, resolution=resolution, iterations=iterations, beta=beta, seed=seed,
-            initial=initial, names=names, fixed=fixed, graph=graph)
+            initial=initial, names=names, fixed=fixed)
     else:
         labels = _modularity(edges, comp, sizes, resolution=resolution,
                              iterations=iterations, beta=beta, seed=seed, initial=initial)
@@ -199,18 +194,37 @@ def detect_from_edges(
 
 def connected_components(edges: EdgeArrays) -> np.ndarray:
     """Component number per vertex, components numbered by their smallest vertex."""
-    return graph_components(edges)[1]
+    return _components(edges.n_vertices, edges.src, edges.dst)
 
 
-def graph_components(edges: EdgeArrays) -> tuple[ig.Graph, np.ndarray]:
-    """The igraph graph of ``edges`` (vertex ``i`` is vertex ``i``, edges in their order) and
-    :func:`connected_components`. :func:`cpm_by_component` cuts the largest component's
-    graph out of this one instead of building it again from the arrays (building is the
-    slow part: igraph reads the edge array pair by pair)."""
-    g = _graph(edges.n_vertices, edges.src, edges.dst)
-    if edges.n_vertices == 0:
-        return g, np.zeros(0, dtype=np.int64)
-    return g, _membership(g)
+def _components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Connected component per vertex of the graph of edges ``(src, dst)`` on ``n``
+    vertices, numbered by smallest vertex (igraph's numbering), in numpy.
+
+    Every vertex points at a representative, at first itself. Each round hooks the
+    representative of every edge's end to the smaller of the two ends' representatives,
+    then follows pointers until every vertex points at a root (pointer jumping). Pointers
+    only decrease and stay inside the component, so once a round changes nothing every
+    edge's ends share one root, which is the component's smallest vertex. A few rounds
+    suffice (4 on the 200k bench graph), and no igraph graph is built: building one from
+    the arrays is what made igraph's routine about 8x slower here (0.41 s against 0.05 s
+    on 1.45M edges).
+    """
+    label = np.arange(n, dtype=np.int64)
+    while src.size:
+        low = np.minimum(label[src], label[dst])
+        hooked = label.copy()
+        np.minimum.at(hooked, label[src], low)
+        np.minimum.at(hooked, label[dst], low)
+        while True:
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, label):
+            break
+        label = hooked
+    return np.unique(label, return_inverse=True)[1].astype(np.int64, copy=False)
 
 
 def _membership(g: ig.Graph) -> np.ndarray:
@@ -241,7 +255,6 @@ def cpm_by_component(
     initial: np.ndarray | None = None,
     names: Sequence[str] | None = None,
     fixed: np.ndarray | None = None,
-    graph: ig.Graph | None = None,
 ) -> np.ndarray:
     """CPM clusters of every component, each computed from that component alone.
 
@@ -250,10 +263,7 @@ def cpm_by_component(
     Components where ``fixed`` is true keep their ``initial`` labels.
     ``comp`` is :func:`connected_components` of ``edges``. A component's labels depend only
     on its own vertices (in order), edges (in order), weights, starting membership, the
-    run's seed and its first vertex's name: see the module docstring. ``graph``, if given,
-    is the graph of ``edges`` (:func:`graph_components`): a component holding more than half
-    of the edges gets its graph as an induced subgraph of it (the same vertices in the same
-    order, the same edges in the same order, so the same clusters) rather than built anew.
+    run's seed and its first vertex's name: see the module docstring.
 
     Examples
     --------
@@ -310,11 +320,7 @@ def cpm_by_component(
             for c in big.tolist():
                 vs = order[starts[c]:starts[c] + sizes[c]]
                 es = eorder[estarts[c]:estarts[c + 1]]
-                if graph is not None and 2 * es.size > edges.src.size:
-                    # igraph keeps vertex and edge order when it deletes the others
-                    g = graph.induced_subgraph(vs.tolist(), implementation="copy_and_delete")
-                else:
-                    g = _graph(int(sizes[c]), local[edges.src[es]], local[edges.dst[es]])
+                g = _graph(int(sizes[c]), local[edges.src[es]], local[edges.dst[es]])
                 kwargs: dict = {
                     "objective_function": "CPM", "weights": edges.weight[es].tolist(),
                     "resolution": resolution, "beta": beta, "n_iterations": iterations,
@@ -423,8 +429,7 @@ def from_config(edges: EdgeArrays, cfg: CommunitiesConfig, seed: int,
                 initial: np.ndarray | None = None,
                 names: Sequence[str] | None = None,
                 fixed: np.ndarray | None = None,
-                components: np.ndarray | None = None,
-                graph: ig.Graph | None = None) -> Partition:
+                components: np.ndarray | None = None) -> Partition:
     """:func:`detect_from_edges` with a :class:`~linkage.config.CommunitiesConfig`."""
     return detect_from_edges(
         edges,
@@ -439,5 +444,4 @@ def from_config(edges: EdgeArrays, cfg: CommunitiesConfig, seed: int,
         names=names,
         fixed=fixed,
         components=components,
-        graph=graph,
     )

@@ -44,11 +44,10 @@ import pyarrow as pa
 
 from linkage.communities import (
     Partition,
-    _graph,
-    _membership,
+    _components,
     _renumber,
+    connected_components,
     from_config,
-    graph_components,
 )
 from linkage.config import RunConfig
 from linkage.graph import EdgeArrays
@@ -213,8 +212,7 @@ def keep_settled(
     n_start = int(start.max()) + 1
     n_after = int(after.max()) + 1
     # Overlap graph: one node per cluster of either partition, one edge per account.
-    overlap = _graph(n_start + n_after, start, n_start + after)
-    region_of = _membership(overlap)
+    region_of = _components(n_start + n_after, start, n_start + after)
     n_regions = int(region_of.max()) + 1
     gain = (np.bincount(region_of[n_start:], weights=cluster_quality(edges, after, resolution),
                         minlength=n_regions)
@@ -284,7 +282,7 @@ def warm_detect(
     partition and tonight's fingerprints, to be stored for the next run.
     """
     comm = cfg.communities
-    graph, comp = graph_components(edges)
+    comp = connected_components(edges)
     fingerprints = component_fingerprints(edges, comp, vertex_hashes(con), salt)
     names = con.execute("SELECT account_id FROM accounts ORDER BY idx").fetchnumpy()[
         "account_id"].tolist()
@@ -295,8 +293,7 @@ def warm_detect(
         log.info("warm start: %d of %d linked components unchanged, carried forward",
                  int(fixed.sum()), int((fingerprints != 0).any(axis=1).sum()))
     partition = from_config(edges, comm, cfg.seed, initial=initial, names=names, fixed=fixed,
-                            components=comp, graph=graph)
-    del graph
+                            components=comp)
     if initial is not None and comm.objective == "cpm":
         partition, settled = keep_settled(edges, initial, partition,
                                           resolution=comm.resolution, min_gain=comm.warm_min_gain)
