@@ -194,10 +194,43 @@ def detect_from_edges(
 
 def connected_components(edges: EdgeArrays) -> np.ndarray:
     """Component number per vertex, components numbered by their smallest vertex."""
-    if edges.n_vertices == 0:
-        return np.zeros(0, dtype=np.int64)
-    g = _graph(edges.n_vertices, edges.src, edges.dst)
-    return np.asarray(g.connected_components().membership, dtype=np.int64)
+    return _components(edges.n_vertices, edges.src, edges.dst)
+
+
+def _components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Connected component per vertex of the graph of edges ``(src, dst)`` on ``n``
+    vertices, numbered by smallest vertex (igraph's numbering), in numpy.
+
+    Every vertex points at a representative, at first itself. Each round hooks the
+    representative of every edge's end to the smaller of the two ends' representatives,
+    then follows pointers until every vertex points at a root (pointer jumping). Pointers
+    only decrease and stay inside the component, so once a round changes nothing every
+    edge's ends share one root, which is the component's smallest vertex. A few rounds
+    suffice (4 on the 200k bench graph), and no igraph graph is built: building one from
+    the arrays is what made igraph's routine about 8x slower here (0.41 s against 0.05 s
+    on 1.45M edges).
+    """
+    label = np.arange(n, dtype=np.int64)
+    while src.size:
+        low = np.minimum(label[src], label[dst])
+        hooked = label.copy()
+        np.minimum.at(hooked, label[src], low)
+        np.minimum.at(hooked, label[dst], low)
+        while True:
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, label):
+            break
+        label = hooked
+    return np.unique(label, return_inverse=True)[1].astype(np.int64, copy=False)
+
+
+def _membership(g: ig.Graph) -> np.ndarray:
+    """Connected component per vertex, numbered by smallest vertex: igraph's C routine
+    without the ``VertexClustering`` wrapper (which scans the list in Python for its max)."""
+    return np.asarray(ig.GraphBase.connected_components(g), dtype=np.int64)
 
 
 def component_seed(seed: int, first_name: str) -> int:
@@ -361,8 +394,7 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     if not core.any():
         return
     vertices = np.flatnonzero(core)
-    comp = np.asarray(strong.induced_subgraph(vertices.tolist()).connected_components()
-                      .membership, dtype=np.int64)
+    comp = _membership(strong.induced_subgraph(vertices.tolist()))
     sizes = np.bincount(comp)
     big = sizes[comp] >= min_size
     if not big.any():
@@ -382,13 +414,14 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     if not valid.size:
         return out
     lab = labels[valid]
-    uniq, first, counts = np.unique(lab, return_index=True, return_counts=True)
+    uniq, first, inverse, counts = np.unique(lab, return_index=True, return_inverse=True,
+                                             return_counts=True)
     keep = counts >= 2
     # valid is sorted, so valid[first] is each label's smallest vertex
     order = np.argsort(valid[first[keep]], kind="stable")
     new_id = np.full(uniq.shape[0], -1, dtype=np.int64)
     new_id[np.flatnonzero(keep)[order]] = np.arange(order.shape[0])
-    out[valid] = new_id[np.searchsorted(uniq, lab)]
+    out[valid] = new_id[inverse]
     return out
 
 

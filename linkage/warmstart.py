@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from linkage.communities import (
     Partition,
-    _graph,
+    _components,
     _renumber,
     connected_components,
     from_config,
@@ -206,13 +206,13 @@ def keep_settled(
     n = found.cluster.shape[0]
     if n == 0:
         return found, 0
-    start = _singletons_apart(_renumber(initial))
+    before = _renumber(initial)  # once: it sorts every account
+    start = _singletons_apart(before)
     after = _singletons_apart(found.cluster)
     n_start = int(start.max()) + 1
     n_after = int(after.max()) + 1
     # Overlap graph: one node per cluster of either partition, one edge per account.
-    overlap = _graph(n_start + n_after, start, n_start + after)
-    region_of = np.asarray(overlap.connected_components().membership, dtype=np.int64)
+    region_of = _components(n_start + n_after, start, n_start + after)
     n_regions = int(region_of.max()) + 1
     gain = (np.bincount(region_of[n_start:], weights=cluster_quality(edges, after, resolution),
                         minlength=n_regions)
@@ -222,11 +222,11 @@ def keep_settled(
     region = region_of[start]
     # A region changed when some account has a different smallest fellow member.
     moved = np.zeros(n_regions, dtype=bool)
-    moved[region[_anchor(found.cluster) != _anchor(_renumber(initial))]] = True
+    moved[region[_anchor(found.cluster) != _anchor(before)]] = True
     keep = moved & (gain < min_gain)
     if not keep.any():
         return found, 0
-    labels = np.where(keep[region], _offset(_renumber(initial), n), found.cluster)
+    labels = np.where(keep[region], _offset(before, n), found.cluster)
     # An account kept in last night's cluster must still have evidence into it tonight: one
     # whose links there are gone leaves, whatever the quality says.
     own = _singletons_apart(labels)
@@ -256,8 +256,8 @@ def _anchor(labels: np.ndarray) -> np.ndarray:
     out = np.arange(labels.shape[0])
     valid = np.flatnonzero(labels >= 0)
     if valid.size:
-        uniq, first = np.unique(labels[valid], return_index=True)
-        out[valid] = valid[first][np.searchsorted(uniq, labels[valid])]
+        _, first, inverse = np.unique(labels[valid], return_index=True, return_inverse=True)
+        out[valid] = valid[first][inverse]
     return out
 
 

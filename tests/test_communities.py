@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage.communities import detect_communities
+from linkage.communities import connected_components, detect_communities
+from linkage.graph import EdgeArrays
 
 
 def random_graph(seed: int, n: int = 200, m: int = 300) -> ig.Graph:
@@ -251,3 +252,24 @@ def test_fixed_components_keep_their_starting_clusters():
     assert len(set(free[in_fixed].tolist())) > 1  # Leiden would have cut it
     with pytest.raises(ValueError, match="initial"):
         detect_communities(g, fixed=fixed)
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 120), data=st.data())
+def test_connected_components_number_like_igraph(n, data):
+    """The numpy components equal igraph's, numbering included, on random graphs and on
+    long paths through shuffled ids (the slowest case for pointer hooking)."""
+    if n < 2:
+        pairs = np.zeros((0, 2), dtype=np.int64)
+    elif data.draw(st.booleans(), label="path"):
+        perm = np.asarray(data.draw(st.permutations(list(range(n))), label="order"))
+        pairs = np.column_stack([perm[:-1], perm[1:]])
+    else:
+        pairs = np.asarray(data.draw(st.lists(
+            st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+            label="pairs"), dtype=np.int64).reshape(-1, 2)
+    pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
+    edges = EdgeArrays(n, pairs[:, 0], pairs[:, 1], np.ones(pairs.shape[0]))
+    expected = ig.Graph(n=n, edges=pairs.tolist()).connected_components().membership
+    assert connected_components(edges).tolist() == expected
