@@ -467,21 +467,16 @@ def _check_ranges(cfg: RunConfig) -> None:
         sig = getattr(cfg.signals, f.name)
         need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
         need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
-        if isinstance(sig, SignalConfig | CoactivityConfig | PromptConfig | ActivitySyncConfig):
+        if isinstance(sig, SignalConfig | CoactivityConfig | SetBandsConfig):
             need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
                  sig.min_shared)
-    prompt = cfg.signals.prompt
-    for key in ("bands", "rows", "min_templates", "min_uses"):
-        need(getattr(prompt, key) >= 1, f"signals.prompt.{key}", "at least 1",
-             getattr(prompt, key))
-    need(prompt.min_shared <= prompt.bands, "signals.prompt.min_shared",
-         "at most signals.prompt.bands", prompt.min_shared)
-    sync = cfg.signals.activity_sync
-    for key in ("bands", "rows", "min_buckets", "window_minutes"):
-        need(getattr(sync, key) >= 1, f"signals.activity_sync.{key}", "at least 1",
-             getattr(sync, key))
-    need(sync.min_shared <= sync.bands, "signals.activity_sync.min_shared",
-         "at most signals.activity_sync.bands", sync.min_shared)
+        if isinstance(sig, SetBandsConfig):  # prompt, activity_sync: every count at least 1
+            counts = [g.name for g in dataclasses.fields(sig) if g.type in ("int", int)]
+            for key in (k for k in counts if k not in ("cap", "min_shared")):
+                need(getattr(sig, key) >= 1, f"signals.{f.name}.{key}", "at least 1",
+                     getattr(sig, key))
+            need(sig.min_shared <= sig.bands, f"signals.{f.name}.min_shared",
+                 f"at most signals.{f.name}.bands", sig.min_shared)
     for kind, w in cfg.signals.observation.kinds.items():
         need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
     known_weak = {"signup_net", "bin", "user_agent"}
