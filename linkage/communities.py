@@ -45,6 +45,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import igraph as ig
 import numpy as np
@@ -80,8 +81,31 @@ class Partition:
         return idx, self.cluster[idx]
 
 
-def detect_communities(
-    graph: ig.Graph,
+def detect_communities(graph: ig.Graph, **options: Any) -> Partition:
+    """Partition ``graph`` (edge attribute ``weight``) into communities.
+
+    A convenience over :func:`detect_from_edges` for an igraph graph (undirected,
+    weighted, without multi-edges; tests, notebooks), taking the same keyword ``options``;
+    the pipeline hands over arrays directly.
+
+    Examples
+    --------
+    >>> g = ig.Graph(n=5, edges=[(0, 1), (1, 2), (0, 2), (3, 4)])
+    >>> g.es["weight"] = [0.9, 0.9, 0.9, 0.01]
+    >>> detect_communities(g).cluster.tolist()
+    [0, 0, 0, -1, -1]
+    """
+    pairs = np.asarray(graph.get_edgelist(), dtype=np.int64).reshape(-1, 2)
+    weight = (np.asarray(graph.es["weight"], dtype=np.float64) if graph.ecount()
+              else np.zeros(0, dtype=np.float64))
+    src, dst = pairs.min(axis=1), pairs.max(axis=1)
+    order = np.lexsort((dst, src))
+    edges = EdgeArrays(graph.vcount(), src[order], dst[order], weight[order])
+    return detect_from_edges(edges, **options)
+
+
+def detect_from_edges(
+    edges: EdgeArrays,
     *,
     objective: str = "cpm",
     resolution: float = 0.05,
@@ -93,16 +117,13 @@ def detect_communities(
     core_min_size: int = 0,
     names: Sequence[str] | None = None,
     fixed: np.ndarray | None = None,
+    components: np.ndarray | None = None,
 ) -> Partition:
-    """Partition ``graph`` (edge attribute ``weight``) into communities.
-
-    A convenience over :func:`detect_from_edges` for an igraph graph (tests, notebooks);
-    the pipeline hands over arrays directly.
+    """Partition the graph of ``edges`` (``src < dst``, sorted by ``(src, dst)``) into
+    communities.
 
     Parameters
     ----------
-    graph : igraph.Graph
-        Undirected, weighted, without multi-edges.
     objective : {"cpm", "modularity"}
     resolution : float
         CPM: minimum internal weighted density; modularity: the usual resolution parameter.
@@ -126,47 +147,13 @@ def detect_communities(
         Per connected component (numbered by smallest vertex), ``True`` to keep ``initial``
         there as it is: no Leiden, no strong-core step (a component known to be unchanged
         since the run that produced ``initial``; see :mod:`linkage.warmstart`).
+    components : numpy.ndarray, optional
+        :func:`connected_components` of ``edges``, if the caller has it.
 
     Returns
     -------
     Partition
-
-    Examples
-    --------
-    >>> g = ig.Graph(n=5, edges=[(0, 1), (1, 2), (0, 2), (3, 4)])
-    >>> g.es["weight"] = [0.9, 0.9, 0.9, 0.01]
-    >>> detect_communities(g).cluster.tolist()
-    [0, 0, 0, -1, -1]
     """
-    pairs = np.asarray(graph.get_edgelist(), dtype=np.int64).reshape(-1, 2)
-    weight = (np.asarray(graph.es["weight"], dtype=np.float64) if graph.ecount()
-              else np.zeros(0, dtype=np.float64))
-    src, dst = pairs.min(axis=1), pairs.max(axis=1)
-    order = np.lexsort((dst, src))
-    edges = EdgeArrays(graph.vcount(), src[order], dst[order], weight[order])
-    return detect_from_edges(
-        edges, objective=objective, resolution=resolution, iterations=iterations, beta=beta,
-        seed=seed, initial=initial, core_edge=core_edge, core_min_size=core_min_size,
-        names=names, fixed=fixed)
-
-
-def detect_from_edges(
-    edges: EdgeArrays,
-    *,
-    objective: str = "cpm",
-    resolution: float = 0.05,
-    iterations: int = 2,
-    beta: float = 0.01,
-    seed: int = 0,
-    initial: np.ndarray | None = None,
-    core_edge: float = 0.6,
-    core_min_size: int = 0,
-    names: Sequence[str] | None = None,
-    fixed: np.ndarray | None = None,
-    components: np.ndarray | None = None,
-) -> Partition:
-    """:func:`detect_communities` on edge arrays (``src < dst``, sorted by ``(src, dst)``);
-    ``components`` is :func:`connected_components` of ``edges`` if the caller has it."""
     n = edges.n_vertices
     comp = connected_components(edges) if components is None else components
     sizes = np.bincount(comp, minlength=1) if n else np.zeros(0, dtype=np.int64)
