@@ -203,7 +203,10 @@ def score_clusters(
         f"""
         WITH sizes AS (SELECT cluster, count(*) AS size FROM members GROUP BY cluster),
         weight AS (
-            SELECT cluster, sum(weight) AS w, count(*) AS n_edges FROM intra_edges GROUP BY cluster
+            -- summed in (a, b) order: a parallel float sum differs in the last bits from
+            -- run to run, and a rounded density could flip
+            SELECT cluster, sum(weight ORDER BY a, b) AS w, count(*) AS n_edges
+            FROM intra_edges GROUP BY cluster
         ),
         strong AS (
             SELECT cluster, count(DISTINCT v) AS n_strong FROM (
