@@ -54,7 +54,7 @@ from linkage.config import CommunitiesConfig
 from linkage.graph import EdgeArrays
 
 __all__ = [
-    "Partition", "component_seed", "connected_components", "cpm_by_component",
+    "Partition", "component_seed", "components_of", "connected_components", "cpm_by_component",
     "detect_communities", "detect_from_edges", "from_config",
 ]
 
@@ -181,10 +181,10 @@ def detect_from_edges(
 
 def connected_components(edges: EdgeArrays) -> np.ndarray:
     """Component number per vertex, components numbered by their smallest vertex."""
-    return _components(edges.n_vertices, edges.src, edges.dst)
+    return components_of(edges.n_vertices, edges.src, edges.dst)
 
 
-def _components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def components_of(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Connected component per vertex of the graph of edges ``(src, dst)`` on ``n``
     vertices, numbered by smallest vertex (igraph's numbering), in numpy.
 

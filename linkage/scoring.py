@@ -72,9 +72,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from linkage.communities import Partition
+from linkage.communities import Partition, components_of
 from linkage.config import ScoringConfig
-from linkage.graph import graph_from_arrays
 from linkage.signals import SIGNAL_FAMILIES
 
 __all__ = ["FEATURES", "score_clusters", "size_factor", "usage_campaign"]
@@ -430,8 +429,7 @@ def _largest_linked(
     out = np.zeros(n_clusters)
     if not len(pairs["a"]):
         return out
-    g = graph_from_arrays(n_vertices, pairs["a"], pairs["b"])
-    comp = np.asarray(g.connected_components().membership, dtype=np.int64)[idx]
+    comp = components_of(n_vertices, pairs["a"], pairs["b"])[idx]
     groups, counts = np.unique(cluster * n_vertices + comp, return_counts=True)
     np.maximum.at(out, groups // n_vertices, counts)
     out[out < 2] = 0.0  # a member alone shares nothing

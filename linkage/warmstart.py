@@ -44,8 +44,8 @@ import pyarrow as pa
 
 from linkage.communities import (
     Partition,
-    _components,
     _renumber,
+    components_of,
     connected_components,
     from_config,
 )
@@ -212,7 +212,7 @@ def keep_settled(
     n_start = int(start.max()) + 1
     n_after = int(after.max()) + 1
     # Overlap graph: one node per cluster of either partition, one edge per account.
-    region_of = _components(n_start + n_after, start, n_start + after)
+    region_of = components_of(n_start + n_after, start, n_start + after)
     n_regions = int(region_of.max()) + 1
     gain = (np.bincount(region_of[n_start:], weights=cluster_quality(edges, after, resolution),
                         minlength=n_regions)
