@@ -176,9 +176,7 @@ def _print_top(store, run_id: int, top: int) -> None:
     if not flagged:
         out.print("No cluster reached the flagging threshold.")
         return
-    table = Table(title="top flagged clusters")
-    for col in ("cluster", "size", "score", "origin", "reasons"):
-        table.add_column(col)
+    table = Table("cluster", "size", "score", "origin", "reasons", title="top flagged clusters")
     for c in flagged:
         reasons = "\n".join(json.loads(c["reasons_json"])[:3])
         table.add_row(c["cluster_id"], str(c["size"]), f"{c['score']:.2f}", c["origin"], reasons)
@@ -313,9 +311,7 @@ def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
     if as_json:
         print(json.dumps(rows, default=str))
         return
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
+    table = Table(*columns, title=title)
     for r in rows:
         # Text(): ids, notes and errors are data, never Rich markup.
         table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))

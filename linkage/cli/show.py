@@ -85,9 +85,7 @@ def show_cluster(
         ("evidence edges", len(edges) if edges else "not kept (score below "
          "store.evidence_min_score)"),
     ]))
-    contrib = Table(title="score breakdown")
-    for col in ("feature", "value", "contribution"):
-        contrib.add_column(col)
+    contrib = Table("feature", "value", "contribution", title="score breakdown")
     for name, value in sorted(detail["contributions"].items(), key=lambda kv: -kv[1]):
         contrib.add_row(name, f"{detail['features'].get(name, 0.0):.3f}", f"{value:.3f}")
     contrib.add_row("size_factor", f"{detail['features'].get('size_factor', 1.0):.3f}", "x")
@@ -96,15 +94,12 @@ def show_cluster(
     for r in detail["reasons"]:
         reasons.add_row(_t(r))
     out.print(reasons)
-    keys = Table(title="shared keys by kind")
-    for col in ("signal", "keys", "most members on one key"):
-        keys.add_column(col)
+    keys = Table("signal", "keys", "most members on one key", title="shared keys by kind")
     for k in detail["shared_keys"]:
         keys.add_row(_t(k["signal"]), str(k["n_keys"]), str(k["max_members"]))
     out.print(keys)
-    history = Table(title="lineage: this cluster id across runs")
-    for col in ("run", "size", "score", "flagged", "origin"):
-        history.add_column(col)
+    history = Table("run", "size", "score", "flagged", "origin",
+                    title="lineage: this cluster id across runs")
     for h in detail["history"]:
         history.add_row(str(h["run_id"]), str(h["size"]), f"{h['score']:.3f}",
                         "yes" if h["flagged"] else "no", _t(h["origin"]))
@@ -156,18 +151,16 @@ def show_account(
     if fmt is OutputFormat.json:
         _json(data)
         return
-    table = Table(title=Text(f"account {account_id}: cluster by run"))
-    for col in ("run", "cluster", "size", "score", "flagged", "origin"):
-        table.add_column(col)
+    table = Table("run", "cluster", "size", "score", "flagged", "origin",
+                  title=Text(f"account {account_id}: cluster by run"))
     for h in history:
         table.add_row(str(h["run_id"]), _t(h["cluster_id"]), str(h["size"]),
                       f"{h['cluster_score']:.3f}", "yes" if h["flagged"] else "no",
                       _t(h["origin"]))
     out.print(table)
     if labels:
-        label_table = Table(title="labels on this account and its clusters")
-        for col in ("when", "on", "label", "by", "note"):
-            label_table.add_column(col)
+        label_table = Table("when", "on", "label", "by", "note",
+                            title="labels on this account and its clusters")
         for row in labels:
             label_table.add_row(f"{row['created_at']:%Y-%m-%d %H:%M}",
                                 _t(f"{row['target_kind']} {row['target_id']}"),
@@ -176,9 +169,8 @@ def show_account(
     if current is None:
         out.print(Text(f"not in a cluster in run {run_id}"))
         return
-    link_table = Table(title=f"strongest links in run {run_id}")
-    for col in ("other account", "weight", "signals"):
-        link_table.add_column(col)
+    link_table = Table("other account", "weight", "signals",
+                       title=f"strongest links in run {run_id}")
     for link in strongest:
         link_table.add_row(_t(link["other"]), f"{link['weight']:.3f}",
                            _signals(link["signals"]))
@@ -210,11 +202,10 @@ def explain(
         out.print(Text(f"no evidence path in run {run_id}: {result['note']} "
                        f"({result['cluster_a']}, {result['cluster_b']})"))
         return
-    table = Table(title=Text(f"strongest evidence path {a} → {b} in run {run_id} "
+    table = Table("from", "to", "weight", "signals (contribution x shared keys)",
+                  title=Text(f"strongest evidence path {a} → {b} in run {run_id} "
                              f"(strength {result['strength']:.3f}, "
                              f"{len(result['hops'])} hops)"))
-    for col in ("from", "to", "weight", "signals (contribution x shared keys)"):
-        table.add_column(col)
     for hop in result["hops"]:
         signals = ", ".join(f"{s['signal']} {s['contribution']:.2f} x{s['shared_keys']}"
                             for s in hop["signals"])
