@@ -24,11 +24,13 @@ It prints one JSON object: per-stage seconds, edges, clusters.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -98,27 +100,31 @@ def peer_pairs(data: Path) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     return n, cols["a"], cols["b"], cols["w"]
 
 
+@contextlib.contextmanager
+def _timed(t: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``t[stage]``."""
+    start = time.perf_counter()
+    yield
+    t[stage] = time.perf_counter() - start
+
+
 def duckdb_igraph(data: Path, work: Path) -> dict[str, float]:
     t: dict[str, float] = {}
-    start = time.perf_counter()
-    n, a, b, w = peer_pairs(data)
-    t["pairs"] = time.perf_counter() - start
-    start = time.perf_counter()
-    g = ig.Graph(n=n, edges=list(zip(a.tolist(), b.tolist(), strict=True)))
-    g.es["weight"] = w / (w.max() if len(w) else 1.0)
-    t["graph"] = time.perf_counter() - start
-    start = time.perf_counter()
-    random.seed(1)
-    membership = g.community_leiden(objective_function="CPM", weights="weight",
-                                    resolution=0.05, n_iterations=2).membership
-    t["leiden"] = time.perf_counter() - start
-    start = time.perf_counter()
-    db = sqlite3.connect(work / "peer.db")
-    db.execute("CREATE TABLE m (idx INTEGER PRIMARY KEY, cluster INTEGER)")
-    db.executemany("INSERT INTO m VALUES (?, ?)", enumerate(membership))
-    db.commit()
-    db.close()
-    t["write"] = time.perf_counter() - start
+    with _timed(t, "pairs"):
+        n, a, b, w = peer_pairs(data)
+    with _timed(t, "graph"):
+        g = ig.Graph(n=n, edges=list(zip(a.tolist(), b.tolist(), strict=True)))
+        g.es["weight"] = w / (w.max() if len(w) else 1.0)
+    with _timed(t, "leiden"):
+        random.seed(1)
+        membership = g.community_leiden(objective_function="CPM", weights="weight",
+                                        resolution=0.05, n_iterations=2).membership
+    with _timed(t, "write"):
+        db = sqlite3.connect(work / "peer.db")
+        db.execute("CREATE TABLE m (idx INTEGER PRIMARY KEY, cluster INTEGER)")
+        db.executemany("INSERT INTO m VALUES (?, ?)", enumerate(membership))
+        db.commit()
+        db.close()
     t["edges"] = float(len(a))
     t["clusters"] = float(len(np.unique(np.asarray(membership))))
     return t
@@ -128,17 +134,15 @@ def networkx(data: Path, work: Path) -> dict[str, float]:
     import networkx as nx  # only this peer needs it
 
     t: dict[str, float] = {}
-    start = time.perf_counter()
-    n, a, b, w = peer_pairs(data)
-    t["pairs"] = time.perf_counter() - start
-    start = time.perf_counter()
-    g = nx.Graph()
-    g.add_nodes_from(range(n))
-    g.add_weighted_edges_from(zip(a.tolist(), b.tolist(), (w / w.max()).tolist(), strict=True))
-    t["graph"] = time.perf_counter() - start
-    start = time.perf_counter()
-    communities = nx.community.louvain_communities(g, seed=1)
-    t["louvain"] = time.perf_counter() - start
+    with _timed(t, "pairs"):
+        n, a, b, w = peer_pairs(data)
+    with _timed(t, "graph"):
+        g = nx.Graph()
+        g.add_nodes_from(range(n))
+        g.add_weighted_edges_from(
+            zip(a.tolist(), b.tolist(), (w / w.max()).tolist(), strict=True))
+    with _timed(t, "louvain"):
+        communities = nx.community.louvain_communities(g, seed=1)
     t["edges"] = float(len(a))
     t["clusters"] = float(len(communities))
     return t
