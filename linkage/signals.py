@@ -66,12 +66,14 @@ from linkage.engines import SQLConnection
 
 __all__ = [
     "ACTIVITY_SYNC",
+    "BAND_TABLES",
     "COACTIVITY",
     "COSIGNUP",
     "PROMPT_SYNC",
     "SIGNAL_FAMILIES",
     "TIME_BUCKETED",
     "activity_bands",
+    "band_tables",
     "build_links",
     "prompt_bands",
     "signal_weights",
@@ -85,6 +87,9 @@ ACTIVITY_SYNC = "activity_sync"
 # Signals whose keys carry a time bucket on two offset grids: a pair seen in both grids (or
 # through several keys of one coincidence) counts once, at its strongest key.
 TIME_BUCKETED = (COSIGNUP, COACTIVITY, PROMPT_SYNC)
+
+# The set-similarity signals and the table of MinHash band keys each one links by.
+BAND_TABLES = {"prompt": "prompt_bands", ACTIVITY_SYNC: "activity_bands"}
 
 # Which scoring family each signal belongs to (``obs:*`` signals form the observation family).
 SIGNAL_FAMILIES: dict[str, str] = {
@@ -256,14 +261,10 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         parts += [f"SELECT idx, signal, key FROM (SELECT idx, signal, key, count(*) OVER "
                   f"(PARTITION BY key) AS n_rows FROM ({q}) t(idx, signal, key)) w "
                   "WHERE n_rows >= 2" for q in sync]
-    if "prompt" in weights:
-        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
-            prompt_bands(con, cfg.prompt)
-        parts.append("SELECT idx, 'prompt', key FROM prompt_bands")
-    if ACTIVITY_SYNC in weights:
-        if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
-            activity_bands(con, cfg.activity_sync)
-        parts.append(f"SELECT idx, '{ACTIVITY_SYNC}', key FROM activity_bands")
+    if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
+        band_tables(con, cfg, weights)
+    parts += [f"SELECT idx, '{signal}', key FROM {table}"
+              for signal, table in BAND_TABLES.items() if signal in weights]
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(
@@ -306,6 +307,18 @@ def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+def band_tables(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig,
+                weights: dict[str, tuple[float, int]]) -> list[str]:
+    """Create the band-key tables of the enabled set-similarity signals (:func:`prompt_bands`,
+    :func:`activity_bands`) on DuckDB; returns their names. The Spark engine calls this too
+    and copies the tables, so both engines link by the very same band keys."""
+    if "prompt" in weights:
+        prompt_bands(con, cfg.prompt)
+    if ACTIVITY_SYNC in weights:
+        activity_bands(con, cfg.activity_sync)
+    return [table for signal, table in BAND_TABLES.items() if signal in weights]
 
 
 def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:

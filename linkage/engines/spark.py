@@ -30,7 +30,7 @@ import pyarrow as pa
 from linkage.config import RunConfig, SignalsConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
-from linkage.signals import ACTIVITY_SYNC, activity_bands, prompt_bands, signal_weights
+from linkage.signals import BAND_TABLES, band_tables, signal_weights
 from linkage.warmstart import (
     component_fingerprints,
     decode_fingerprints,
@@ -120,14 +120,7 @@ class SparkEngine:
         aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
         copied too: both engines then link accounts by the very same band keys.
         """
-        tables = list(INPUT_TABLES)
-        weights = signal_weights(cfg, [])
-        if "prompt" in weights:
-            prompt_bands(con, cfg.prompt)
-            tables.append("prompt_bands")
-        if ACTIVITY_SYNC in weights:
-            activity_bands(con, cfg.activity_sync)
-            tables.append("activity_bands")
+        tables = [*INPUT_TABLES, *band_tables(con, cfg, signal_weights(cfg, []))]
         for name in tables:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
@@ -171,7 +164,7 @@ class SparkEngine:
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""
-        for name in (*INPUT_TABLES, "prompt_bands", "activity_bands", *OUTPUT_TABLES):
+        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES):
             self.spark.catalog.dropTempView(name)
         try:
             jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
