@@ -35,9 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
-import igraph as ig
 import numpy as np
 
+from linkage._igraph import ig
 from linkage.config import GraphConfig
 from linkage.engines import SQLConnection
 from linkage.signals import TIME_BUCKETED

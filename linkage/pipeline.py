@@ -148,6 +148,11 @@ def run_pipeline(
                     if spark:
                         spark.load(con, cfg.signals)
                     weights = build_links(spark.sql if spark else con, cfg.signals)
+                    # Ingest's tables that no later stage reads go now (the state written at
+                    # the end needs them): DuckDB reuses their memory for the edges instead
+                    # of growing.
+                    if state_dir is None:
+                        _drop(con, *_SIGNAL_INPUTS)
                 current = "graph"
                 with stage(current, run_id):
                     summary.n_edges = build_edges(spark.sql if spark else con, cfg.graph)
@@ -174,6 +179,8 @@ def run_pipeline(
                     summary.n_flagged = score_clusters(
                         con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
                         false_positive=facts.false_positive)
+                _drop(con, "links", "keys", "key_members", "edges",
+                      *(() if state_dir is not None else ("interactions",)))
                 current = "continuity"
                 with stage(current, run_id):
                     summary.origins = assign_identities(
@@ -211,6 +218,17 @@ def run_pipeline(
     summary.timings = timings
     summary.peak_rss_mb = peaks
     return summary
+
+
+# Ingest's tables that only the signals stage reads (graph and scoring read accounts,
+# scoring interactions; the incremental state, written at the end, all of them).
+_SIGNAL_INPUTS = ("payment_instruments", "ip_events", "devices", "observations")
+
+
+def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Drop stage tables that no later stage reads, so that their memory is reused."""
+    for table in tables:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:

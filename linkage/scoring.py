@@ -1,7 +1,7 @@
 """Scoring: per-cluster features, a score in [0, 1], the flag, and reasons in words.
 
 Input: the partition of :mod:`linkage.communities` and the DuckDB tables ``accounts``,
-``links``, ``keys``, ``edges`` and ``edge_signals``.
+``links``, ``keys``, ``key_members``, ``edges`` and ``edge_signals``.
 
 Output (DuckDB tables, keyed by the run-local cluster number ``cluster``):
 
@@ -161,31 +161,47 @@ def score_clusters(
     con.execute("CREATE OR REPLACE TEMP TABLE families AS SELECT * FROM families_in")
     con.unregister("families_in")
 
+    # Keys shared by two or more members. Most links are keys of one account (an email, an
+    # IP): only keys of 2 <= n < cap accounts (signals' `keys`, members in `key_members`,
+    # integers) and the hub keys above their cap can be shared, so the strings of the
+    # 12 M links of a million accounts are grouped once, for the hubs, and never joined.
     con.execute(
         """
-        CREATE OR REPLACE TEMP TABLE member_links AS
-        SELECT m.cluster, l.signal, l.key, l.idx FROM links l JOIN members m USING (idx)
+        CREATE OR REPLACE TEMP TABLE hub_keys AS
+        SELECT l.signal, l.key, count(*)::INTEGER AS n_global
+        FROM links l JOIN families f USING (signal)
+        GROUP BY l.signal, l.key, f.cap HAVING count(*) >= f.cap
+        """
+    )
+    # (cluster, kid, idx): members carrying a key below its cap that another member shares.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE shared_members AS
+        WITH km AS (SELECT m.cluster, k.kid, k.idx FROM key_members k JOIN members m USING (idx)),
+        s AS (SELECT cluster, kid FROM km GROUP BY cluster, kid HAVING count(*) >= 2)
+        SELECT km.cluster, km.kid, km.idx FROM km SEMI JOIN s USING (cluster, kid)
         """
     )
     con.execute(
         """
         CREATE OR REPLACE TABLE cluster_keys AS
-        WITH shared AS (
-            SELECT cluster, signal, key, count(*)::INTEGER AS n_members
-            FROM member_links
-            GROUP BY cluster, signal, key
-            HAVING count(*) >= 2
+        WITH below_cap AS (
+            SELECT s.cluster, k.signal, k.key, s.n_members, k.n AS n_global
+            FROM (SELECT cluster, kid, count(*)::INTEGER AS n_members FROM shared_members
+                  GROUP BY cluster, kid) s
+            JOIN keys k USING (kid)
         ),
-        global AS (
-            SELECT l.signal, l.key, count(*)::INTEGER AS n_global
-            FROM links l SEMI JOIN shared s ON s.signal = l.signal AND s.key = l.key
-            GROUP BY l.signal, l.key
+        hubs AS (
+            SELECT m.cluster, l.signal, l.key, count(*)::INTEGER AS n_members,
+                   any_value(h.n_global) AS n_global
+            FROM links l JOIN hub_keys h USING (signal, key) JOIN members m USING (idx)
+            GROUP BY m.cluster, l.signal, l.key HAVING count(*) >= 2
         )
-        SELECT s.cluster, s.signal, s.key, s.n_members, g.n_global
-        FROM shared s JOIN global g USING (signal, key)
-        ORDER BY s.cluster, s.signal, s.n_members DESC, s.key
+        SELECT * FROM (SELECT * FROM below_cap UNION ALL SELECT * FROM hubs)
+        ORDER BY cluster, signal, n_members DESC, key
         """
     )
+    con.execute("DROP TABLE hub_keys")
     con.execute(
         """
         CREATE OR REPLACE TABLE intra_edges AS
@@ -234,26 +250,23 @@ def score_clusters(
         ORDER BY s.cluster
         """
     ).fetchnumpy()
-    # Per signal: how many shared keys and how many members carry one (for the reasons).
+    # Per signal: how many shared keys and how many members carry one (for the reasons);
+    # keys at or above their cap are not reuse.
     by_signal = con.execute(
         """
-        WITH reuse AS (
-            SELECT ck.cluster, ck.signal, ck.key FROM cluster_keys ck
-            JOIN families f ON f.signal = ck.signal AND ck.n_global < f.cap
-        )
-        SELECT ml.cluster, ml.signal, count(DISTINCT ml.key) AS n_keys,
-               count(DISTINCT ml.idx) AS covered
-        FROM member_links ml SEMI JOIN reuse r USING (cluster, signal, key)
-        GROUP BY ml.cluster, ml.signal ORDER BY ml.cluster, ml.signal
+        SELECT sm.cluster, k.signal, count(DISTINCT sm.kid) AS n_keys,
+               count(DISTINCT sm.idx) AS covered
+        FROM shared_members sm JOIN keys k USING (kid)
+        GROUP BY sm.cluster, k.signal ORDER BY sm.cluster, k.signal
         """
     ).fetchall()
+    con.execute("DROP TABLE shared_members")
     net_ranges = dict(con.execute(
         """
-        SELECT cluster, count(DISTINCT key) FROM member_links
-        WHERE signal = 'ip_net' GROUP BY cluster
+        SELECT m.cluster, count(DISTINCT l.key) FROM links l JOIN members m USING (idx)
+        WHERE l.signal = 'ip_net' GROUP BY m.cluster
         """
     ).fetchall())
-    con.execute("DROP TABLE member_links")
 
     n = len(base["cluster"])
     size = base["size"].astype(np.int64)
@@ -261,6 +274,15 @@ def score_clusters(
     feats: dict[str, np.ndarray] = {
         "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
     }
+    # The intra-cluster pairs of each family, in one pass over edge_signals.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE intra_families AS
+        SELECT DISTINCT es.a, es.b, f.family FROM edge_signals es
+        JOIN families f ON f.signal = es.signal
+        SEMI JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+        """
+    )
     for family, name in _FAMILY_FEATURE.items():
         # Identifier links also run through strong edges that several weaker signals make
         # together (an exact IP and a BIN+postal code and a co-signup): a camouflage ring
@@ -268,15 +290,10 @@ def score_clusters(
         strong = (f"UNION SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}"
                   if family == "identifier" else "")
         pairs = con.execute(
-            f"""
-            SELECT DISTINCT es.a, es.b FROM edge_signals es
-            JOIN families f ON f.signal = es.signal AND f.family = ?
-            SEMI JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
-            {strong}
-            """,
-            [family],
+            f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],
         ).fetchnumpy()
         feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
+    con.execute("DROP TABLE intra_families")
     known, known_text = _known_bad(con, confirmed, n)
     feats["known_bad"] = known / np.maximum(size, 1)
     signals: dict[int, list[tuple[str, int, int]]] = {}
@@ -304,18 +321,26 @@ def score_clusters(
     suppressed = _false_positives(con, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
 
+    # Columns as lists of Python floats, rounded once: indexing numpy arrays per cluster
+    # and value cost more than the JSON itself.
+    def rounded(values: np.ndarray) -> list[float]:
+        return [round(v, 4) for v in np.asarray(values, dtype=np.float64).tolist()]
+
+    feature_rows = zip(*(rounded(feats[f]) for f in FEATURES), rounded(density), rounded(damp),
+                       strict=True)
+    contrib_rows = zip(*(rounded(contrib[f]) for f in FEATURES), strict=True)
+    feature_names = (*FEATURES, "density", "size_factor")
+    damps = np.asarray(damp, dtype=np.float64).tolist()
+    sizes = size.tolist()
     features_json, contrib_json, reasons_json = [], [], []
-    for c in range(n):
-        fv = {f: round(float(feats[f][c]), 4) for f in FEATURES}
-        fv["density"] = round(float(density[c]), 4)
-        fv["size_factor"] = round(float(damp[c]), 4)
+    for c, (frow, crow) in enumerate(zip(feature_rows, contrib_rows, strict=True)):
+        fv = dict(zip(feature_names, frow, strict=True))
         if c in usage:
             fv.update(usage[c])
         features_json.append(json.dumps(fv, sort_keys=True))
-        contrib_json.append(json.dumps(
-            {f: round(float(contrib[f][c]), 4) for f in FEATURES}, sort_keys=True))
-        reasons = _reasons(c, int(size[c]), base, signals.get(c, []), net_ranges.get(c, 0),
-                           float(damp[c]), cfg)
+        contrib_json.append(json.dumps(dict(zip(FEATURES, crow, strict=True)), sort_keys=True))
+        reasons = _reasons(c, sizes[c], base, signals.get(c, []), net_ranges.get(c, 0),
+                           damps[c], cfg)
         if known[c]:
             reasons.insert(0, f"{int(known[c])} of {int(size[c])} accounts were confirmed "
                               f"operators {known_text[c]}")

@@ -97,6 +97,21 @@ TWO_CLUSTERS = {"c-a": (0.9, ["a1", "a2", "a3"]), "c-b": (0.2, ["b1", "b2"])}
 # -- writing and reading a run ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("top", [0, 1, 2, 3, 4, 6, 50])
+def test_top_clusters_are_the_head_of_all_clusters(store: Store, top: int) -> None:
+    # Ties at the cut (0.5 three times) are ordered by cluster_id in Arrow, as for all.
+    run_id = publish(store, {
+        "c-9": (0.5, ["a1", "a2"]), "c-10": (0.5, ["b1", "b2"]), "c-2": (0.5, ["c1", "c2"]),
+        "c-a": (0.9, ["d1", "d2"]), "c-b": (0.1, ["e1", "e2"]), "c-c": (0.7, ["f1", "f2"]),
+    })
+    everything = store.clusters(run_id)
+    assert everything.column("cluster_id").to_pylist() == [
+        "c-a", "c-c", "c-10", "c-2", "c-9", "c-b"]
+    head = store.clusters(run_id, top=top)
+    assert head.schema == RECORD_SCHEMAS["clusters"]
+    assert head.to_pylist() == everything.slice(0, top).to_pylist()
+
+
 def test_publish_and_read_back(store: Store) -> None:
     quarantine = [
         ("devices", "devices.csv", 3, "account_id", "unknown account_id", "'zz'"),

@@ -171,7 +171,7 @@ def _print_summary(summary) -> None:
 def _print_top(store, run_id: int, top: int) -> None:
     if top <= 0:
         return
-    clusters = store.clusters(run_id).slice(0, top).to_pylist()
+    clusters = store.clusters(run_id, top=top).to_pylist()
     flagged = [c for c in clusters if c["flagged"]]
     if not flagged:
         out.print("No cluster reached the flagging threshold.")

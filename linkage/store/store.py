@@ -407,16 +407,31 @@ class Store:
         table = self._read(f"reading memberships of run {run_id}", run_id, query, schema)
         return table.sort_by([("cluster_id", "ascending"), ("account_id", "ascending")])
 
-    def clusters(self, run_id: int) -> pa.Table:
-        """A run's clusters (the columns of ``RunRecord.clusters``), by score desc, id."""
+    def clusters(self, run_id: int, top: int | None = None) -> pa.Table:
+        """A run's clusters (the columns of ``RunRecord.clusters``), by score desc, id.
+
+        ``top``: only the first ``top`` of that order. The database returns only the clusters
+        scoring at least the ``top``-th highest score (ties at that score included), which
+        are then sorted here as always: a night's summary needs five of 175,000 rows (0.2 s
+        instead of 1.3 s at a million accounts).
+        """
         schema = RECORD_SCHEMAS["clusters"]
         c = _CLUSTERS
         query = (
             select(*(c.c[name] for name in schema.names))
             .where(c.c.run_id == run_id)
         )
+        if top is not None:
+            if top <= 0:
+                return schema.empty_table()
+            # A scalar subquery: the top-th highest score (NULL when there are fewer rows,
+            # and then every row qualifies).
+            nth = (select(c.c.score).where(c.c.run_id == run_id)
+                   .order_by(c.c.score.desc()).limit(1).offset(top - 1).scalar_subquery())
+            query = query.where((c.c.score >= nth) | nth.is_(None))
         table = self._read(f"reading clusters of run {run_id}", run_id, query, schema)
-        return table.sort_by([("score", "descending"), ("cluster_id", "ascending")])
+        table = table.sort_by([("score", "descending"), ("cluster_id", "ascending")])
+        return table if top is None else table.slice(0, top)
 
     def previous_memberships(self) -> pa.Table | None:
         """``cluster_id, account_id, first_seen_run_id`` of the latest succeeded run.
