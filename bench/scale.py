@@ -58,8 +58,9 @@ NETWORKX_SCALES = ("20k", "100k")  # networkx's Louvain does not finish in minut
 STAGES = ("ingest", "signals", "graph", "communities", "scoring", "continuity", "store")
 STAGE = re.compile(r"stage (\w+): done in ([\d.]+) s, peak RSS (\d+) MB")
 SECRET = "bench-secret-0123456789abcdef"
-# engine.memory_limit when --memory-limit is not given: unbounded, seedscale peaked at 20.8 GB
-# of this 24 GB machine's memory, which a shared machine cannot give; 5M is kept below 12 GB.
+# engine.memory_limit when --memory-limit is not given (other scales: linkage's default, 2GB).
+# Unbounded, seedscale peaked at 20.8 GB of this 24 GB machine's memory, which a shared
+# machine cannot give; 5M is kept below 12 GB.
 SCALE_LIMITS = {"seedscale": "4GB", "5m": "8GB"}
 # Issue 7's targets: scale → (seconds, peak MB)
 TARGETS = {"1m": (60, 3 * 1024), "seedscale": (180, 6 * 1024), "5m": (300, 12 * 1024)}
@@ -122,14 +123,16 @@ def measure(cmd: list[str], workdir: Path, env: dict[str, str],
             "stdout": out.read_text(), "stderr": err.read_text(), "spill_mb": spill[0] / 2**20}
 
 
-def run_linkage(data: Path, work: Path, memory_limit: str) -> dict[str, Any]:
+def run_linkage(data: Path, work: Path, memory_limit: str | None) -> dict[str, Any]:
+    """One ``linkage run``; ``memory_limit`` None leaves ``engine.memory_limit`` at linkage's
+    default, ``""`` is DuckDB's own (80% of RAM)."""
     db = work / "bench.db"
     db.unlink(missing_ok=True)
     spill = work / "spill"
     spill.mkdir(exist_ok=True)
     config = work / "bench.toml"
-    config.write_text(f'[engine]\nmemory_limit = "{memory_limit}"\n'
-                      f'temp_directory = "{spill}"\n')
+    limit = "" if memory_limit is None else f'memory_limit = "{memory_limit}"\n'
+    config.write_text(f'[engine]\n{limit}temp_directory = "{spill}"\n')
     cmd = [sys.executable, "-m", "linkage", "run", "--input", str(data),
            "--db", f"sqlite:///{db}", "--config", str(config)]
     env = {**os.environ, "LINKAGE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
@@ -317,7 +320,7 @@ def _stage_table(entries: list[dict[str, Any]]) -> list[str]:
             f"| {e['scale']} | {SCALES[e['scale']][1]:,} | {rows:,} | {e['edges']:,} | "
             f"{e['clusters']:,} | " + " | ".join(f"{e['stages'].get(s, 0):.1f}" for s in stages)
             + f" | **{e['wall']:.1f}** | {_mb(e['peak_mb'])} | "
-            f"{e.get('memory_limit') or 'none (80% of RAM)'} | {e['repeat']} | "
+            f"{_limit_label(e.get('memory_limit'))} | {e['repeat']} | "
             f"{e['machine']['load']:.1f} |")
     mixed = sorted((e for e in lk if e["pipeline"] == "linkage"
                     and SCALES[e["scale"]][0] == "mixed"), key=lambda e: SCALES[e["scale"]][1])
@@ -447,13 +450,22 @@ def write_doc(entries: list[dict[str, Any]]) -> None:
 
 # -- main ------------------------------------------------------------------------------------
 
-def _limit(pipeline: str, scale: str) -> str:
-    """engine.memory_limit of a linkage pipeline name: ``linkage`` (the scale's default),
-    ``linkage@unbounded`` or ``linkage@1GB``."""
+def _limit(pipeline: str, scale: str) -> str | None:
+    """engine.memory_limit of a linkage pipeline name: ``linkage`` (the scale's limit, None:
+    linkage's default), ``linkage@unbounded`` (``""``: DuckDB's 80% of RAM) or
+    ``linkage@1GB``."""
     if "@" not in pipeline:
-        return SCALE_LIMITS.get(scale, "")
+        return SCALE_LIMITS.get(scale)
     limit = pipeline.split("@", 1)[1]
     return "" if limit == "unbounded" else limit
+
+
+def _limit_label(limit: str | None) -> str:
+    """How a run's engine.memory_limit reads in the tables (runs recorded before linkage had
+    a default of its own recorded ``""``: unbounded)."""
+    if limit is None:
+        return "linkage's default (2GB)"
+    return limit or "none (80% of RAM)"
 
 
 def main() -> None:

@@ -330,9 +330,11 @@ class EngineConfig:
     """The relational engine."""
 
     name: Literal["duckdb", "spark"] = "duckdb"
-    memory_limit: str = ""
-    """DuckDB memory limit such as ``"4GB"`` (empty: DuckDB's default, 80% of RAM). Above it
-    DuckDB spills to ``temp_directory``."""
+    memory_limit: str = "2GB"
+    """DuckDB memory limit such as ``"4GB"`` or ``"25%"`` (of RAM); empty: DuckDB's own
+    default, 80% of RAM. Above it DuckDB spills to ``temp_directory`` and gets slower instead
+    of failing. 2 GB holds a million accounts of metadata without spilling (docs/benchmarks.md);
+    DuckDB otherwise keeps what the limit allows, which is most of a shared machine."""
     threads: int = 0
     """0: all cores."""
     temp_directory: str = ""

@@ -67,3 +67,30 @@ def test_a_partial_signal_table_keeps_that_signals_other_defaults():
     assert (cfg.signals.card.weight, cfg.signals.card.cap) == (0.7, RunConfig().signals.card.cap)
     assert cfg.signals.device.weight == RunConfig().signals.device.weight
     assert cfg.signals.device.cap == 500
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    ("", "2GB"),                                   # linkage's default
+    ('[engine]\nmemory_limit = "3GB"\n', "3GB"),
+    ('[engine]\nmemory_limit = ""\n', None),       # DuckDB's own default, 80% of RAM
+])
+def test_memory_limit_reaches_duckdb(tmp_path, toml, expected):
+    import duckdb
+
+    from linkage.engines import connect_duckdb
+
+    def limit(con: duckdb.DuckDBPyConnection) -> str:
+        (value,) = con.execute("SELECT current_setting('memory_limit')").fetchone() or ("",)
+        return str(value)
+
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    reference = duckdb.connect()
+    if expected is not None:
+        reference.execute("SET memory_limit = ?", [expected])
+    con = connect_duckdb(load_config(path).engine, tmp_path)
+    try:
+        assert limit(con) == limit(reference)
+    finally:
+        con.close()
+        reference.close()
