@@ -1,4 +1,5 @@
-"""Builders for the ingest stage's output tables, so later stages can be tested alone."""
+"""Builders for the ingest stage's output tables, so later stages can be tested alone, and
+the in-process CLI runner the command-line tests share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from datetime import datetime, timedelta
 
 import duckdb
 import sqlalchemy as sa
+from typer.testing import CliRunner, Result
 
+from linkage.cli import app
 from linkage.config import EngineConfig
 from linkage.engines import connect_duckdb
 
@@ -97,3 +100,14 @@ def snapshot(db_url: str) -> dict[str, list[tuple[object, ...]]]:
                               key=repr) for n in names}
     finally:
         engine.dispose()
+
+
+def invoke(*args: object, **env: str | None) -> Result:
+    """Run ``linkage *args`` in this process (each argument passed through ``str``) with the
+    variables ``env`` set over the environment (``None`` unsets one). ``LINKAGE_DB_URL`` is
+    unset unless given, so a developer's own setting cannot point a test at another database.
+
+    A test module that always passes the same key binds it once:
+    ``invoke = functools.partial(helpers.invoke, LINKAGE_SECRET=SECRET)``."""
+    runner = CliRunner(env={"LINKAGE_DB_URL": None, **env})
+    return runner.invoke(app, [str(a) for a in args])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from linkage.cli import app
+from tests import helpers
 from tests.helpers import snapshot
 
 SECRET = "bad-input-test-secret-0123456789"
@@ -27,9 +27,7 @@ PAYMENTS = "account_id,fingerprint,bin,billing_postal\na1,fp_1,411111,10115\na2,
 DEVICES = "account_id,device_id,seen_at\na1,dev9,2026-01-02T00:00:00Z\na3,dev9,\n"
 
 
-def invoke(*args):
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 def write_input(folder: Path) -> Path:

@@ -24,9 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
@@ -38,6 +36,7 @@ from linkage.ingest import ingest
 from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import build_links
 from linkage.synth.generator import generate
+from tests.helpers import invoke
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -194,14 +193,13 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     config = tmp_path / "spark.toml"
     config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n'
                       '[signals.activity_sync]\nenabled = true\n')
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
         nights = []
         for night in (data, second):
-            res = runner.invoke(app, ["run", "--input", str(night), "--db", f"sqlite:///{db}",
-                                      "--engine", name, "--config", str(config), "--quiet"])
+            res = invoke("run", "--input", night, "--db", f"sqlite:///{db}", "--engine", name,
+                         "--config", config, "--quiet", LINKAGE_SECRET=SECRET.decode())
             assert res.exit_code == 0, res.output
             run_id = int(res.stdout.strip().splitlines()[-1])
             with sqlite3.connect(db) as c:
