@@ -47,9 +47,7 @@ invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 def run(data: Path, db_url: str) -> int:
-    res = invoke("run", "--input", data, "--db", db_url, "--quiet")
-    assert res.exit_code == 0, res.output
-    return int(res.stdout.strip().splitlines()[-1])
+    return helpers.run_id_of(invoke("run", "--input", data, "--db", db_url, "--quiet"))
 
 
 def dump(db_url: str) -> dict[str, str]:

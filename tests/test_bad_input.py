@@ -39,8 +39,6 @@ def write_input(folder: Path) -> Path:
     return folder
 
 
-
-
 @pytest.fixture
 def store_with_a_run(tmp_path, db_url):
     good = write_input(tmp_path / "good")

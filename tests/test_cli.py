@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from functools import partial
 from pathlib import Path
 
@@ -27,11 +26,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def run_ok(data: Path, db: str, *extra: str) -> int:
-    res = invoke("run", "--input", data, "--db", db, *extra)
-    assert res.exit_code == 0, res.output
-    last = res.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+", last), res.stdout
-    return int(last)
+    return helpers.run_id_of(invoke("run", "--input", data, "--db", db, *extra))
 
 
 def memberships(db: str, out: Path, run: str = "latest") -> list[dict[str, str]]:
