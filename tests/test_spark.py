@@ -24,9 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
@@ -38,6 +36,7 @@ from linkage.ingest import ingest
 from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import build_links
 from linkage.synth.generator import generate
+from tests.helpers import invoke, run_id_of
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -151,19 +150,19 @@ def test_components_are_igraph_components(stages) -> None:
     (n,) = duck.execute("SELECT count(*) FROM accounts").fetchone()
     comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60)
     got = comp.toArrow()
-    expected = _smallest_vertex_labels(n, edges)
-    v = got.column("v").to_numpy()
-    assert np.array_equal(np.sort(v), np.unique(edges))
-    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+    _assert_smallest_vertex_labels(got, n, edges)
 
 
-def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
-    """Per vertex, the smallest vertex of its igraph component."""
+def _assert_smallest_vertex_labels(got: pa.Table, n: int, edges: np.ndarray) -> None:
+    """``got`` (v, comp) labels every vertex of ``edges``, and only those, with the smallest
+    vertex of its igraph component."""
     g = ig.Graph(n=n, edges=edges.tolist())
     membership = np.asarray(g.connected_components().membership)
     smallest = np.full(membership.max() + 1, n)
     np.minimum.at(smallest, membership, np.arange(n))
-    return smallest[membership]
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), smallest[membership][v])
 
 
 def _memberships(db: Path, run_id: int) -> list[tuple]:
@@ -194,16 +193,14 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     config = tmp_path / "spark.toml"
     config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n'
                       '[signals.activity_sync]\nenabled = true\n')
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
         nights = []
         for night in (data, second):
-            res = runner.invoke(app, ["run", "--input", str(night), "--db", f"sqlite:///{db}",
-                                      "--engine", name, "--config", str(config), "--quiet"])
-            assert res.exit_code == 0, res.output
-            run_id = int(res.stdout.strip().splitlines()[-1])
+            res = invoke("run", "--input", night, "--db", f"sqlite:///{db}", "--engine", name,
+                         "--config", config, "--quiet", LINKAGE_SECRET=SECRET.decode())
+            run_id = run_id_of(res)
             with sqlite3.connect(db) as c:
                 counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
                                    "WHERE run_id = ?", (run_id,)).fetchone()
@@ -226,10 +223,7 @@ def test_spark_components_equal_igraph_components(spark: SparkSession, graph) ->
     edges = np.array([(min(a, b), max(a, b)) for a, b in pairs if a != b] or [(0, 1)])
     df = spark.createDataFrame([(int(a), int(b)) for a, b in edges], "a long, b long")
     got = connected_components(df, max_rounds=60).toArrow()
-    expected = _smallest_vertex_labels(n, edges)
-    v = got.column("v").to_numpy()
-    assert np.array_equal(np.sort(v), np.unique(edges))
-    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+    _assert_smallest_vertex_labels(got, n, edges)
 
 
 def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
