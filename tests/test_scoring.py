@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -10,7 +11,13 @@ from datetime import timedelta
 import pytest
 
 from linkage.communities import detect_communities
-from linkage.config import CosignupConfig, GraphConfig, ScoringConfig, SignalsConfig
+from linkage.config import (
+    CosignupConfig,
+    GraphConfig,
+    ScoringConfig,
+    SignalConfig,
+    SignalsConfig,
+)
 from linkage.graph import build_edges, build_graph, edge_arrays
 from linkage.scoring import FEATURES, score_clusters, size_factor, usage_campaign
 from linkage.signals import build_links
@@ -102,6 +109,29 @@ def test_cluster_keys_and_intra_edges():
     (n_intra,) = con.execute("SELECT count(*) FROM intra_edges WHERE cluster = 0").fetchone()
     assert n_intra == con.execute(
         "SELECT count(*) FROM edges WHERE a < 16 AND b < 16").fetchone()[0]
+
+
+def test_a_hub_key_is_listed_with_its_count_but_is_not_reuse():
+    # The ring's card is carried by 16 accounts, above a card cap of 10: no edges (the ring
+    # falls apart into its three device groups), no reuse in the reasons, but each group's
+    # keys list it with its global count.
+    con = ring_and_family()
+    signals = dataclasses.replace(SIGNALS, card=SignalConfig(weight=0.9, cap=10))
+    weights = build_links(con, signals)
+    build_edges(con, GraphConfig())
+    part = detect_communities(build_graph(edge_arrays(con)), seed=1)
+    score_clusters(con, part, ScoringConfig(), {s: c for s, (_, c) in weights.items()})
+    ring = con.execute("SELECT cluster FROM members WHERE idx = 0").fetchone()[0]
+    keys = con.execute(
+        "SELECT signal, n_members, n_global FROM cluster_keys WHERE cluster = ? "
+        "ORDER BY signal, n_members", [ring]).fetchall()
+    size = con.execute("SELECT count(*) FROM members WHERE cluster = ?", [ring]).fetchone()[0]
+    assert ("card", size, 16) in keys
+    assert all(n_global < 10 for signal, _, n_global in keys if signal == "device")
+    (reasons,) = con.execute(
+        "SELECT reasons FROM cluster_scores WHERE cluster = ?", [ring]).fetchone()
+    assert not any("card" in r for r in json.loads(reasons))
+    assert any("device fingerprint" in r for r in json.loads(reasons))
 
 
 def test_usage_is_reported_with_the_features_and_as_a_reason():
