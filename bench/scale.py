@@ -58,7 +58,7 @@ NETWORKX_SCALES = ("20k", "100k")  # networkx's Louvain does not finish in minut
 STAGES = ("ingest", "signals", "graph", "communities", "scoring", "continuity", "store")
 STAGE = re.compile(r"stage (\w+): done in ([\d.]+) s, peak RSS (\d+) MB")
 SECRET = "bench-secret-0123456789abcdef"
-# engine.memory_limit when --memory-limit is not given (other scales: linkage's default, 2GB).
+# engine.memory_limit when --memory-limit is not given (other scales: linkage's default, 1.5GB).
 # Unbounded, seedscale peaked at 20.8 GB of this 24 GB machine's memory, which a shared
 # machine cannot give; 5M is kept below 12 GB.
 SCALE_LIMITS = {"seedscale": "4GB", "5m": "8GB"}
@@ -464,7 +464,7 @@ def _limit_label(limit: str | None) -> str:
     """How a run's engine.memory_limit reads in the tables (runs recorded before linkage had
     a default of its own recorded ``""``: unbounded)."""
     if limit is None:
-        return "linkage's default (2GB)"
+        return "linkage's default (1.5GB)"
     return limit or "none (80% of RAM)"
 
 

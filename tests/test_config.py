@@ -70,7 +70,7 @@ def test_a_partial_signal_table_keeps_that_signals_other_defaults():
 
 
 @pytest.mark.parametrize(("toml", "expected"), [
-    ("", "2GB"),                                   # linkage's default
+    ("", "1.5GB"),                                 # linkage's default
     ('[engine]\nmemory_limit = "3GB"\n', "3GB"),
     ('[engine]\nmemory_limit = ""\n', None),       # DuckDB's own default, 80% of RAM
 ])

@@ -1,6 +1,6 @@
 """The DuckDB engine: an in-process, in-memory database that spills to disk.
 
-Memory stays bounded by ``engine.memory_limit`` (2 GB unless configured): above it DuckDB's
+Memory stays bounded by ``engine.memory_limit`` (1.5 GB unless configured): above it DuckDB's
 operators spill to ``engine.temp_directory`` (a private temporary folder by default) and get
 slower instead of failing. Timestamps are parsed and kept in UTC whatever the machine's time
 zone.
