@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -265,3 +266,73 @@ def test_the_default_engine_never_imports_spark() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert res.returncode == 0, res.stderr
+
+
+# --- ingest's SQL on Spark ---------------------------------------------------------------------
+
+# Text of every kind: any code point but surrogates (not text) and NUL (DuckDB ends a string
+# there), attacker-style spellings of the values each rule parses, and separators.
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+                    max_size=25)
+_SHAPED = st.one_of(
+    st.text(alphabet="0123456789abcdefABCDEF:.", max_size=40),               # IPs
+    st.text(alphabet="0123456789-:TZ+. ", max_size=30),                      # timestamps
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
+                 timezones=st.one_of(st.none(), st.timezones())).map(lambda d: d.isoformat()),
+    st.text(alphabet="0123456789 -a", max_size=24),                          # card numbers
+    st.text(alphabet="abcXYZ019.+_-@ ", max_size=20),                        # emails
+    st.text(alphabet="0123456789.-+e ", max_size=12),                        # counts
+    st.text(alphabet="aAsS 0123456789\t\x0b\x0c\xa0\u0130\u00df", max_size=12),
+)
+_VALUES = st.lists(st.one_of(_ANY_TEXT, _SHAPED, st.none()), min_size=1, max_size=40)
+
+
+def _rules() -> dict[str, str]:
+    from linkage.ingest import normalise as nz
+
+    c = CFG.ingest
+    rules = {
+        "clean": nz.clean_text_sql("x"),
+        "email": nz.email_sql("x", c.email_ignore_dots, c.email_ignore_plus,
+                              c.email_domain_aliases),
+        "phone": nz.phone_sql("x"), "display_name": nz.display_name_sql("x"),
+        "compact": nz.compact_sql("x"), "asn": nz.asn_sql("x"), "ip": nz.ip_sql("x"),
+        "card": nz.card_number_sql("x"), "timestamp": nz.timestamp_sql("x"),
+        "count": nz.count_sql("x"), "lower": "lower(x)",
+    }
+    rules["net"] = nz.ip_net_sql(f"({rules['ip']})")
+    rules["net48"] = nz.ip_net48_sql(f"({rules['ip']})")
+    return rules
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_VALUES)
+def test_normalisation_on_spark_equals_duckdb(spark: SparkSession, values: list) -> None:
+    """Every rule of ``linkage.ingest.normalise``, transpiled to Spark, gives DuckDB's value."""
+    rules = _rules()
+    select = ", ".join(f"{sql} AS {name}" for name, sql in rules.items())
+    spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i long, x string"
+                          ).createOrReplaceTempView("lk_values")
+    got = SparkSQL(spark, "unused").execute(
+        f"SELECT i, {select} FROM lk_values ORDER BY i").fetchall()
+    duck = duckdb.connect()
+    duck.execute("SET TimeZone = 'UTC'")
+    expected = duck.execute(
+        f"SELECT i, {select} FROM (SELECT unnest(range(len($v))) AS i, unnest($v) AS x) "
+        "ORDER BY i", {"v": values}).fetchall()
+    assert got == expected
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_ANY_TEXT, st.none()), min_size=1, max_size=30),
+       st.binary(min_size=16, max_size=100), st.sampled_from(["email", "obs:api_key", "ip"]))
+def test_keyed_hash_on_spark_is_hmac(spark: SparkSession, values: list, secret: bytes,
+                                     namespace: str) -> None:
+    """``lk_hash``, the DuckDB macro, inlined by SparkSQL, equals Python's hmac."""
+    pseudo = Pseudonymiser(secret)
+    sql = SparkSQL(spark, "unused")
+    pseudo.install(sql)
+    spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i long, v string"
+                          ).createOrReplaceTempView("lk_values")
+    got = sql.execute(f"SELECT lk_hash('{namespace}', v) FROM lk_values ORDER BY i").fetchall()
+    assert [h for (h,) in got] == [pseudo.hash(namespace, v) for v in values]

@@ -13,6 +13,10 @@ fails loudly rather than running with other semantics:
     small parameter tables, kept on the driver and registered as views.
 ``DELETE FROM t [alias] USING u, ... WHERE cond``
     rewritten as ``t`` minus its rows with a match: ``SELECT * FROM t WHERE NOT EXISTS (...)``.
+``CREATE [OR REPLACE] [TEMP] MACRO f(a, ...) AS expr``
+    kept by the connection and inlined wherever a later statement calls ``f`` (the
+    pseudonymisation's ``lk_hash``, :meth:`linkage.pseudonymise.Pseudonymiser.install`: the
+    same HMAC text runs on both engines).
 ``DROP TABLE t``, and any ``SELECT`` (results fetched to the driver).
 
 Rewrites beyond sqlglot's own transpiling (each keeps DuckDB's result bit for bit):
@@ -21,11 +25,28 @@ Rewrites beyond sqlglot's own transpiling (each keeps DuckDB's result bit for bi
   :func:`linkage.graph._product`) becomes ``aggregate(array_sort(collect_list(x)), 1D,
   (acc, v) -> acc * v)``: the same multiplications in the same order.
 * ``range(a, b) alias(col)`` with constant bounds becomes ``VALUES (a), ..., (b - 1)``.
+
+and, for ingest's normalisation (:mod:`linkage.ingest.normalise`; each tested against the
+rules' Python twins in ``tests/test_spark.py``):
+
+* ``regexp_full_match(s, p)`` becomes ``s RLIKE '^(?:p)\\z'`` (Java's ``$`` would also match
+  before a final line break); ``\\v`` in a pattern becomes ``\\x0B`` (RE2's ``\\v`` is the
+  vertical tab alone, Java's a class of seven characters).
+* ``regexp_replace``'s ``\\1`` in the replacement becomes Java's ``$1``.
+* ``regexp_extract(s, p, ['a', 'b'])`` (a struct of named groups) becomes
+  ``named_struct('a', regexp_extract(s, p, 1), 'b', regexp_extract(s, p, 2))``.
+* ``list_transform(l, lambda x, i: ...)``: DuckDB's index ``i`` counts from 1, Spark's from 0.
+* ``string_split(s, '')`` (the characters of ``s``) drops Java's trailing empty string.
+* ``strlen`` (bytes) becomes ``octet_length``; ``list_sum(l)`` an ``aggregate``;
+  ``CAST('0x' || h AS INT)`` (DuckDB reads hex) ``CAST(conv(h, 16, 10) AS INT)``;
+  ``timezone('UTC', t)`` ``CAST(t AS TIMESTAMP_NTZ)`` (the session time zone is UTC,
+  :func:`linkage.engines.spark.spark_session`); ``WITH q AS MATERIALIZED`` a plain ``WITH``.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +66,30 @@ def to_spark(sql: str) -> str:
     return _generate(tree)
 
 
-def _generate(tree: exp.Expr) -> str:
+def _generate(tree: exp.Expr, macros: dict[str, exp.Create] | None = None) -> str:
+    if macros:
+        tree = tree.transform(lambda node: _inline(node, macros))
     tree = tree.transform(_rewrite)
     return tree.sql(dialect="spark")
+
+
+def _inline(node: exp.Expr, macros: dict[str, exp.Create]) -> exp.Expr:
+    """A call of a macro replaced by the macro's body, its parameters by the arguments."""
+    if not isinstance(node, exp.Anonymous) or node.name.lower() not in macros:
+        return node
+    macro = macros[node.name.lower()]
+    params = [p.name for p in macro.this.expressions]
+    if len(params) != len(node.expressions):
+        raise NotImplementedError(f"{node.name} takes {len(params)} arguments")
+    args = dict(zip(params, node.expressions, strict=True))
+
+    def bind(n: exp.Expr) -> exp.Expr:
+        if isinstance(n, exp.Column) and not n.table and n.name in args:
+            return exp.paren(args[n.name].copy(), copy=False)
+        return n
+
+    # the arguments may call macros too (inlined first, by the outer transform's order)
+    return macro.expression.copy().transform(bind).transform(lambda n: _inline(n, macros))
 
 
 def _rewrite(node: exp.Expr) -> exp.Expr:
@@ -57,7 +99,7 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
             and node.expressions[1].name.lower() == "product"):
         inner = node.expressions[0].this
         value = inner.this if isinstance(inner, exp.Order) else inner
-        spark_value = value.sql(dialect="spark")
+        spark_value = _sub(value)
         return sqlglot.parse_one(
             f"AGGREGATE(ARRAY_SORT(COLLECT_LIST({spark_value})), CAST(1 AS DOUBLE), "
             "(acc, v) -> acc * v)", read="spark")
@@ -70,6 +112,89 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
         rows = [exp.Tuple(expressions=[exp.Literal.number(i)])
                 for i in range(int(start.name), stop)]
         return exp.Values(expressions=rows, alias=node.args.get("alias"))
+    return _rewrite_text(node)
+
+
+def _spark(sql: str) -> exp.Expr:
+    return sqlglot.parse_one(sql, read="spark")
+
+
+def _sub(node: exp.Expr) -> str:
+    """A subexpression of a rewritten node, itself rewritten, as Spark SQL (a node that a
+    rewrite replaces is not visited again by the outer transform)."""
+    return node.transform(_rewrite).sql(dialect="spark")
+
+
+def _java_pattern(node: exp.Expr) -> exp.Expr:
+    if not (isinstance(node, exp.Literal) and node.is_string):
+        raise NotImplementedError(f"a regular expression must be a literal: {node.sql()[:80]}")
+    return exp.Literal.string(node.name.replace("\\v", "\\x0B"))
+
+
+def _rewrite_text(node: exp.Expr) -> exp.Expr:
+    """The rewrites of ingest's normalisation rules (module docstring)."""
+    if isinstance(node, exp.RegexpFullMatch):
+        pattern = _java_pattern(node.expression)
+        return exp.RegexpLike(this=node.this,
+                              expression=exp.Literal.string(f"^(?:{pattern.name})\\z"))
+    if isinstance(node, exp.RegexpReplace):
+        node.set("expression", _java_pattern(node.expression))
+        replacement = node.args.get("replacement")
+        if isinstance(replacement, exp.Literal):
+            text = replacement.name.replace("$", "\\$")
+            node.set("replacement", exp.Literal.string(re.sub(r"\\(\d)", r"$\1", text)))
+        node.set("modifiers", None)
+        return node
+    if isinstance(node, exp.RegexpExtract) and isinstance(node.args.get("group"), exp.Array):
+        names = node.args["group"].expressions
+        fields = ", ".join(
+            f"{n.sql(dialect='spark')}, REGEXP_EXTRACT({_sub(node.this)}, "
+            f"{_java_pattern(node.expression).sql(dialect='spark')}, {i})"
+            for i, n in enumerate(names, start=1))
+        return _spark(f"NAMED_STRUCT({fields})")
+    if isinstance(node, exp.Transform):
+        fn = node.expression
+        if isinstance(fn, exp.Lambda) and len(fn.expressions) == 2:
+            index = fn.expressions[1].name
+
+            def one_based(n: exp.Expr) -> exp.Expr:
+                if isinstance(n, (exp.Identifier, exp.Column)) and n.name == index and (
+                        not isinstance(n.parent, exp.Lambda) or n.arg_key != "expressions"):
+                    return exp.paren(exp.Add(this=exp.to_identifier(index),
+                                             expression=exp.Literal.number(1)))
+                return n
+
+            fn.set("this", fn.this.transform(one_based))
+        return node
+    if isinstance(node, exp.Split) and isinstance(node.expression, exp.Literal) and (
+            node.expression.name == ""):
+        text = _sub(node.this)
+        return _spark(f"SLICE(SPLIT({text}, ''), 1, LENGTH({text}))")
+    if isinstance(node, exp.Lower):
+        # Java lower-cases U+0130 to two characters (Unicode's full mapping), DuckDB to 'i'
+        return _spark(f"LOWER(REPLACE({_sub(node.this)}, '\u0130', 'i'))")
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        args = node.expressions
+        if name == "strlen" and len(args) == 1:
+            return _spark(f"OCTET_LENGTH({_sub(args[0])})")
+        if name == "list_sum" and len(args) == 1:
+            return _spark(f"AGGREGATE({_sub(args[0])}, 0, (a, x) -> a + x)")
+        if (name == "timezone" and len(args) == 2 and isinstance(args[0], exp.Literal)
+                and args[0].name.upper() == "UTC"):
+            return _spark(f"CAST({_sub(args[1])} AS TIMESTAMP_NTZ)")
+    if isinstance(node, exp.Cast) and node.to.is_type("int"):
+        inner = node.this.unnest()
+        if (isinstance(inner, exp.DPipe) and isinstance(inner.this, exp.Literal)
+                and inner.this.name == "0x"):
+            return _spark(f"CAST(CONV({_sub(inner.expression)}, 16, 10) AS INT)")
+    if isinstance(node, exp.TryCast) and node.to.is_type("timestamptz"):
+        # Spark reads an offset as +hh, +hh:mm or Z, DuckDB also as +hhmm
+        text = _sub(node.this)
+        return _spark(f"TRY_CAST(REGEXP_REPLACE({text}, '([+-][0-9]{{2}})([0-9]{{2}})$', "
+                      "'$1:$2') AS TIMESTAMP)")
+    if isinstance(node, exp.CTE) and node.args.get("materialized"):
+        node.set("materialized", None)
     return node
 
 
@@ -82,6 +207,7 @@ class SparkSQL:
         self.staging = staging.rstrip("/")
         self._rows: list[tuple[Any, ...]] = []
         self._small: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
+        self._macros: dict[str, exp.Create] = {}
         self._versions = itertools.count()
 
     # -- the DuckDB connection subset ------------------------------------------------------
@@ -99,7 +225,7 @@ class SparkSQL:
             for table in tree.args.get("tables") or [tree.this]:
                 self.drop(table.name)
         elif isinstance(tree, exp.Query):
-            self._rows = [tuple(r) for r in self.spark.sql(_generate(tree)).collect()]
+            self._rows = [tuple(r) for r in self.spark.sql(self.to_spark(tree)).collect()]
         else:
             raise NotImplementedError(f"statement not supported on Spark: {sql[:80]!r}")
         return self
@@ -113,6 +239,10 @@ class SparkSQL:
         existing.extend(tuple(r) for r in rows)
         self._register_small(name)
         return self
+
+    def to_spark(self, tree: exp.Expr) -> str:
+        """A parsed DuckDB statement as Spark SQL, with this connection's macros inlined."""
+        return _generate(tree, self._macros)
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows[0] if self._rows else None
@@ -140,7 +270,9 @@ class SparkSQL:
     def _create(self, tree: exp.Create) -> None:
         target = tree.this
         query = tree.expression
-        if isinstance(target, exp.Schema):  # CREATE TABLE t (col TYPE, ...)
+        if str(tree.args.get("kind", "")).upper() == "MACRO":
+            self._macros[target.this.name.lower()] = tree
+        elif isinstance(target, exp.Schema):  # CREATE TABLE t (col TYPE, ...)
             cols = []
             for col in target.expressions:
                 cols.append(f"{col.name} {col.args['kind'].sql(dialect='spark')}")
@@ -148,7 +280,7 @@ class SparkSQL:
             self._small[name] = (", ".join(cols), [])
             self._register_small(name)
         elif isinstance(query, exp.Query):
-            self.save(target.name, self.spark.sql(_generate(query)))
+            self.save(target.name, self.spark.sql(self.to_spark(query)))
         else:
             raise NotImplementedError(f"CREATE not supported on Spark: {tree.sql()[:80]!r}")
 
@@ -170,4 +302,4 @@ class SparkSQL:
         match = match.where(where.this)
         keep = (exp.select(exp.Star()).from_(exp.to_table(name).as_(alias))
                 .where(exp.Not(this=exp.Exists(this=match))))
-        self.save(name, self.spark.sql(_generate(keep)))
+        self.save(name, self.spark.sql(self.to_spark(keep)))
