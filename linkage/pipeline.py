@@ -125,8 +125,11 @@ def run_pipeline(
                 if state is not None:
                     incr.load_known(con, state, key_check=pseudo.check_value(),
                                     ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
-                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
-                             known=incr.KNOWN if state is not None else None)
+                if spark and state is None:
+                    ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo)
+                else:  # an incremental run's ingest builds on DuckDB's state (below)
+                    ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
+                                 known=incr.KNOWN if state is not None else None)
                 n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
             _check_key(store, pseudo)

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from linkage.config import RunConfig, SignalsConfig, SparkConfig
+from linkage.config import IngestConfig, RunConfig, SignalsConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
+from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
+from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import BAND_TABLES, band_tables, signal_weights
 from linkage.warmstart import (
     component_fingerprints,
@@ -111,16 +113,46 @@ class SparkEngine:
         root = cfg.staging.rstrip("/") if cfg.staging else str(spill / "spark")
         self.staging = f"{root}/linkage-{uuid.uuid4().hex}"
         self.sql: SparkSQL = SparkSQL(self.spark, self.staging)
+        self._ingested = False
+
+    def ingest(self, con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
+               pseudo: Pseudonymiser) -> IngestResult:
+        """:func:`linkage.ingest.ingest` on Spark (files read by the executors, checked,
+        normalised and hashed there), then the output tables copied into ``con``.
+
+        The copy serves the stages that still run on the driver: the MinHash bands of the
+        set-similarity signals, scoring, continuity, the store write and the incremental
+        state read them from DuckDB. It holds hashes and normalised values, not raw input.
+        """
+        from linkage.engines.spark_ingest import load_table
+
+        result = ingest(self.sql, input_dir, cfg, pseudo, load=load_table)
+        for name in INPUT_TABLES:
+            schema = ", ".join(f"{c} {t}" for c, t in OUTPUT_SCHEMAS[name])
+            columns = ", ".join(c for c, _ in OUTPUT_SCHEMAS[name])
+            con.execute(f"CREATE OR REPLACE TABLE {name} ({schema})")
+            con.register("spark_in", self.sql.table(name).select(
+                *(c for c, _ in OUTPUT_SCHEMAS[name])).toArrow())
+            try:
+                # timestamps arrive with a UTC offset; the session time zone is UTC
+                con.execute(f"INSERT INTO {name} SELECT {columns} FROM spark_in ORDER BY ALL")
+            finally:
+                con.unregister("spark_in")
+        self._ingested = True
+        return result
 
     def load(self, con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> None:
-        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging).
+        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging),
+        unless :meth:`ingest` made them there.
 
         The MinHash bands of the prompt and activity_sync signals
         (:func:`linkage.signals.prompt_bands`, :func:`~linkage.signals.activity_bands`: an
         aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
         copied too: both engines then link accounts by the very same band keys.
         """
-        tables = [*INPUT_TABLES, *band_tables(con, cfg, signal_weights(cfg, []))]
+        tables = [*band_tables(con, cfg, signal_weights(cfg, []))]
+        if not self._ingested:
+            tables = [*INPUT_TABLES, *tables]
         for name in tables:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))

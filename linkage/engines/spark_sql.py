@@ -11,6 +11,11 @@ fails loudly rather than running with other semantics:
     back as the view ``t`` (each table is materialised once: no lineage grows across stages).
 ``CREATE [OR REPLACE] [TEMP] TABLE t (col TYPE, ...)`` and ``INSERT INTO t VALUES (?, ...)``
     small parameter tables, kept on the driver and registered as views.
+``INSERT INTO t [(col, ...)] SELECT ...``
+    the rows are appended to ``t``'s Parquet folder (a small table becomes one first), cast
+    by position to ``t``'s column types and missing columns filled with NULL, as DuckDB does.
+    Appends wait until a statement reads ``t``: forty checks appending problems to one table
+    are then one Spark job, not forty.
 ``DELETE FROM t [alias] USING u, ... WHERE cond``
     rewritten as ``t`` minus its rows with a match: ``SELECT * FROM t WHERE NOT EXISTS (...)``.
 ``CREATE [OR REPLACE] [TEMP] MACRO f(a, ...) AS expr``
@@ -18,6 +23,8 @@ fails loudly rather than running with other semantics:
     pseudonymisation's ``lk_hash``, :meth:`linkage.pseudonymise.Pseudonymiser.install`: the
     same HMAC text runs on both engines).
 ``DROP TABLE t``, and any ``SELECT`` (results fetched to the driver).
+
+Parameters (``?``) of :meth:`SparkSQL.execute` are bound as SQL literals.
 
 Rewrites beyond sqlglot's own transpiling (each keeps DuckDB's result bit for bit):
 
@@ -198,6 +205,33 @@ def _rewrite_text(node: exp.Expr) -> exp.Expr:
     return node
 
 
+def _bind(tree: exp.Expr, parameters: Sequence[Any]) -> exp.Expr:
+    """``?`` placeholders replaced, in order, by ``parameters`` as literals."""
+    values = iter(parameters)
+
+    def literal(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Placeholder):
+            return node
+        value = next(values)
+        if value is None:
+            return exp.Null()
+        if isinstance(value, bool):
+            return exp.Boolean(this=value)
+        if isinstance(value, int | float):
+            return exp.Literal.number(value)
+        if isinstance(value, str):
+            return exp.Literal.string(value)
+        raise NotImplementedError(f"parameter of type {type(value).__name__}")
+
+    bound = tree.transform(literal)
+    if next(values, _END) is not _END:
+        raise ValueError("more parameters than placeholders")
+    return bound
+
+
+_END = object()
+
+
 class SparkSQL:
     """A DuckDB-like connection (``execute``/``executemany``/``fetchone``/``fetchall``)
     whose statements run on Spark; tables are Parquet under ``staging``."""
@@ -208,16 +242,23 @@ class SparkSQL:
         self._rows: list[tuple[Any, ...]] = []
         self._small: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
         self._macros: dict[str, exp.Create] = {}
+        self._paths: dict[str, str] = {}  # tables that INSERT ... SELECT appends to
+        self._pending: dict[str, list[DataFrame]] = {}  # their rows not yet written
         self._versions = itertools.count()
 
     # -- the DuckDB connection subset ------------------------------------------------------
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> SparkSQL:
-        if parameters:
-            raise NotImplementedError("SparkSQL.execute takes no parameters (use executemany)")
         tree = sqlglot.parse_one(sql, read="duckdb")
+        if parameters:
+            tree = _bind(tree, parameters)
         self._rows = []
-        if isinstance(tree, exp.Create):
+        reads = tree.expression if isinstance(tree, exp.Insert) else tree
+        for table in reads.find_all(exp.Table) if reads else []:
+            self._flush(table.name)
+        if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
+            self._insert(tree)
+        elif isinstance(tree, exp.Create):
             self._create(tree)
         elif isinstance(tree, exp.Delete):
             self._delete(tree)
@@ -253,6 +294,7 @@ class SparkSQL:
     # -- tables ----------------------------------------------------------------------------
 
     def table(self, name: str) -> DataFrame:
+        self._flush(name)
         return self.spark.table(name)
 
     def save(self, name: str, df: DataFrame) -> DataFrame:
@@ -261,11 +303,60 @@ class SparkSQL:
         df.write.mode("overwrite").parquet(path)
         saved = self.spark.read.parquet(path)
         saved.createOrReplaceTempView(name)
+        self._small.pop(name, None)
+        self._paths.pop(name, None)
+        self._pending.pop(name, None)
         return saved
+
+    def append(self, name: str, df: DataFrame, columns: Sequence[str] | None = None) -> None:
+        """Append ``df``'s rows to the table ``name``, by position into ``columns`` (default:
+        the table's first columns), cast to the table's types; other columns get NULL."""
+        from pyspark.sql import functions as F
+
+        existing = self.spark.table(name)
+        cols = list(columns or existing.columns[: len(df.columns)])
+        if len(cols) != len(df.columns):
+            raise ValueError(f"INSERT INTO {name}: {len(df.columns)} values for {len(cols)} "
+                             "columns")
+        # positional names: a SELECT's own names may repeat ('?' bound twice to the same value)
+        df = df.toDF(*[f"_lk_c{i}" for i in range(len(df.columns))])
+        position = {c.lower(): i for i, c in enumerate(cols)}
+        out = df.select([
+            (F.col(f"_lk_c{position[f.name.lower()]}") if f.name.lower() in position
+             else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in existing.schema.fields])
+        self._pending.setdefault(name, []).append(out)
+
+    def _flush(self, name: str) -> None:
+        """Write the rows waiting to be appended to ``name``, all in one job."""
+        pending = self._pending.pop(name, [])
+        if not pending:
+            return
+        path = self._paths.get(name)
+        if path is None:  # the table's rows so far start the folder
+            path = f"{self.staging}/{name}-{next(self._versions)}"
+            self.spark.table(name).write.mode("overwrite").parquet(path)
+            self._small.pop(name, None)
+            self._paths[name] = path
+        rows = pending[0]
+        for more in pending[1:]:
+            rows = rows.unionByName(more)
+        rows.write.mode("append").parquet(path)
+        self.spark.read.parquet(path).createOrReplaceTempView(name)
 
     def drop(self, name: str) -> None:
         self._small.pop(name, None)
+        self._paths.pop(name, None)
+        self._pending.pop(name, None)
         self.spark.catalog.dropTempView(name)
+
+    def _insert(self, tree: exp.Insert) -> None:
+        target = tree.this
+        columns = None
+        if isinstance(target, exp.Schema):
+            columns = [c.name for c in target.expressions]
+            target = target.this
+        self.append(target.name, self.spark.sql(self.to_spark(tree.expression)), columns)
 
     def _create(self, tree: exp.Create) -> None:
         target = tree.this
@@ -275,8 +366,15 @@ class SparkSQL:
         elif isinstance(target, exp.Schema):  # CREATE TABLE t (col TYPE, ...)
             cols = []
             for col in target.expressions:
-                cols.append(f"{col.name} {col.args['kind'].sql(dialect='spark')}")
+                kind = col.args["kind"]
+                # DuckDB's TIMESTAMP (naive, UTC here) travels to Spark as its TIMESTAMP, as
+                # Arrow's naive timestamps do; sqlglot would make it TIMESTAMP_NTZ
+                spark_type = ("TIMESTAMP" if kind.is_type("timestamp")
+                              else kind.sql(dialect="spark"))
+                cols.append(f"`{col.name}` {spark_type}")
             name = target.this.name
+            self._paths.pop(name, None)  # OR REPLACE: the rows of an earlier table go
+            self._pending.pop(name, None)
             self._small[name] = (", ".join(cols), [])
             self._register_small(name)
         elif isinstance(query, exp.Query):
