@@ -176,7 +176,8 @@ def run_pipeline(
                     facts = label_facts(store)
                     summary.n_flagged = score_clusters(
                         con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
-                        false_positive=facts.false_positive)
+                        false_positive=facts.false_positive,
+                        usage_con=spark.sql if spark else None)
                 current = "continuity"
                 with stage(current, run_id):
                     summary.origins = assign_identities(

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
@@ -35,11 +36,13 @@ from linkage.engines.spark import SparkEngine, require_pyspark
 from linkage.engines.spark_graph import ConvergenceError, connected_components
 from linkage.engines.spark_sql import SparkSQL, to_spark
 from linkage.errors import ConfigError
-from linkage.graph import build_edges
+from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import OUTPUT_SCHEMAS, ingest
 from linkage.pseudonymise import Pseudonymiser
-from linkage.signals import build_links
+from linkage.scoring import score_clusters
+from linkage.signals import build_links, signal_weights
 from linkage.synth.generator import generate
+from linkage.warmstart import warm_detect
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -404,3 +407,50 @@ def test_bad_input_on_spark_names_file_column_row_and_value(spark: SparkSession,
     assert "devices/part-1.csv.gz, column 'account_id', row 3" in res.output
     assert not (tmp_path / "x.db").exists() or not sqlite3.connect(tmp_path / "x.db").execute(
         "SELECT name FROM sqlite_master WHERE name = 'runs'").fetchall()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["ip", "card", "obs:x", "é"]), _ANY_TEXT),
+                min_size=1, max_size=200, unique=True))
+def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) -> None:
+    """A table's numbering (``kid``, ``idx``: ``row_number() OVER (ORDER BY ...)`` over the
+    whole table) runs range-partitioned on Spark, and numbers rows exactly as DuckDB."""
+    sql = "SELECT (row_number() OVER (ORDER BY s, k) - 1)::INTEGER AS kid, s, k FROM lk_rows"
+    spark.createDataFrame(rows, "s string, k string").repartition(3).createOrReplaceTempView(
+        "lk_rows")
+    got = sorted(tuple(r) for r in SparkSQL(spark, "unused").query(
+        sqlglot.parse_one(sql, read="duckdb")).collect())
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE lk_rows (s VARCHAR, k VARCHAR)")
+    duck.executemany("INSERT INTO lk_rows VALUES (?, ?)", rows)
+    assert got == sorted(duck.execute(sql).fetchall())
+    plan = SparkSQL(spark, "unused").query(sqlglot.parse_one(sql, read="duckdb"))
+    assert "SinglePartition" not in plan._jdf.queryExecution().executedPlan().toString()
+
+
+def test_modularity_on_spark_equals_duckdb(stages) -> None:
+    """Modularity is not a sum over components: the Spark engine runs it in one task over
+    every linked account, as the DuckDB engine does, and finds the same clusters."""
+    duck, other, engine = stages
+    cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
+                               "communities": {"objective": "modularity", "resolution": 1.0}})
+    expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
+    got, _ = engine.communities(other, edge_arrays(other), cfg, None, None, salt="s")
+    assert expected.n_clusters > 10
+    assert np.array_equal(got.cluster, expected.cluster)
+
+
+def test_usage_aggregates_on_spark_equal_duckdb(stages) -> None:
+    """Scoring's usage aggregates (a scan of ``interactions``) on Spark give the features and
+    scores that DuckDB gives."""
+    duck, other, engine = stages
+    partition, _ = warm_detect(duck, edge_arrays(duck), CFG, None, None, salt="s")
+    caps = {s: cap for s, (_, cap) in signal_weights(CFG.signals, []).items()}
+    flagged = [score_clusters(con, partition, CFG.scoring, caps, usage_con=usage)
+               for con, usage in ((duck, None), (other, engine.sql))]
+    assert flagged[0] == flagged[1]
+    sql = "SELECT cluster, size, score, flagged, features, reasons FROM cluster_scores ORDER BY 1"
+    a, b = _rows(duck, sql), _rows(other, sql)
+    assert sum('"usage_campaign"' in r[4] and '"requests"' in r[4] for r in a) > 5
+    assert [r[:2] + r[3:] for r in a] == [r[:2] + r[3:] for r in b]
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)

@@ -1,16 +1,19 @@
-"""The Spark engine: signals, edges, connected components and Leiden on a Spark cluster.
+"""The Spark engine: ingest, signals, edges, components, Leiden and usage on Spark.
 
 What runs where (``docs/operations.md``, "Spark"):
 
-* DuckDB, on the driver: ingest (validation, normalisation, pseudonymisation), scoring,
-  continuity and the store write, exactly as with the default engine.
-* Spark: the signals (``links``, ``keys``, ``key_members``) and the edge building
-  (``edge_signals``, ``edges``: the self-join, the largest relational stage), from the same
-  DuckDB-dialect SQL (:mod:`linkage.engines.spark_sql`); connected components and
-  per-component Leiden (:mod:`linkage.engines.spark_graph`).
+* Spark: ingest (the executors read the files; validation, normalisation and
+  pseudonymisation are ingest's own SQL, :mod:`linkage.engines.spark_ingest`), the signals
+  (``links``, ``keys``, ``key_members``) and the edge building (``edge_signals``, ``edges``:
+  the self-join, the largest relational stage), from the same DuckDB-dialect SQL
+  (:mod:`linkage.engines.spark_sql`); connected components and per-component Leiden
+  (:mod:`linkage.engines.spark_graph`); scoring's usage aggregates.
+* DuckDB, on the driver: the MinHash bands of the set-similarity signals, the rest of
+  scoring, continuity and the store write, exactly as with the default engine; ingest too
+  for an incremental run (its state is DuckDB's).
 
-The ingest tables travel to Spark as Arrow, and the stage tables come back the same way, so
-scoring, continuity, reports and views read exactly what the DuckDB engine leaves.
+The ingest and stage tables are copied back to the driver's DuckDB as Arrow, so scoring,
+continuity, reports and views read exactly what the DuckDB engine leaves.
 
 pyspark is an optional dependency, imported only here and only when the engine is chosen.
 """
@@ -78,12 +81,18 @@ def require_pyspark() -> None:
 
 
 def spark_session(cfg: SparkConfig) -> SparkSession:
-    """The active Spark session (under ``spark-submit``), else a new one on ``cfg.master``."""
+    """The active Spark session, else a new one: under ``spark-submit`` with its master and
+    settings, otherwise on ``cfg.master`` with ``cfg.conf``."""
     require_pyspark()
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
-    if spark is None:
+    # spark-submit starts the JVM first and this process from it, passing the JVM's address:
+    # its --master and --conf then hold (a builder's master would override them)
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    if spark is None and submitted:
+        spark = SparkSession.builder.appName("linkage").getOrCreate()
+    elif spark is None:
         builder = SparkSession.builder.appName("linkage").master(cfg.master)
         settings: dict[str, str] = {}
         if cfg.master.startswith("local"):
@@ -196,7 +205,7 @@ class SparkEngine:
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""
-        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES):
+        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES, "members"):
             self.spark.catalog.dropTempView(name)
         try:
             jvm: Any = self.spark._jvm  # type: ignore[attr-defined]

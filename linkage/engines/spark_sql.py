@@ -47,7 +47,8 @@ rules' Python twins in ``tests/test_spark.py``):
 * ``strlen`` (bytes) becomes ``octet_length``; ``list_sum(l)`` an ``aggregate``;
   ``CAST('0x' || h AS INT)`` (DuckDB reads hex) ``CAST(conv(h, 16, 10) AS INT)``;
   ``timezone('UTC', t)`` ``CAST(t AS TIMESTAMP_NTZ)`` (the session time zone is UTC,
-  :func:`linkage.engines.spark.spark_session`); ``WITH q AS MATERIALIZED`` a plain ``WITH``.
+  :func:`linkage.engines.spark.spark_session`); ``WITH q AS MATERIALIZED`` a plain ``WITH``;
+  ``epoch(t)`` (seconds with their fraction) ``unix_micros(t) / 1000000D``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from sqlglot.optimizer.simplify import simplify
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkSQL", "to_spark"]
+__all__ = ["SparkSQL", "number_rows", "to_spark"]
 
 
 def to_spark(sql: str) -> str:
@@ -200,9 +201,61 @@ def _rewrite_text(node: exp.Expr) -> exp.Expr:
         text = _sub(node.this)
         return _spark(f"TRY_CAST(REGEXP_REPLACE({text}, '([+-][0-9]{{2}})([0-9]{{2}})$', "
                       "'$1:$2') AS TIMESTAMP)")
+    if isinstance(node, exp.TimeToUnix):
+        # DuckDB's epoch() keeps the fraction of a second; Spark's unix_timestamp drops it
+        return _spark(f"UNIX_MICROS(CAST({_sub(node.this)} AS TIMESTAMP)) / 1000000D")
     if isinstance(node, exp.CTE) and node.args.get("materialized"):
         node.set("materialized", None)
     return node
+
+
+def _global_row_number(tree: exp.Expr) -> exp.Window | None:
+    """The ``row_number() OVER (ORDER BY ...)`` without PARTITION BY in the SELECT list of
+    ``tree``, if there is one."""
+    if not isinstance(tree, exp.Select):
+        return None
+    for e in tree.expressions:
+        for w in e.find_all(exp.Window):
+            if (isinstance(w.this, exp.RowNumber) and not w.args.get("partition_by")
+                    and w.args.get("order") and not w.args.get("spec")):
+                return w
+    return None
+
+
+def _same(a: exp.Expr, b: exp.Expr) -> bool:
+    return isinstance(a, exp.Window) and a == b
+
+
+def number_rows(df: DataFrame, keys: Sequence[tuple[str, bool]], name: str) -> DataFrame:
+    """``df`` with ``name`` = its row number (from 1) in the order of ``keys`` (column,
+    descending), NULLs last as in DuckDB: ``row_number() OVER (ORDER BY keys)``.
+
+    A window without PARTITION BY runs in one Spark task. Here the rows are range-partitioned
+    by the keys and sorted within partitions (partition ``i`` holds smaller keys than
+    ``i + 1``), each row takes its position within its partition, and each partition's offset
+    is the count of the partitions before it: every step is parallel but the per-partition
+    counts, a few hundred numbers on the driver. The partitioned rows are written once
+    (checkpointed), so positions and counts come from the same rows.
+    """
+    from pyspark.sql import functions as F
+
+    order = [F.col(k).desc_nulls_last() if desc else F.col(k).asc_nulls_last()
+             for k, desc in keys]
+    parts = (df.repartitionByRange(*order).sortWithinPartitions(*order)
+             .withColumn("_lk_part", F.spark_partition_id())
+             .withColumn("_lk_id", F.monotonically_increasing_id())
+             .localCheckpoint())
+    counts = sorted(parts.groupBy("_lk_part").agg(F.count(F.lit(1)), F.min("_lk_id")).collect())
+    offsets, before = [], 0
+    for part, n, first in counts:
+        offsets.append((part, first, before))
+        before += n
+    table = df.sparkSession.createDataFrame(
+        offsets, "_lk_part int, _lk_first long, _lk_off long")
+    # within a partition, monotonically_increasing_id counts up from the partition's first
+    return (parts.join(F.broadcast(table), "_lk_part")
+            .withColumn(name, F.col("_lk_off") + F.col("_lk_id") - F.col("_lk_first") + 1)
+            .drop("_lk_part", "_lk_id", "_lk_first", "_lk_off"))
 
 
 def _bind(tree: exp.Expr, parameters: Sequence[Any]) -> exp.Expr:
@@ -285,6 +338,15 @@ class SparkSQL:
         """A parsed DuckDB statement as Spark SQL, with this connection's macros inlined."""
         return _generate(tree, self._macros)
 
+    def register(self, name: str, table: Any) -> SparkSQL:
+        """A view of an Arrow table held by the driver (DuckDB's ``register``)."""
+        self.spark.createDataFrame(table).createOrReplaceTempView(name)
+        return self
+
+    def unregister(self, name: str) -> SparkSQL:
+        self.spark.catalog.dropTempView(name)
+        return self
+
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows[0] if self._rows else None
 
@@ -350,13 +412,49 @@ class SparkSQL:
         self._pending.pop(name, None)
         self.spark.catalog.dropTempView(name)
 
+    def query(self, tree: exp.Expr) -> DataFrame:
+        """A parsed DuckDB query as a DataFrame; ``row_number() OVER (ORDER BY ...)`` over
+        the whole result (a table's dense numbering: ``kid``, ``idx``) is computed by
+        :func:`number_rows`, in parallel, rather than by Spark's window in one partition."""
+        window = _global_row_number(tree)
+        if window is None:
+            return self.spark.sql(self.to_spark(tree))
+        assert isinstance(tree, exp.Select)
+        inner = tree.copy()
+        inner.set("order", None)  # a stored table's row order means nothing on Spark
+        outputs: list[tuple[str, exp.Expr]] = []  # (alias, expression over _lk_rn)
+        kept: list[exp.Expr] = []
+        for i, e in enumerate(inner.expressions):
+            # the output's name as DuckDB gives it (a CREATE's column); INSERT goes by position
+            alias = e.alias if isinstance(e, exp.Alias) else (
+                e.name if isinstance(e, exp.Column) else f"_lk_o{i}")
+            if any(_same(w, window) for w in e.find_all(exp.Window)):
+                body = e.this if isinstance(e, exp.Alias) else e
+                rest = [c for c in body.find_all(exp.Column) if not c.find_ancestor(exp.Window)]
+                if rest:
+                    raise NotImplementedError("a global row_number() combined with columns")
+                outputs.append((alias, body.transform(
+                    lambda n: exp.column("_lk_rn") if _same(n, window) else n)))
+            else:
+                kept.append(exp.alias_(e.this if isinstance(e, exp.Alias) else e, f"_lk_o{i}"))
+                outputs.append((alias, exp.column(f"_lk_o{i}")))
+        order = window.args["order"].expressions
+        keys = [exp.alias_(o.this.copy(), f"_lk_k{j}") for j, o in enumerate(order)]
+        inner.set("expressions", kept + keys)
+        df = self.spark.sql(self.to_spark(inner))
+        numbered = number_rows(df, [(f"_lk_k{j}", bool(o.args.get("desc")))
+                                    for j, o in enumerate(order)], "_lk_rn")
+        numbered.createOrReplaceTempView("_lk_numbered")
+        final = exp.select(*(exp.alias_(e, a) for a, e in outputs)).from_("_lk_numbered")
+        return self.spark.sql(self.to_spark(final))
+
     def _insert(self, tree: exp.Insert) -> None:
         target = tree.this
         columns = None
         if isinstance(target, exp.Schema):
             columns = [c.name for c in target.expressions]
             target = target.this
-        self.append(target.name, self.spark.sql(self.to_spark(tree.expression)), columns)
+        self.append(target.name, self.query(tree.expression), columns)
 
     def _create(self, tree: exp.Create) -> None:
         target = tree.this
@@ -378,7 +476,7 @@ class SparkSQL:
             self._small[name] = (", ".join(cols), [])
             self._register_small(name)
         elif isinstance(query, exp.Query):
-            self.save(target.name, self.spark.sql(self.to_spark(query)))
+            self.save(target.name, self.query(query))
         else:
             raise NotImplementedError(f"CREATE not supported on Spark: {tree.sql()[:80]!r}")
 
