@@ -181,6 +181,36 @@ def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
     return smallest[membership]
 
 
+# The tests of the `stages` fixture come before the CLI runs below: a run's Spark engine
+# drops its views when it closes, and the views of one session are shared.
+
+def test_modularity_on_spark_equals_duckdb(stages) -> None:
+    """Modularity is not a sum over components: the Spark engine runs it in one task over
+    every linked account, as the DuckDB engine does, and finds the same clusters."""
+    duck, other, engine = stages
+    cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
+                               "communities": {"objective": "modularity", "resolution": 1.0}})
+    expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
+    got, _ = engine.communities(other, edge_arrays(other), cfg, None, None, salt="s")
+    assert expected.n_clusters > 10
+    assert np.array_equal(got.cluster, expected.cluster)
+
+
+def test_usage_aggregates_on_spark_equal_duckdb(stages) -> None:
+    """Scoring's usage aggregates (a scan of ``interactions``) on Spark give the features and
+    scores that DuckDB gives."""
+    duck, other, engine = stages
+    partition, _ = warm_detect(duck, edge_arrays(duck), CFG, None, None, salt="s")
+    caps = {s: cap for s, (_, cap) in signal_weights(CFG.signals, []).items()}
+    flagged = [score_clusters(con, partition, CFG.scoring, caps, usage_con=usage)
+               for con, usage in ((duck, None), (other, engine.sql))]
+    assert flagged[0] == flagged[1]
+    sql = "SELECT cluster, size, score, flagged, features, reasons FROM cluster_scores ORDER BY 1"
+    a, b = _rows(duck, sql), _rows(other, sql)
+    assert sum('"usage_campaign"' in r[4] and '"requests"' in r[4] for r in a) > 5
+    assert [r[:2] + r[3:] for r in a] == [r[:2] + r[3:] for r in b]
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
+
 def _memberships(db: Path, run_id: int) -> list[tuple]:
     with sqlite3.connect(db) as c:
         return sorted(c.execute("SELECT account_id, cluster_id FROM memberships "
@@ -426,31 +456,3 @@ def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) 
     assert got == sorted(duck.execute(sql).fetchall())
     plan = SparkSQL(spark, "unused").query(sqlglot.parse_one(sql, read="duckdb"))
     assert "SinglePartition" not in plan._jdf.queryExecution().executedPlan().toString()
-
-
-def test_modularity_on_spark_equals_duckdb(stages) -> None:
-    """Modularity is not a sum over components: the Spark engine runs it in one task over
-    every linked account, as the DuckDB engine does, and finds the same clusters."""
-    duck, other, engine = stages
-    cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
-                               "communities": {"objective": "modularity", "resolution": 1.0}})
-    expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
-    got, _ = engine.communities(other, edge_arrays(other), cfg, None, None, salt="s")
-    assert expected.n_clusters > 10
-    assert np.array_equal(got.cluster, expected.cluster)
-
-
-def test_usage_aggregates_on_spark_equal_duckdb(stages) -> None:
-    """Scoring's usage aggregates (a scan of ``interactions``) on Spark give the features and
-    scores that DuckDB gives."""
-    duck, other, engine = stages
-    partition, _ = warm_detect(duck, edge_arrays(duck), CFG, None, None, salt="s")
-    caps = {s: cap for s, (_, cap) in signal_weights(CFG.signals, []).items()}
-    flagged = [score_clusters(con, partition, CFG.scoring, caps, usage_con=usage)
-               for con, usage in ((duck, None), (other, engine.sql))]
-    assert flagged[0] == flagged[1]
-    sql = "SELECT cluster, size, score, flagged, features, reasons FROM cluster_scores ORDER BY 1"
-    a, b = _rows(duck, sql), _rows(other, sql)
-    assert sum('"usage_campaign"' in r[4] and '"requests"' in r[4] for r in a) > 5
-    assert [r[:2] + r[3:] for r in a] == [r[:2] + r[3:] for r in b]
-    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
