@@ -76,7 +76,11 @@ class InputProblem:
     """One violation of the input contract, located precisely.
 
     ``row`` is the 1-based data row within ``file`` (the CSV header is not counted, so the
-    line number of a CSV row without embedded newlines is ``row + 1``).
+    line number of a CSV row without embedded newlines is ``row + 1``). ``value`` is the
+    offending value as :func:`shorten` shows it (quoted, cut), or ``None``: for a problem
+    with one cell (``row`` and ``column`` given, see :meth:`of_cell`) that the cell is empty,
+    which is rendered ``NULL``; otherwise that no value is concerned (a missing file or
+    column).
     """
 
     table: str
@@ -86,6 +90,12 @@ class InputProblem:
     value: str | None
     reason: str
 
+    @classmethod
+    def of_cell(cls, table: str, file: str, column: str, row: int, value: object,
+                reason: str) -> InputProblem:
+        """The problem of one cell whose raw value is ``value`` (``None``: empty)."""
+        return cls(table, file, column, row, None if value is None else shorten(value), reason)
+
     def __str__(self) -> str:
         where = [self.file]
         if self.column is not None:
@@ -93,8 +103,8 @@ class InputProblem:
         if self.row is not None:
             where.append(f"row {self.row}")
         text = ", ".join(where) + f": {self.reason}"
-        if self.value is not None:
-            text += f" (value {self.value})"
+        if self.value is not None or (self.row is not None and self.column is not None):
+            text += f" (value {shorten(None) if self.value is None else self.value})"
         return text
 
 

@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from linkage.errors import InputError, InputProblem, shorten
+from linkage.errors import InputError, InputProblem
 
 __all__ = ["Evaluation", "adjusted_rand", "evaluate_flagged", "read_truth"]
 
@@ -95,7 +95,7 @@ def read_truth(path: Path) -> pa.Table:
                 f"missing required column; found columns {cols}")])
         con.register("truth_in", table)
         problems = [
-            InputProblem("truth", path.name, "account_id", int(row), shorten(value), reason)
+            InputProblem.of_cell("truth", path.name, "account_id", int(row), value, reason)
             for row, value, reason in con.execute(
                 """
                 WITH t AS (SELECT row_number() OVER () AS row, trim(account_id) AS account_id

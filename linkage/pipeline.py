@@ -323,8 +323,7 @@ def _record(
         "row_number": pa.array([p.row for p in quarantine], pa.int64()),
         "column_name": [p.column for p in quarantine],
         "reason": [p.reason for p in quarantine],
-        # shorten() renders a missing value as bare NULL (a text value is always quoted)
-        "value": [None if p.value == "NULL" else p.value for p in quarantine],
+        "value": pa.array([p.value for p in quarantine], pa.string()),  # None: empty cell
     })
     return RunRecord(
         input_fingerprint=fingerprint,

@@ -10,15 +10,13 @@ not exist at all, rather than showing up as hundreds of skips.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from linkage.store import Store
+from tests.helpers import pg_database
 
 PG_URL = os.environ.get("LINKAGE_TEST_PG_URL")
 
@@ -34,25 +32,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'linkage.db'}"
         return
     assert PG_URL is not None
-    yield from _pg_database(PG_URL)
-
-
-def _pg_database(server_url: str) -> Iterator[str]:
-    # CREATE/DROP DATABASE cannot run inside a transaction, hence AUTOCOMMIT.
-    url = make_url(server_url).set(drivername="postgresql+psycopg")
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"linkage_test_{uuid.uuid4().hex}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                # FORCE: a connection the test leaked must not keep the database alive.
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with pg_database(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,12 +1,20 @@
-"""Builders for the ingest stage's output tables, so later stages can be tested alone."""
+"""Builders for the ingest stage's output tables, so later stages can be tested alone, and
+the in-process CLI runner the command-line tests share."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import duckdb
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
 
+from linkage.cli import app
 from linkage.config import EngineConfig
 from linkage.engines import connect_duckdb
 
@@ -97,3 +105,43 @@ def snapshot(db_url: str) -> dict[str, list[tuple[object, ...]]]:
                               key=repr) for n in names}
     finally:
         engine.dispose()
+
+
+def invoke(*args: object, **env: str | None) -> Result:
+    """Run ``linkage *args`` in this process (each argument passed through ``str``) with the
+    variables ``env`` set over the environment (``None`` unsets one). ``LINKAGE_DB_URL`` is
+    unset unless given, so a developer's own setting cannot point a test at another database.
+
+    A test module that always passes the same key binds it once:
+    ``invoke = functools.partial(helpers.invoke, LINKAGE_SECRET=SECRET)``."""
+    runner = CliRunner(env={"LINKAGE_DB_URL": None, **env})
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_id_of(res: Result) -> int:
+    """The run id a ``linkage run`` that must have succeeded printed on its last line."""
+    assert res.exit_code == 0, res.output
+    last = res.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+", last), res.stdout
+    return int(last)
+
+
+@contextmanager
+def pg_database(server_url: str, prefix: str = "linkage_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server at ``server_url`` (where we may create
+    databases), as a psycopg URL; dropped on exit, even if a leaked connection still uses it."""
+    # CREATE/DROP DATABASE cannot run inside a transaction, hence AUTOCOMMIT.
+    url = make_url(server_url).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                # FORCE: a connection the test leaked must not keep the database alive.
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

@@ -10,18 +10,18 @@ the erasure under a keyed hash.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.pseudonymise import Pseudonymiser
 from linkage.store import Store
 from linkage.store.erase import ERASED_TABLES, account_key
 from linkage.synth import generate
+from tests import helpers
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +43,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def invoke(*args: object, secret: str = SECRET):  # type: ignore[no-untyped-def]
-    runner = CliRunner(env={"LINKAGE_SECRET": secret, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 def run(data: Path, db_url: str) -> int:
-    res = invoke("run", "--input", data, "--db", db_url, "--quiet")
-    assert res.exit_code == 0, res.output
-    return int(res.stdout.strip().splitlines()[-1])
+    return helpers.run_id_of(invoke("run", "--input", data, "--db", db_url, "--quiet"))
 
 
 def dump(db_url: str) -> dict[str, str]:
@@ -167,6 +163,6 @@ def test_forget_unknown_account_or_wrong_key(data: Path, db_url: str) -> None:
     assert res.stderr == (
         f"Error: no such account: 'no-such-account' appears in no run of {db_url}\n"
     )
-    res = invoke("forget", "a0000001", "--db", db_url, secret="another-secret-0123456789")
+    res = invoke("forget", "a0000001", "--db", db_url, LINKAGE_SECRET="another-secret-0123456789")
     assert res.exit_code == 2
     assert "pseudonymisation key differs" in res.stderr

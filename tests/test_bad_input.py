@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from linkage.cli import app
+from linkage.errors import InputProblem
+from tests import helpers
 from tests.helpers import snapshot
 
 SECRET = "bad-input-test-secret-0123456789"
@@ -27,9 +28,7 @@ PAYMENTS = "account_id,fingerprint,bin,billing_postal\na1,fp_1,411111,10115\na2,
 DEVICES = "account_id,device_id,seen_at\na1,dev9,2026-01-02T00:00:00Z\na3,dev9,\n"
 
 
-def invoke(*args):
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 def write_input(folder: Path) -> Path:
@@ -38,8 +37,6 @@ def write_input(folder: Path) -> Path:
     (folder / "payment_instruments.csv").write_text(PAYMENTS)
     (folder / "devices.csv").write_text(DEVICES)
     return folder
-
-
 
 
 @pytest.fixture
@@ -130,6 +127,56 @@ def test_quarantine_sets_rows_aside_and_counts_them(tmp_path, db_url):
     assert {r[0] for r in sample} >= {"accounts", "payment_instruments"}
     assert all(CARD not in repr(r) for r in sample)
     assert CARD not in json.dumps(snapshot(db_url), default=str)
+
+
+def _quarantined(db_url: str) -> list[tuple[str | None, str, str | None]]:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "SELECT column_name, reason, value FROM quarantine ORDER BY seq"))]
+    finally:
+        engine.dispose()
+
+
+def test_a_missing_value_is_sql_null_in_the_quarantine_and_null_in_the_message(tmp_path,
+                                                                                db_url):
+    bad = broken(tmp_path, replace_in("devices.csv", "a1,dev9", "a1,"))
+    res = invoke("run", "--input", bad, "--db", db_url)
+    assert res.exit_code == 2
+    assert "devices.csv, column 'device_id', row 1: required value missing (value NULL)" \
+        in " ".join(res.stderr.split())
+    config = tmp_path / "q.toml"
+    config.write_text('[ingest]\non_bad_rows = "quarantine"\n')
+    res = invoke("run", "--input", bad, "--db", db_url, "--config", config, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert _quarantined(db_url) == [("device_id", "required value missing", None)]
+
+
+def test_the_text_null_is_a_value_not_a_missing_one(tmp_path, db_url):
+    """An account_id that reads NULL is text like any other: quoted in the message and kept
+    as text in the quarantine, never taken for a missing value."""
+    bad = broken(tmp_path, replace_in("devices.csv", "a3,", "NULL,"))
+    res = invoke("run", "--input", bad, "--db", db_url)
+    assert res.exit_code == 2
+    assert "devices.csv, column 'account_id', row 2: unknown account_id (not in accounts) " \
+        "(value 'NULL')" in " ".join(res.stderr.split())
+    config = tmp_path / "q.toml"
+    config.write_text('[ingest]\non_bad_rows = "quarantine"\n')
+    res = invoke("run", "--input", bad, "--db", db_url, "--config", config, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert _quarantined(db_url) == [
+        ("account_id", "unknown account_id (not in accounts)", "'NULL'")]
+
+
+def test_an_empty_cell_is_rendered_null_only_in_text():
+    empty = InputProblem.of_cell("devices", "devices.csv", "device_id", 1, None, "missing")
+    text = InputProblem.of_cell("devices", "devices.csv", "device_id", 1, "NULL", "unknown")
+    file_level = InputProblem("devices", "devices.csv", "device_id", None, None, "no column")
+    assert (empty.value, text.value, file_level.value) == (None, "'NULL'", None)
+    assert str(empty) == "devices.csv, column 'device_id', row 1: missing (value NULL)"
+    assert str(text) == "devices.csv, column 'device_id', row 1: unknown (value 'NULL')"
+    assert str(file_level) == "devices.csv, column 'device_id': no column"
 
 
 def test_partitioned_and_gzip_input_give_the_same_result(tmp_path):

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import re
+from functools import partial
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.synth import generate
+from tests import helpers
 
 SECRET = "cli-test-secret-0123456789abcdef"
 pytestmark = pytest.mark.slow
 
-
-def invoke(*args: str, env: dict[str, str] | None = None):
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None, **(env or {})})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +26,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def run_ok(data: Path, db: str, *extra: str) -> int:
-    res = invoke("run", "--input", data, "--db", db, *extra)
-    assert res.exit_code == 0, res.output
-    last = res.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+", last), res.stdout
-    return int(last)
+    return helpers.run_id_of(invoke("run", "--input", data, "--db", db, *extra))
 
 
 def memberships(db: str, out: Path, run: str = "latest") -> list[dict[str, str]]:
@@ -103,7 +95,7 @@ def test_same_input_same_clusters_and_ids_carry_over(data, tmp_path):
 def test_wrong_key_is_refused(data, tmp_path):
     db = f"sqlite:///{tmp_path / 'k.db'}"
     run_ok(data, db, "--quiet")
-    res = invoke("run", "--input", data, "--db", db, env={"LINKAGE_SECRET": "another-key-" * 3})
+    res = invoke("run", "--input", data, "--db", db, LINKAGE_SECRET="another-key-" * 3)
     assert res.exit_code == 2
     assert "key differs" in res.stderr
 
@@ -122,7 +114,7 @@ def test_missing_secret_and_input_are_usage_errors(tmp_path, data):
     res = invoke("run", "--input", tmp_path / "nope", "--db", f"sqlite:///{tmp_path}/x.db")
     assert res.exit_code == 2
     res = invoke("run", "--input", data, "--db", f"sqlite:///{tmp_path}/x.db",
-                 env={"LINKAGE_SECRET": None, "LINKAGE_SECRET_FILE": None})
+                 LINKAGE_SECRET=None, LINKAGE_SECRET_FILE=None)
     assert res.exit_code == 2 and "pseudonymisation key" in res.stderr
 
 

@@ -14,7 +14,7 @@ from linkage.continuity import assign_identities, compare_runs
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
-from tests.helpers import ingested
+from tests.helpers import ingested, invoke
 
 
 def tonight(n: int, clusters: dict[int, list[int]]):
@@ -205,10 +205,6 @@ def _lineage_rows(store: Store, run_id: int) -> list[tuple]:
 
 
 def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
-    from typer.testing import CliRunner
-
-    from linkage.cli import app
-
     night1 = _night(tmp_path)
     night2 = tmp_path / "night2"
     _change_one_percent(night1, night2)
@@ -219,8 +215,7 @@ def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
         stored = _lineage_rows(store, second.run_id)
 
     def diff(*args: str):
-        res = CliRunner(env={"LINKAGE_DB_URL": None}).invoke(
-            app, ["diff", "--from", str(first.run_id), "--to", "latest", "--db", db_url, *args])
+        res = invoke("diff", "--from", first.run_id, "--to", "latest", "--db", db_url, *args)
         assert res.exit_code == 0, res.output
         return res.stdout
 
@@ -235,6 +230,5 @@ def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
     assert csv_lines[0] == "cluster_id,kind,other_cluster_id,overlap,jaccard"
     assert len(csv_lines) == len(changes) + 1
     assert f"run {first.run_id} → run {second.run_id}" in diff()
-    res = CliRunner(env={"LINKAGE_DB_URL": None}).invoke(
-        app, ["diff", "--from", "999", "--db", db_url])
+    res = invoke("diff", "--from", "999", "--db", db_url)
     assert res.exit_code == 2 and "no such run" in res.stderr

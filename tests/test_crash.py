@@ -20,18 +20,18 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import RunConfig
 from linkage.pipeline import STAGES, run_pipeline
 from linkage.store import Store
 from linkage.store.lock import LOCK_KEY
 from linkage.synth import generate
+from tests import helpers
 from tests.helpers import snapshot
 
 pytestmark = pytest.mark.slow
@@ -180,9 +180,7 @@ def test_sigkill_at_every_stage(data: Path, db_url: str, tmp_path: Path) -> None
                 store.memberships(first).column("account_id").to_pylist()
 
 
-def invoke(*args: object) -> object:
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 def _fail_after_memberships(monkeypatch: pytest.MonkeyPatch, fault) -> None:

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import typing
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,6 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 import typer
-from sqlalchemy.engine import make_url
 
 from linkage.cli import app
 from linkage.config import IngestConfig, RunConfig, SignalConfig
@@ -38,6 +36,7 @@ from linkage.pseudonymise import Pseudonymiser
 from linkage.store import Store
 from linkage.store.models import Base
 from linkage.synth import generate
+from tests.helpers import pg_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -270,21 +269,9 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def pg_store(docs_inputs: tuple[Path, Path]) -> Iterator[str]:
     assert PG_URL is not None
-    server = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"linkage_docs_{uuid.uuid4().hex}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = server.set(database=name).render_as_string(hide_password=False)
-            _two_runs(url, docs_inputs)
-            yield url
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with pg_database(PG_URL, prefix="linkage_docs") as url:
+        _two_runs(url, docs_inputs)
+        yield url
 
 
 def _run_recipes(url: str, dialect: str) -> None:

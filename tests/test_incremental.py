@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import load_config
 from linkage.errors import ConfigError, InputError
 from linkage.incremental import state_path
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
+from tests import helpers
 
 SECRET = b"incremental-test-secret-0123456789"
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET.decode())
 
 
 def _split(full: Path, old: Path, delta: Path, *, every: int) -> None:
@@ -180,16 +181,12 @@ def test_a_failed_run_leaves_the_latest_state_in_place(tmp_path, nights, monkeyp
 def test_cli_incremental_run(tmp_path, nights):
     _, old, delta1, _ = nights
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    runner = CliRunner(env={"LINKAGE_DB_URL": None, "LINKAGE_SECRET": SECRET.decode()})
-    first = runner.invoke(app, ["run", "--input", str(old), "--db", db, "--state",
-                                str(tmp_path / "st"), "--quiet"])
+    first = invoke("run", "--input", old, "--db", db, "--state", tmp_path / "st", "--quiet")
     assert first.exit_code == 0, first.output
-    res = runner.invoke(app, ["run", "--incremental", "--input", str(delta1), "--db", db,
-                              "--state", str(tmp_path / "st"), "--quiet"])
-    assert res.exit_code == 0, res.output
-    assert res.stdout.strip().splitlines()[-1] == "2"
-    res = runner.invoke(app, ["run", "--incremental", "--input", str(delta1), "--db", db,
-                              "--quiet"])
+    res = invoke("run", "--incremental", "--input", delta1, "--db", db,
+                 "--state", tmp_path / "st", "--quiet")
+    assert helpers.run_id_of(res) == 2
+    res = invoke("run", "--incremental", "--input", delta1, "--db", db, "--quiet")
     assert res.exit_code == 2 and "--state" in res.output
 
 

@@ -547,7 +547,7 @@ def test_quarantine_counts_sample_and_good_rows(tmp_path):
         # The sample goes to the store: values show their shape, never their text (any
         # column of a shifted row can hold an email or an IP); account ids stay readable.
         ("accounts.csv", 6, "created_at", "'aaa-a-aaaa'"),
-        ("accounts.csv", 7, "account_id", "NULL"),
+        ("accounts.csv", 7, "account_id", None),  # empty: SQL NULL in the store
         ("ip_events.csv", 5, "ip", "'99.9.9.9:999'"),
     ]
     assert "(value '10.9.8.7:443')" in str(fails(folder))  # the operator sees it all

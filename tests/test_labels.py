@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import DBAPIError
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import load_config
 from linkage.errors import NotFoundError
 from linkage.labels import add_label, label_facts, list_labels
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
+from tests import helpers
 
 SECRET = b"labels-test-secret-0123456789abcdef"
 
 
-def invoke(*args: object):
-    runner = CliRunner(env={"LINKAGE_DB_URL": None, "LINKAGE_USER": "tester"})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_USER="tester")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import tomllib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import RunConfig, load_config
 from linkage.evaluate import read_truth
 from linkage.learn import (
@@ -20,8 +19,10 @@ from linkage.learn import (
     weights_config,
 )
 from linkage.synth import generate
+from tests import helpers
 
 SECRET = b"learn-test-secret-0123456789abcdef"
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET.decode())
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +100,13 @@ def test_fit_logistic_recovers_a_known_model_and_is_monotone() -> None:
     assert beta == pytest.approx([4.0, -2.0], abs=0.25)
 
 
-def test_cli_writes_a_config_merged_over_the_given_one(tiny: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINKAGE_SECRET", SECRET.decode())
+def test_cli_writes_a_config_merged_over_the_given_one(tiny: Path, tmp_path: Path) -> None:
     given = tmp_path / "given.toml"
     given.write_text("[communities]\nresolution = 0.07\n\n"
                      "[signals.device]\nweight = 0.7\ncap = 500\n", encoding="utf-8")
     out = tmp_path / "weights.toml"
-    result = CliRunner().invoke(app, ["learn", "--input", str(tiny), "--truth",
-                                      str(tiny / "truth.csv"), "--config", str(given),
-                                      "--out", str(out)])
+    result = invoke("learn", "--input", tiny, "--truth", tiny / "truth.csv",
+                    "--config", given, "--out", out)
     assert result.exit_code == 0, result.output
     assert "obs:coupon" in result.output
     data = tomllib.loads(out.read_text(encoding="utf-8"))
@@ -119,13 +117,10 @@ def test_cli_writes_a_config_merged_over_the_given_one(tiny: Path, tmp_path: Pat
     assert cfg.signals.device.weight > 0.5 and cfg.communities.resolution == 0.07
 
 
-def test_cli_bad_truth_file_is_exit_2(tiny: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINKAGE_SECRET", SECRET.decode())
+def test_cli_bad_truth_file_is_exit_2(tiny: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("account_id,grp\na,1\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["learn", "--input", str(tiny), "--truth", str(bad),
-                                      "--out", str(tmp_path / "w.toml")])
+    result = invoke("learn", "--input", tiny, "--truth", bad, "--out", tmp_path / "w.toml")
     assert result.exit_code == 2
     assert not (tmp_path / "w.toml").exists()
 
@@ -136,10 +131,7 @@ def test_dump_toml_quotes_odd_keys() -> None:
         "signals": {"card": {"weight": 0.5}, "observation": {"kinds": {"odd kind.x": 0.25}}}}
 
 
-def test_cli_output_folder_must_exist(tiny: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINKAGE_SECRET", SECRET.decode())
+def test_cli_output_folder_must_exist(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "nowhere" / "w.toml"
-    result = CliRunner().invoke(app, ["learn", "--input", str(tiny), "--truth",
-                                      str(tiny / "truth.csv"), "--out", str(out)])
+    result = invoke("learn", "--input", tiny, "--truth", tiny / "truth.csv", "--out", out)
     assert result.exit_code == 2 and "nowhere' does not exist" in result.stderr

@@ -8,23 +8,21 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.errors import RunLockedError
 from linkage.store import RunRecord, Store
 from linkage.store.lock import lock_path, run_lock
+from tests import helpers
 
 SECRET = "lock-test-secret-0123456789abcdef"
 ACCOUNTS = "account_id,created_at,email\na1,2026-01-01T10:00:00Z,ann@example.com\n"
 
 
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 @pytest.fixture

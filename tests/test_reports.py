@@ -6,18 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.reports.html import page_name
 from linkage.reports.queries import explain_path
 from linkage.store import Store
+from tests import helpers
 from tests.report_data import HOSTILE, SECRET, two_nights
 
 pytestmark = pytest.mark.slow
@@ -25,9 +25,7 @@ pytestmark = pytest.mark.slow
 RISKY = ("=", "+", "-", "@", "\t", "\r")
 
 
-def invoke(*args: object):
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET, "LINKAGE_DB_URL": None})
-    return runner.invoke(app, [str(a) for a in args])
+invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,7 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
-from typer.testing import CliRunner
 
-from linkage.cli import app
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
@@ -43,6 +41,7 @@ from linkage.scoring import score_clusters
 from linkage.signals import build_links, signal_weights
 from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
+from tests.helpers import invoke, run_id_of
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -166,19 +165,19 @@ def test_components_are_igraph_components(stages) -> None:
     (n,) = duck.execute("SELECT count(*) FROM accounts").fetchone()
     comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60)
     got = comp.toArrow()
-    expected = _smallest_vertex_labels(n, edges)
-    v = got.column("v").to_numpy()
-    assert np.array_equal(np.sort(v), np.unique(edges))
-    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+    _assert_smallest_vertex_labels(got, n, edges)
 
 
-def _smallest_vertex_labels(n: int, edges: np.ndarray) -> np.ndarray:
-    """Per vertex, the smallest vertex of its igraph component."""
+def _assert_smallest_vertex_labels(got: pa.Table, n: int, edges: np.ndarray) -> None:
+    """``got`` (v, comp) labels every vertex of ``edges``, and only those, with the smallest
+    vertex of its igraph component."""
     g = ig.Graph(n=n, edges=edges.tolist())
     membership = np.asarray(g.connected_components().membership)
     smallest = np.full(membership.max() + 1, n)
     np.minimum.at(smallest, membership, np.arange(n))
-    return smallest[membership]
+    v = got.column("v").to_numpy()
+    assert np.array_equal(np.sort(v), np.unique(edges))
+    assert np.array_equal(got.column("comp").to_numpy(), smallest[membership][v])
 
 
 # The tests of the `stages` fixture come before the CLI runs below: a run's Spark engine
@@ -239,16 +238,14 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     config = tmp_path / "spark.toml"
     config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n'
                       '[signals.activity_sync]\nenabled = true\n')
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
         nights = []
         for night in (data, second):
-            res = runner.invoke(app, ["run", "--input", str(night), "--db", f"sqlite:///{db}",
-                                      "--engine", name, "--config", str(config), "--quiet"])
-            assert res.exit_code == 0, res.output
-            run_id = int(res.stdout.strip().splitlines()[-1])
+            res = invoke("run", "--input", night, "--db", f"sqlite:///{db}", "--engine", name,
+                         "--config", config, "--quiet", LINKAGE_SECRET=SECRET.decode())
+            run_id = run_id_of(res)
             with sqlite3.connect(db) as c:
                 counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
                                    "WHERE run_id = ?", (run_id,)).fetchone()
@@ -271,10 +268,7 @@ def test_spark_components_equal_igraph_components(spark: SparkSession, graph) ->
     edges = np.array([(min(a, b), max(a, b)) for a, b in pairs if a != b] or [(0, 1)])
     df = spark.createDataFrame([(int(a), int(b)) for a, b in edges], "a long, b long")
     got = connected_components(df, max_rounds=60).toArrow()
-    expected = _smallest_vertex_labels(n, edges)
-    v = got.column("v").to_numpy()
-    assert np.array_equal(np.sort(v), np.unique(edges))
-    assert np.array_equal(got.column("comp").to_numpy(), expected[v])
+    _assert_smallest_vertex_labels(got, n, edges)
 
 
 def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
@@ -426,11 +420,11 @@ def test_csv_parts_and_quarantine_are_identical_on_spark(spark: SparkSession,
 def test_bad_input_on_spark_names_file_column_row_and_value(spark: SparkSession,
                                                            tmp_path: Path) -> None:
     data = _awkward_input(tmp_path / "in")
-    runner = CliRunner(env={"LINKAGE_SECRET": SECRET.decode(), "LINKAGE_DB_URL": None})
     config = tmp_path / "spark.toml"
     config.write_text(f'[engine.spark]\nstaging = "{tmp_path / "staging"}"\n')
-    res = runner.invoke(app, ["run", "--input", str(data), "--engine", "spark",
-                              "--db", f"sqlite:///{tmp_path / 'x.db'}", "--config", str(config)])
+    res = invoke("run", "--input", data, "--engine", "spark", "--db",
+                 f"sqlite:///{tmp_path / 'x.db'}", "--config", config,
+                 LINKAGE_SECRET=SECRET.decode())
     assert res.exit_code == 2, res.output
     assert ("devices/part-1.csv.gz, column 'seen_at', row 2: unparseable timestamp "
             "(expected ISO 8601) (value 'yesterday')") in res.output

@@ -55,6 +55,11 @@ RunOpt = Annotated[str, typer.Option(
     "--run", help="Run id, or 'latest' (the newest finished run).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+InputOpt = Annotated[Path, typer.Option(
+    "--input", "-i", help="Folder of input tables (CONTRACT.md section 1).", file_okay=False)]
+SecretFileOpt = Annotated[Path | None, typer.Option(
+    "--secret-file", help="File holding the pseudonymisation key (default: "
+    "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")]
 
 
 @contextlib.contextmanager
@@ -95,15 +100,11 @@ class Engine(StrEnum):
 
 @app.command()
 def run(
-    input: Annotated[Path, typer.Option(
-        "--input", "-i", help="Folder of input tables (CONTRACT.md section 1).",
-        file_okay=False)],
+    input: InputOpt,
     db: DbOpt = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML configuration (docs/configuration.md).")] = None,
-    secret_file: Annotated[Path | None, typer.Option(
-        "--secret-file", help="File holding the pseudonymisation key (default: "
-        "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")] = None,
+    secret_file: SecretFileOpt = None,
     top: Annotated[int, typer.Option(help="Flagged clusters to list at the end.")] = 5,
     engine: Annotated[Engine | None, typer.Option(
         help="Relational engine; overrides engine.name of the configuration. spark needs "
@@ -128,8 +129,7 @@ def run(
         from linkage.pipeline import run_pipeline
         from linkage.pseudonymise import load_secret
 
-        if not input.is_dir():
-            raise _usage(f"input folder {str(input)!r} does not exist or is not a folder")
+        _require_input(input)
         cfg = load_config(config)
         if engine is not None:
             cfg = dataclasses.replace(
@@ -149,6 +149,12 @@ def _usage(message: str) -> LinkageError:
     from linkage.errors import ConfigError
 
     return ConfigError(message)
+
+
+def _require_input(folder: Path) -> None:
+    """Refuse (exit 2) an --input that is not an existing folder."""
+    if not folder.is_dir():
+        raise _usage(f"input folder {str(folder)!r} does not exist or is not a folder")
 
 
 def _print_summary(summary) -> None:

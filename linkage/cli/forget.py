@@ -8,12 +8,11 @@ store (try again later); 1 the database failed (nothing was removed).
 from __future__ import annotations
 
 import getpass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from linkage.cli import DbOpt, _errors, _store, err
+from linkage.cli import DbOpt, SecretFileOpt, _errors, _store, err
 
 __all__ = ["forget", "register"]
 
@@ -26,9 +25,7 @@ def forget(
         show_default=False)] = None,
     reason: Annotated[str | None, typer.Option(
         "--reason", help="Why, e.g. a ticket number.")] = None,
-    secret_file: Annotated[Path | None, typer.Option(
-        "--secret-file", help="File holding the pseudonymisation key (default: "
-        "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")] = None,
+    secret_file: SecretFileOpt = None,
 ) -> None:
     """Erase an account's memberships and evidence from every run; record the erasure.
 

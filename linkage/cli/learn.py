@@ -14,15 +14,24 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from linkage.cli import QuietOpt, VerboseOpt, _errors, _setup, _usage, err, out
+from linkage.cli import (
+    InputOpt,
+    QuietOpt,
+    SecretFileOpt,
+    VerboseOpt,
+    _errors,
+    _require_input,
+    _setup,
+    _usage,
+    err,
+    out,
+)
 
 __all__ = ["learn", "register"]
 
 
 def learn(
-    input: Annotated[Path, typer.Option(
-        "--input", "-i", help="Folder of input tables (CONTRACT.md section 1).",
-        file_okay=False)],
+    input: InputOpt,
     truth: Annotated[Path, typer.Option(
         "--truth", help="CSV with account_id,group_id (group_id empty: legitimate).")],
     out_path: Annotated[Path, typer.Option(
@@ -30,9 +39,7 @@ def learn(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML configuration to learn under; the output is this file "
         "with the learned weights merged over it.")] = None,
-    secret_file: Annotated[Path | None, typer.Option(
-        "--secret-file", help="File holding the pseudonymisation key (default: "
-        "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")] = None,
+    secret_file: SecretFileOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -49,8 +56,7 @@ def learn(
         from linkage.pseudonymise import load_secret
         from linkage.signals import signal_weights
 
-        if not input.is_dir():
-            raise _usage(f"input folder {str(input)!r} does not exist or is not a folder")
+        _require_input(input)
         if not out_path.parent.is_dir():
             raise _usage(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} "
                          "does not exist")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from linkage.config import IngestConfig
 from linkage.engines import SQLConnection
-from linkage.errors import InputError, InputProblem, shorten
+from linkage.errors import InputError, InputProblem
 from linkage.ingest import normalise as nz
 from linkage.ingest.read import TABLE_NAMES, InputFile, TableSpec, stage_name
 
@@ -228,7 +228,7 @@ def _problem(files: dict[str, list[InputFile]], row: tuple, *, stored: bool) -> 
         # the value's shape ('99.9.9.999', 'aaaaaaaaa'), which still shows what was wrong;
         # the file and row lead to the value itself.
         value = shape(value)
-    return InputProblem(table, files[table][f].rel, col, r, shorten(value), reason)
+    return InputProblem.of_cell(table, files[table][f].rel, col, r, value, reason)
 
 
 def summarise(

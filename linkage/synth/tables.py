@@ -43,7 +43,7 @@ from linkage.synth.vocab import BINS, COUNTRIES, OBS_KINDS, USER_AGENTS, VIRTUAL
 
 __all__ = [
     "ALL_BINS", "ROW_COLUMNS", "TABLES", "Builder", "account_text", "csv_ready", "finalize",
-    "write_tables",
+    "write_table", "write_tables",
 ]
 
 TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "observations")
@@ -268,6 +268,14 @@ def csv_ready(table: pa.Table) -> pa.Table:
     return table
 
 
+def write_table(table: pa.Table, stem: Path, fmt: str) -> None:
+    """Write ``table`` as ``stem.parquet`` (``fmt`` "parquet") or ``stem.csv``."""
+    if fmt == "parquet":
+        pq.write_table(table, Path(f"{stem}.parquet"), compression="zstd")
+    else:
+        pcsv.write_csv(csv_ready(table), Path(f"{stem}.csv"))
+
+
 def write_tables(tables: dict[str, pa.Table], truth: pa.Table, out_dir: Path, fmt: str) -> None:
     """Write each table as ``NAME.parquet`` or ``NAME.csv``, and ``truth.csv``.
 
@@ -278,9 +286,6 @@ def write_tables(tables: dict[str, pa.Table], truth: pa.Table, out_dir: Path, fm
     for name, table in tables.items():
         for ext in (".parquet", ".csv", ".csv.gz"):
             (out_dir / f"{name}{ext}").unlink(missing_ok=True)
-        if fmt == "parquet":
-            pq.write_table(table, out_dir / f"{name}.parquet", compression="zstd")
-        else:
-            pcsv.write_csv(csv_ready(table), out_dir / f"{name}.csv")
+        write_table(table, out_dir / name, fmt)
     pcsv.write_csv(truth, out_dir / "truth.csv",
                    write_options=pcsv.WriteOptions(quoting_style="none"))

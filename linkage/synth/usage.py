@@ -29,12 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 
 from linkage.synth.encode import bytes_text, hex_chars, mix64, ns_key, prefixed, sub_rng, timestamps
 from linkage.synth.people import DAY, OBS_END
-from linkage.synth.tables import csv_ready
+from linkage.synth.tables import write_table
 
 __all__ = [
     "N_PUBLIC", "USAGE_DAYS", "USAGE_START", "remove_interactions", "write_interactions",
@@ -172,9 +170,6 @@ def write_interactions(
             "input_tokens": pa.array(tin[order].astype(np.int64)),
             "output_tokens": pa.array(tout[order].astype(np.int64)),
         })
-        if fmt == "parquet":
-            pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="zstd")
-        else:
-            pcsv.write_csv(csv_ready(table), folder / f"part-{part:05d}.csv")
+        write_table(table, folder / f"part-{part:05d}", fmt)
         part += 1
     return int(total)
