@@ -13,9 +13,9 @@ It prints one JSON object: per-stage seconds, edges, clusters.
     events and signup, IPv4 /24 and IPv6 /64 of those IPs, every observation kind);
     keep keys carried by 2..200 accounts (the hub cap); link every pair of a key's accounts
     in one self-join with IDF weights ``sum log(N / n_key)``; build an igraph graph from the
-    arrays; CPM Leiden (igraph's C implementation, 2 iterations); write the memberships to
-    SQLite with ``executemany``. No validation, pseudonymisation, time-bucketed signals,
-    hub rings, scoring, explanations or audit store.
+    arrays; CPM Leiden (igraph's C implementation, 1 iteration, as linkage's default); write
+    the memberships to SQLite with ``executemany``. No validation, pseudonymisation,
+    time-bucketed signals, hub rings, scoring, explanations or audit store.
 ``networkx``
     The same pairs into a networkx graph and ``louvain_communities`` (seeded): the pure-Python
     baseline.
@@ -118,7 +118,7 @@ def duckdb_igraph(data: Path, work: Path) -> dict[str, float]:
     with _timed(t, "leiden"):
         random.seed(1)
         membership = g.community_leiden(objective_function="CPM", weights="weight",
-                                        resolution=0.05, n_iterations=2).membership
+                                        resolution=0.05, n_iterations=1).membership
     with _timed(t, "write"):
         db = sqlite3.connect(work / "peer.db")
         db.execute("CREATE TABLE m (idx INTEGER PRIMARY KEY, cluster INTEGER)")

@@ -238,7 +238,7 @@ class CommunitiesConfig:
     objective: Literal["cpm", "modularity"] = "cpm"
     resolution: float = 0.05
     """For CPM: the minimum weighted internal density a cluster must keep."""
-    iterations: int = 2
+    iterations: int = 1
     beta: float = 0.01
     core_edge: float = 0.6
     """An edge at least this heavy is a strong link for the strong-core step."""
