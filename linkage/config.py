@@ -310,10 +310,11 @@ class SparkConfig:
     """The Spark engine (``engine.name = "spark"``; ``docs/operations.md``)."""
 
     master: str = "local[*]"
-    """Spark master URL when linkage starts the session itself; under ``spark-submit`` the
-    session already exists and its own master is kept."""
+    """Spark master URL when linkage starts the session itself; under ``spark-submit``,
+    spark-submit's ``--master`` holds."""
     conf: dict[str, str] = field(default_factory=dict)
-    """Extra Spark settings (``spark.executor.memory`` ...) for a session linkage starts."""
+    """Extra Spark settings (``spark.executor.memory`` ...) for a session linkage starts
+    (not under ``spark-submit``, whose ``--conf`` settings hold)."""
     staging: str = ""
     """Where Spark writes its intermediate tables (Parquet): a folder or URL every executor
     can reach (``hdfs://``, ``s3a://``). Empty: the run's private temporary folder, which

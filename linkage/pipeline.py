@@ -125,8 +125,11 @@ def run_pipeline(
                 if state is not None:
                     incr.load_known(con, state, key_check=pseudo.check_value(),
                                     ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
-                ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
-                             known=incr.KNOWN if state is not None else None)
+                if spark and state is None:
+                    ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo)
+                else:  # an incremental run's ingest builds on DuckDB's state (below)
+                    ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
+                                 known=incr.KNOWN if state is not None else None)
                 n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
             _check_key(store, pseudo)
@@ -178,7 +181,8 @@ def run_pipeline(
                     facts = label_facts(store)
                     summary.n_flagged = score_clusters(
                         con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
-                        false_positive=facts.false_positive)
+                        false_positive=facts.false_positive,
+                        usage_con=spark.sql if spark else None)
                 _drop(con, "links", "keys", "key_members", "edges",
                       *(() if state_dir is not None else ("interactions",)))
                 current = "continuity"

@@ -25,8 +25,7 @@ import hmac
 import os
 from pathlib import Path
 
-import duckdb
-
+from linkage.engines import SQLConnection
 from linkage.errors import ConfigError
 
 __all__ = ["HASH_HEX_CHARS", "MIN_SECRET_BYTES", "Pseudonymiser", "load_secret"]
@@ -88,8 +87,9 @@ class Pseudonymiser:
         """A value stored beside the data to detect a run made with a different key."""
         return self.hash("linkage-key-check", "linkage") or ""
 
-    def install(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Create the macro ``lk_hash(namespace, value)`` in a DuckDB connection.
+    def install(self, con: SQLConnection) -> None:
+        """Create the macro ``lk_hash(namespace, value)`` in a connection (DuckDB's, or the
+        Spark engine's, which inlines the macro where it is called).
 
         The macro computes ``H(opad || H(ipad || namespace 0x1F value))`` with DuckDB's
         ``sha256`` on blobs: exactly :func:`hmac.new` with SHA-256, vectorised.

@@ -74,6 +74,7 @@ import pyarrow as pa
 
 from linkage.communities import Partition, components_of
 from linkage.config import ScoringConfig
+from linkage.engines import SQLConnection
 from linkage.signals import SIGNAL_FAMILIES
 
 __all__ = ["FEATURES", "score_clusters", "size_factor", "usage_campaign"]
@@ -137,6 +138,7 @@ def score_clusters(
     *,
     confirmed: pa.Table | None = None,
     false_positive: pa.Table | None = None,
+    usage_con: SQLConnection | None = None,
 ) -> int:
     """Create ``members``, ``cluster_keys``, ``intra_edges`` and ``cluster_scores``.
 
@@ -144,6 +146,8 @@ def score_clusters(
     ``confirmed`` (``account_id, by, created_at``) and ``false_positive`` (``label_id,
     account_id, by, created_at, note``) are analysts' labels as plain data
     (:class:`linkage.labels.LabelFacts`): scoring never reads the store itself.
+    ``usage_con`` is the connection whose ``interactions`` the usage aggregates scan, when
+    that is not ``con`` (the Spark engine's: ``members`` is copied there).
     Returns the number of flagged clusters.
     """
     idx, cluster = partition.members()
@@ -308,7 +312,12 @@ def score_clusters(
     for c, sig, n_keys, cov in by_signal:
         signals.setdefault(c, []).append((sig, n_keys, cov))
 
-    usage = _usage(con, caps.get("prompt", 200)) if _has_interactions(con) else {}
+    rows = con if usage_con is None else usage_con
+    if rows is not con:
+        rows.register("members_in", members)
+        rows.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM members_in")
+        rows.unregister("members_in")
+    usage = _usage(rows, caps.get("prompt", 200)) if _has_interactions(rows) else {}
     feats["usage_campaign"] = np.array([usage[c]["usage_campaign"] if c in usage else 0.0
                                         for c in range(n)])  # one entry per cluster
     weights = {f: cfg.weights.get(f, 0.0) for f in FEATURES}
@@ -493,12 +502,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _has_interactions(con: duckdb.DuckDBPyConnection) -> bool:
+def _has_interactions(con: SQLConnection) -> bool:
     rows = con.execute("SELECT EXISTS (SELECT 1 FROM interactions)").fetchall()
     return bool(rows[0][0])
 
 
-def _usage(con: duckdb.DuckDBPyConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
+def _usage(con: SQLConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
     """Per cluster, what its members did (the ``interactions`` table); empty without it.
 
     All aggregation is DuckDB over the members' interactions (one pass to per-account rows,

@@ -7,12 +7,14 @@ dependency: nothing here is skipped when it is missing.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -21,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
@@ -31,11 +34,13 @@ from linkage.engines.spark import SparkEngine, require_pyspark
 from linkage.engines.spark_graph import ConvergenceError, connected_components
 from linkage.engines.spark_sql import SparkSQL, to_spark
 from linkage.errors import ConfigError
-from linkage.graph import build_edges
-from linkage.ingest import ingest
+from linkage.graph import build_edges, edge_arrays
+from linkage.ingest import OUTPUT_SCHEMAS, ingest
 from linkage.pseudonymise import Pseudonymiser
-from linkage.signals import build_links
+from linkage.scoring import score_clusters
+from linkage.signals import build_links, signal_weights
 from linkage.synth.generator import generate
+from linkage.warmstart import warm_detect
 from tests.helpers import invoke, run_id_of
 
 SECRET = b"spark-test-secret-0123456789"
@@ -88,8 +93,10 @@ def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFac
     duck = _ingested(data)
     build_links(duck, CFG.signals)
     build_edges(duck, CFG.graph)
-    other = _ingested(data)
+    other = connect_duckdb(CFG.engine)
     engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
+    # ingest on Spark (copied back for the driver's stages), then signals and edges
+    engine.ingest(other, data, CFG.ingest, Pseudonymiser(SECRET))
     engine.load(other, CFG.signals)
     build_links(engine.sql, CFG.signals)
     build_edges(engine.sql, CFG.graph)
@@ -113,6 +120,14 @@ def test_the_input_exercises_every_path(stages) -> None:
     (big,) = duck.execute(f"SELECT count(*) FROM keys WHERE n > {CFG.graph.clique_max}"
                           ).fetchone()
     assert big > 0
+
+
+@pytest.mark.parametrize("table", OUTPUT_SCHEMAS)
+def test_ingest_tables_are_identical(stages, table: str) -> None:
+    """Spark's ingest (read, checked, normalised, hashed on Spark) equals DuckDB's."""
+    duck, other, _ = stages
+    a = _rows(duck, f"SELECT * FROM {table} ORDER BY ALL")
+    assert a and a == _rows(other, f"SELECT * FROM {table} ORDER BY ALL")
 
 
 @pytest.mark.parametrize("table,order", [
@@ -164,6 +179,36 @@ def _assert_smallest_vertex_labels(got: pa.Table, n: int, edges: np.ndarray) -> 
     assert np.array_equal(np.sort(v), np.unique(edges))
     assert np.array_equal(got.column("comp").to_numpy(), smallest[membership][v])
 
+
+# The tests of the `stages` fixture come before the CLI runs below: a run's Spark engine
+# drops its views when it closes, and the views of one session are shared.
+
+def test_modularity_on_spark_equals_duckdb(stages) -> None:
+    """Modularity is not a sum over components: the Spark engine runs it in one task over
+    every linked account, as the DuckDB engine does, and finds the same clusters."""
+    duck, other, engine = stages
+    cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
+                               "communities": {"objective": "modularity", "resolution": 1.0}})
+    expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
+    got, _ = engine.communities(other, edge_arrays(other), cfg, None, None, salt="s")
+    assert expected.n_clusters > 10
+    assert np.array_equal(got.cluster, expected.cluster)
+
+
+def test_usage_aggregates_on_spark_equal_duckdb(stages) -> None:
+    """Scoring's usage aggregates (a scan of ``interactions``) on Spark give the features and
+    scores that DuckDB gives."""
+    duck, other, engine = stages
+    partition, _ = warm_detect(duck, edge_arrays(duck), CFG, None, None, salt="s")
+    caps = {s: cap for s, (_, cap) in signal_weights(CFG.signals, []).items()}
+    flagged = [score_clusters(con, partition, CFG.scoring, caps, usage_con=usage)
+               for con, usage in ((duck, None), (other, engine.sql))]
+    assert flagged[0] == flagged[1]
+    sql = "SELECT cluster, size, score, flagged, features, reasons FROM cluster_scores ORDER BY 1"
+    a, b = _rows(duck, sql), _rows(other, sql)
+    assert sum('"usage_campaign"' in r[4] and '"requests"' in r[4] for r in a) > 5
+    assert [r[:2] + r[3:] for r in a] == [r[:2] + r[3:] for r in b]
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
 
 def _memberships(db: Path, run_id: int) -> list[tuple]:
     with sqlite3.connect(db) as c:
@@ -259,3 +304,149 @@ def test_the_default_engine_never_imports_spark() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert res.returncode == 0, res.stderr
+
+
+# --- ingest's SQL on Spark ---------------------------------------------------------------------
+
+# Text of every kind: any code point but surrogates (not text) and NUL (DuckDB ends a string
+# there), attacker-style spellings of the values each rule parses, and separators.
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+                    max_size=25)
+_SHAPED = st.one_of(
+    st.text(alphabet="0123456789abcdefABCDEF:.", max_size=40),               # IPs
+    st.text(alphabet="0123456789-:TZ+. ", max_size=30),                      # timestamps
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
+                 timezones=st.one_of(st.none(), st.timezones())).map(lambda d: d.isoformat()),
+    st.text(alphabet="0123456789 -a", max_size=24),                          # card numbers
+    st.text(alphabet="abcXYZ019.+_-@ ", max_size=20),                        # emails
+    st.text(alphabet="0123456789.-+e ", max_size=12),                        # counts
+    st.text(alphabet="aAsS 0123456789\t\x0b\x0c\xa0\u0130\u00df", max_size=12),
+)
+_VALUES = st.lists(st.one_of(_ANY_TEXT, _SHAPED, st.none()), min_size=1, max_size=40)
+
+
+def _rules() -> dict[str, str]:
+    from linkage.ingest import normalise as nz
+
+    c = CFG.ingest
+    rules = {
+        "clean": nz.clean_text_sql("x"),
+        "email": nz.email_sql("x", c.email_ignore_dots, c.email_ignore_plus,
+                              c.email_domain_aliases),
+        "phone": nz.phone_sql("x"), "display_name": nz.display_name_sql("x"),
+        "compact": nz.compact_sql("x"), "asn": nz.asn_sql("x"), "ip": nz.ip_sql("x"),
+        "card": nz.card_number_sql("x"), "timestamp": nz.timestamp_sql("x"),
+        "count": nz.count_sql("x"), "lower": "lower(x)",
+    }
+    rules["net"] = nz.ip_net_sql(f"({rules['ip']})")
+    rules["net48"] = nz.ip_net48_sql(f"({rules['ip']})")
+    return rules
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_VALUES)
+def test_normalisation_on_spark_equals_duckdb(spark: SparkSession, values: list) -> None:
+    """Every rule of ``linkage.ingest.normalise``, transpiled to Spark, gives DuckDB's value."""
+    rules = _rules()
+    select = ", ".join(f"{sql} AS {name}" for name, sql in rules.items())
+    spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i long, x string"
+                          ).createOrReplaceTempView("lk_values")
+    got = SparkSQL(spark, "unused").execute(
+        f"SELECT i, {select} FROM lk_values ORDER BY i").fetchall()
+    duck = duckdb.connect()
+    duck.execute("SET TimeZone = 'UTC'")
+    expected = duck.execute(
+        f"SELECT i, {select} FROM (SELECT unnest(range(len($v))) AS i, unnest($v) AS x) "
+        "ORDER BY i", {"v": values}).fetchall()
+    assert got == expected
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_ANY_TEXT, st.none()), min_size=1, max_size=30),
+       st.binary(min_size=16, max_size=100), st.sampled_from(["email", "obs:api_key", "ip"]))
+def test_keyed_hash_on_spark_is_hmac(spark: SparkSession, values: list, secret: bytes,
+                                     namespace: str) -> None:
+    """``lk_hash``, the DuckDB macro, inlined by SparkSQL, equals Python's hmac."""
+    pseudo = Pseudonymiser(secret)
+    sql = SparkSQL(spark, "unused")
+    pseudo.install(sql)
+    spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i long, v string"
+                          ).createOrReplaceTempView("lk_values")
+    got = sql.execute(f"SELECT lk_hash('{namespace}', v) FROM lk_values ORDER BY i").fetchall()
+    assert [h for (h,) in got] == [pseudo.hash(namespace, v) for v in values]
+
+
+def _awkward_input(folder: Path) -> Path:
+    """CSV in every form the contract allows: a quoted line break, a table as a folder of
+    part files (one gzipped), and bad rows in the second part file."""
+    folder.mkdir()
+    (folder / "accounts.csv").write_text(
+        'account_id,created_at,display_name,signup_ip\n'
+        'a1,2024-05-01T10:00:00+02:00,"Ann\nSmith",10.0.0.1\n'
+        'a2,2024-05-01 09:00,Bob,::ffff:10.0.0.1\n'
+        'a3,2024-05-02,Cy,2001:DB8::1\n', encoding="utf-8")
+    devices = folder / "devices"
+    devices.mkdir()
+    (devices / "part-0.csv").write_text(
+        "account_id,device_id,seen_at\na1,d1,2024-05-01T10:00:00Z\na2,d1,\n"
+        "a3,d2,2024-05-03T00:00:00-0500\n")
+    with gzip.open(devices / "part-1.csv.gz", "wt") as fh:
+        fh.write("device_id,account_id,seen_at,extra\nd2,a1,2024-05-04,x\n"
+                 "d3,a2,yesterday,y\nd3,a9,2024-05-04,z\n")
+    return folder
+
+
+def test_csv_parts_and_quarantine_are_identical_on_spark(spark: SparkSession,
+                                                        tmp_path: Path) -> None:
+    data = _awkward_input(tmp_path / "in")
+    cfg = RunConfig.from_dict({"ingest": {"on_bad_rows": "quarantine"}})
+    pseudo = Pseudonymiser(SECRET)
+    duck = connect_duckdb(cfg.engine)
+    expected = ingest(duck, data, cfg.ingest, pseudo)
+    other = connect_duckdb(cfg.engine)
+    engine = SparkEngine(SparkConfig(), tmp_path / "staging")
+    try:
+        got = engine.ingest(other, data, cfg.ingest, pseudo)
+    finally:
+        engine.close()
+    assert got == expected
+    assert [(p.file, p.row, p.column) for p in got.quarantine_sample] == [
+        ("devices/part-1.csv.gz", 2, "seen_at"), ("devices/part-1.csv.gz", 3, "account_id")]
+    for table in OUTPUT_SCHEMAS:
+        sql = f"SELECT * FROM {table} ORDER BY ALL"
+        assert _rows(duck, sql) == _rows(other, sql)
+
+
+def test_bad_input_on_spark_names_file_column_row_and_value(spark: SparkSession,
+                                                           tmp_path: Path) -> None:
+    data = _awkward_input(tmp_path / "in")
+    config = tmp_path / "spark.toml"
+    config.write_text(f'[engine.spark]\nstaging = "{tmp_path / "staging"}"\n')
+    res = invoke("run", "--input", data, "--engine", "spark", "--db",
+                 f"sqlite:///{tmp_path / 'x.db'}", "--config", config,
+                 LINKAGE_SECRET=SECRET.decode())
+    assert res.exit_code == 2, res.output
+    assert ("devices/part-1.csv.gz, column 'seen_at', row 2: unparseable timestamp "
+            "(expected ISO 8601) (value 'yesterday')") in res.output
+    assert "devices/part-1.csv.gz, column 'account_id', row 3" in res.output
+    assert not (tmp_path / "x.db").exists() or not sqlite3.connect(tmp_path / "x.db").execute(
+        "SELECT name FROM sqlite_master WHERE name = 'runs'").fetchall()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["ip", "card", "obs:x", "é"]), _ANY_TEXT),
+                min_size=1, max_size=200, unique=True))
+def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) -> None:
+    """A table's numbering (``kid``, ``idx``: ``row_number() OVER (ORDER BY ...)`` over the
+    whole table) runs range-partitioned on Spark, and numbers rows exactly as DuckDB."""
+    sql = "SELECT (row_number() OVER (ORDER BY s, k) - 1)::INTEGER AS kid, s, k FROM lk_rows"
+    spark.createDataFrame(rows, "s string, k string").repartition(3).createOrReplaceTempView(
+        "lk_rows")
+    got = sorted(tuple(r) for r in SparkSQL(spark, "unused").query(
+        sqlglot.parse_one(sql, read="duckdb")).collect())
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE lk_rows (s VARCHAR, k VARCHAR)")
+    duck.executemany("INSERT INTO lk_rows VALUES (?, ?)", rows)
+    assert got == sorted(duck.execute(sql).fetchall())
+    plan = SparkSQL(spark, "unused").query(sqlglot.parse_one(sql, read="duckdb"))
+    assert "SinglePartition" not in plan._jdf.queryExecution().executedPlan().toString()

@@ -1,10 +1,11 @@
 """Relational engines behind one entry point.
 
-The relational stages (signals, edges) run as SQL written once, in DuckDB's dialect, on a
-:class:`SQLConnection`. DuckDB, in-process, is the default; the Spark engine
-(:mod:`linkage.engines.spark`, ``pip install 'linkage[spark]'``) runs the same statements on
-a Spark cluster through :class:`linkage.engines.spark_sql.SparkSQL`. Ingest, scoring and
-continuity stay on DuckDB in both (``docs/operations.md``, "Spark").
+The relational stages (ingest, signals, edges, scoring's usage aggregates) run as SQL
+written once, in DuckDB's dialect, on a :class:`SQLConnection`. DuckDB, in-process, is the
+default; the Spark engine (:mod:`linkage.engines.spark`, ``pip install 'linkage[spark]'``)
+runs the same statements on a Spark cluster through
+:class:`linkage.engines.spark_sql.SparkSQL`. The rest of scoring and continuity stay on
+DuckDB in both (``docs/operations.md``, "Spark").
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ class SQLConnection(Protocol):
     def fetchone(self) -> tuple[Any, ...] | None: ...
 
     def fetchall(self) -> list[tuple[Any, ...]]: ...
+
+    def register(self, view_name: str, python_object: Any, /) -> Any: ...
+
+    def unregister(self, view_name: str, /) -> Any: ...

@@ -1,16 +1,19 @@
-"""The Spark engine: signals, edges, connected components and Leiden on a Spark cluster.
+"""The Spark engine: ingest, signals, edges, components, Leiden and usage on Spark.
 
 What runs where (``docs/operations.md``, "Spark"):
 
-* DuckDB, on the driver: ingest (validation, normalisation, pseudonymisation), scoring,
-  continuity and the store write, exactly as with the default engine.
-* Spark: the signals (``links``, ``keys``, ``key_members``) and the edge building
-  (``edge_signals``, ``edges``: the self-join, the largest relational stage), from the same
-  DuckDB-dialect SQL (:mod:`linkage.engines.spark_sql`); connected components and
-  per-component Leiden (:mod:`linkage.engines.spark_graph`).
+* Spark: ingest (the executors read the files; validation, normalisation and
+  pseudonymisation are ingest's own SQL, :mod:`linkage.engines.spark_ingest`), the signals
+  (``links``, ``keys``, ``key_members``) and the edge building (``edge_signals``, ``edges``:
+  the self-join, the largest relational stage), from the same DuckDB-dialect SQL
+  (:mod:`linkage.engines.spark_sql`); connected components and per-component Leiden
+  (:mod:`linkage.engines.spark_graph`); scoring's usage aggregates.
+* DuckDB, on the driver: the MinHash bands of the set-similarity signals, the rest of
+  scoring, continuity and the store write, exactly as with the default engine; ingest too
+  for an incremental run (its state is DuckDB's).
 
-The ingest tables travel to Spark as Arrow, and the stage tables come back the same way, so
-scoring, continuity, reports and views read exactly what the DuckDB engine leaves.
+The ingest and stage tables are copied back to the driver's DuckDB as Arrow, so scoring,
+continuity, reports and views read exactly what the DuckDB engine leaves.
 
 pyspark is an optional dependency, imported only here and only when the engine is chosen.
 """
@@ -27,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from linkage.config import RunConfig, SignalsConfig, SparkConfig
+from linkage.config import IngestConfig, RunConfig, SignalsConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
+from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
+from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import BAND_TABLES, band_tables, signal_weights
 from linkage.warmstart import (
     component_fingerprints,
@@ -76,12 +81,18 @@ def require_pyspark() -> None:
 
 
 def spark_session(cfg: SparkConfig) -> SparkSession:
-    """The active Spark session (under ``spark-submit``), else a new one on ``cfg.master``."""
+    """The active Spark session, else a new one: under ``spark-submit`` with its master and
+    settings, otherwise on ``cfg.master`` with ``cfg.conf``."""
     require_pyspark()
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
-    if spark is None:
+    # spark-submit starts the JVM first and this process from it, passing the JVM's address:
+    # its --master and --conf then hold (a builder's master would override them)
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    if spark is None and submitted:
+        spark = SparkSession.builder.appName("linkage").getOrCreate()
+    elif spark is None:
         builder = SparkSession.builder.appName("linkage").master(cfg.master)
         settings: dict[str, str] = {}
         if cfg.master.startswith("local"):
@@ -111,16 +122,46 @@ class SparkEngine:
         root = cfg.staging.rstrip("/") if cfg.staging else str(spill / "spark")
         self.staging = f"{root}/linkage-{uuid.uuid4().hex}"
         self.sql: SparkSQL = SparkSQL(self.spark, self.staging)
+        self._ingested = False
+
+    def ingest(self, con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
+               pseudo: Pseudonymiser) -> IngestResult:
+        """:func:`linkage.ingest.ingest` on Spark (files read by the executors, checked,
+        normalised and hashed there), then the output tables copied into ``con``.
+
+        The copy serves the stages that still run on the driver: the MinHash bands of the
+        set-similarity signals, scoring, continuity, the store write and the incremental
+        state read them from DuckDB. It holds hashes and normalised values, not raw input.
+        """
+        from linkage.engines.spark_ingest import load_table
+
+        result = ingest(self.sql, input_dir, cfg, pseudo, load=load_table)
+        for name in INPUT_TABLES:
+            schema = ", ".join(f"{c} {t}" for c, t in OUTPUT_SCHEMAS[name])
+            columns = ", ".join(c for c, _ in OUTPUT_SCHEMAS[name])
+            con.execute(f"CREATE OR REPLACE TABLE {name} ({schema})")
+            con.register("spark_in", self.sql.table(name).select(
+                *(c for c, _ in OUTPUT_SCHEMAS[name])).toArrow())
+            try:
+                # timestamps arrive with a UTC offset; the session time zone is UTC
+                con.execute(f"INSERT INTO {name} SELECT {columns} FROM spark_in ORDER BY ALL")
+            finally:
+                con.unregister("spark_in")
+        self._ingested = True
+        return result
 
     def load(self, con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> None:
-        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging).
+        """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging),
+        unless :meth:`ingest` made them there.
 
         The MinHash bands of the prompt and activity_sync signals
         (:func:`linkage.signals.prompt_bands`, :func:`~linkage.signals.activity_bands`: an
         aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
         copied too: both engines then link accounts by the very same band keys.
         """
-        tables = [*INPUT_TABLES, *band_tables(con, cfg, signal_weights(cfg, []))]
+        tables = [*band_tables(con, cfg, signal_weights(cfg, []))]
+        if not self._ingested:
+            tables = [*INPUT_TABLES, *tables]
         for name in tables:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
@@ -164,7 +205,7 @@ class SparkEngine:
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""
-        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES):
+        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES, "members"):
             self.spark.catalog.dropTempView(name)
         try:
             jvm: Any = self.spark._jvm  # type: ignore[attr-defined]

@@ -16,23 +16,37 @@ Identifying values leave ingest only as keyed hashes (``*_key``, the ``lk_hash``
 tables that held raw values are dropped before :func:`ingest` returns or raises. Rows of every
 output table are sorted by all their columns, so equal input gives equal tables.
 
-All work is SQL inside DuckDB: no Python loop touches a row, and memory is DuckDB's (it
-spills to its temporary directory) rather than Python's.
+All work is SQL: no Python loop touches a row. With the default engine it runs inside DuckDB
+(memory is DuckDB's, which spills to its temporary directory); the Spark engine runs the
+same statements on Spark (:class:`linkage.engines.spark_sql.SparkSQL`) and reads the files
+there (:func:`linkage.engines.spark_ingest.load_table`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from linkage.config import IngestConfig
+from linkage.engines import SQLConnection
 from linkage.errors import InputError, InputProblem
 from linkage.ingest import normalise as nz
 from linkage.ingest import validate
-from linkage.ingest.read import SPECS, TABLE_NAMES, discover, fingerprint, load_table, stage_name
+from linkage.ingest.read import (
+    SPECS,
+    TABLE_NAMES,
+    InputFile,
+    TableSpec,
+    discover,
+    fingerprint,
+    load_table,
+    stage_name,
+)
 from linkage.pseudonymise import Pseudonymiser
 
 __all__ = ["OUTPUT_SCHEMAS", "TABLES", "IngestResult", "ingest"]
@@ -131,13 +145,20 @@ class IngestResult:
     n_accounts: int
 
 
+# the connection is the engine's own (a DuckDB connection for DuckDB's reader)
+Loader = Callable[[Any, TableSpec, list[InputFile], IngestConfig],
+                  tuple[list[InputProblem], bool]]
+"""Creates a table's staging table from its files (:func:`linkage.ingest.read.load_table`)."""
+
+
 def ingest(
-    con: duckdb.DuckDBPyConnection,
+    con: SQLConnection,
     input_dir: Path,
     cfg: IngestConfig,
     pseudo: Pseudonymiser,
     *,
     known: str | None = None,
+    load: Loader | None = None,
 ) -> IngestResult:
     """Read, validate, normalise and pseudonymise the input folder into ``con``.
 
@@ -156,6 +177,9 @@ def ingest(
         Incremental runs (:mod:`linkage.incremental`): a table ``(account_id, idx)`` in
         ``con`` of accounts from earlier runs, with negative ``idx``. Rows of other tables
         may then name them (and get their negative ``idx``); ``accounts`` may not repeat them.
+    load
+        How ``con``'s engine reads the files into staging tables; default: DuckDB's
+        :func:`~linkage.ingest.read.load_table` (``con`` is then a DuckDB connection).
 
     Returns
     -------
@@ -187,8 +211,14 @@ def ingest(
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise InputError(f"input folder {str(input_dir)!r} does not exist or is not a folder")
-    con.execute("SET TimeZone = 'UTC'")
     pseudo.install(con)
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        # another engine: UTC and row numbers are its reader's business
+        try:
+            return _ingest(con, input_dir, cfg, known, load or load_table)
+        finally:
+            _drop_staging(con)
+    con.execute("SET TimeZone = 'UTC'")
     # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
     # engine may turn it off to save memory); it is restored afterwards.
     (keep_order,) = con.execute(
@@ -196,21 +226,21 @@ def ingest(
     ).fetchone() or (True,)
     con.execute("SET preserve_insertion_order = true")
     try:
-        return _ingest(con, input_dir, cfg, known)
+        return _ingest(con, input_dir, cfg, known, load or load_table)
     finally:
         _drop_staging(con)
         con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
-            known: str | None) -> IngestResult:
+def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
+            known: str | None, load: Loader) -> IngestResult:
     found = discover(input_dir)
     file_problems = list(found.problems)
     present = [t for t in TABLES if t in found.files]
     loaded: dict[str, bool] = {}
     for table in TABLES:
         # Absent tables get an empty stage too, so that every later query has its input.
-        problems, ok = load_table(con, SPECS[table], found.files.get(table, []), cfg)
+        problems, ok = load(con, SPECS[table], found.files.get(table, []), cfg)
         file_problems += problems
         loaded[table] = ok and table in found.files
 
@@ -256,12 +286,12 @@ def _ingest(con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
     )
 
 
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+def _count(con: SQLConnection, table: str) -> int:
     (n,) = con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
     return int(n)
 
 
-def _build_ip_map(con: duckdb.DuckDBPyConnection) -> None:
+def _build_ip_map(con: SQLConnection) -> None:
     """Canonicalise and hash every distinct IP text once.
 
     IPs repeat (an account's events, a NAT's accounts), and parsing IPv6 with string
@@ -288,7 +318,7 @@ def _build_ip_map(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _build_output(con: duckdb.DuckDBPyConnection, table: str, *,
+def _build_output(con: SQLConnection, table: str, *,
                   known: str | None = None) -> None:
     schema = ", ".join(f"{name} {dtype}" for name, dtype in OUTPUT_SCHEMAS[table])
     con.execute(f"CREATE OR REPLACE TABLE {table} ({schema})")
@@ -324,8 +354,13 @@ def _build_output(con: duckdb.DuckDBPyConnection, table: str, *,
     )
 
 
-def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+def _drop_staging(con: SQLConnection) -> None:
     """Drop every ``_lk_ingest_*`` table: they hold raw identifying values."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        for name in (*map(stage_name, TABLES), validate.PROBLEMS, validate.QUARANTINE, _IP_MAP,
+                     "_lk_ingest_lost"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        return
     names = con.execute(
         "SELECT table_name FROM duckdb_tables() "
         "WHERE temporary AND starts_with(table_name, '_lk_ingest_')"

@@ -49,6 +49,7 @@ __all__ = [
     "fingerprint",
     "load_table",
     "stage_name",
+    "stage_select",
 ]
 
 log = logging.getLogger("linkage.ingest")
@@ -528,7 +529,27 @@ def _insert(
         )
         source = "(SELECT rowid + 1 AS _lk_row, * FROM _lk_ingest_raw)"
         names = {c: f"c{i}" for c, (i, _) in matched.items()}
-    level1, level2, level3, targets = ["_lk_row"], ["_lk_row"], [str(f.number), "_lk_row"], []
+    targets, select = stage_select(spec, matched, names, cfg, source, str(f.number))
+    con.execute(f"INSERT INTO {stage} ({', '.join(targets)}) {select}")
+
+
+def stage_select(
+    spec: TableSpec,
+    matched: dict[str, tuple[int, str]],
+    names: dict[str, str],
+    cfg: IngestConfig,
+    source: str,
+    file: str,
+) -> tuple[list[str], str]:
+    """The staging columns of one file and the SELECT that fills them (any engine).
+
+    ``source`` is a relation with the data row number ``_lk_row`` and the file's columns,
+    ``names`` the SQL name in ``source`` of each matched contract column, ``file`` the SQL of
+    the file number (``_file``). Normalisation is three levels of SELECT: source → text,
+    text → parsed, parsed → staging columns.
+    """
+    level1 = ["_lk_row", f"{file} AS _lk_file"]
+    level2, level3, targets = ["_lk_row", "_lk_file"], ["_lk_file", "_lk_row"], []
     for col in spec.columns:
         if col.norm == "unused":
             continue
@@ -540,8 +561,7 @@ def _insert(
         for name, expr in outs:
             targets.append(f'"{name}"')
             level3.append(expr)
-    con.execute(
-        f"INSERT INTO {stage} (_file, _row, {', '.join(targets)}) "
+    return ["_file", "_row", *targets], (
         f"SELECT {', '.join(level3)} FROM (SELECT {', '.join(level2)} FROM "
         f"(SELECT {', '.join(level1)} FROM {source}))"
     )

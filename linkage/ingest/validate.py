@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import duckdb
-
 from linkage.config import IngestConfig
+from linkage.engines import SQLConnection
 from linkage.errors import InputError, InputProblem
 from linkage.ingest import normalise as nz
 from linkage.ingest.read import TABLE_NAMES, InputFile, TableSpec, stage_name
@@ -71,7 +70,7 @@ _O_DUPLICATE = 900
 _O_ACCOUNT = 950
 
 
-def create_problem_table(con: duckdb.DuckDBPyConnection) -> None:
+def create_problem_table(con: SQLConnection) -> None:
     """Create (empty) the problems table."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {PROBLEMS} (t INTEGER, f INTEGER, r BIGINT, o INTEGER, "
@@ -79,12 +78,12 @@ def create_problem_table(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, select: str, params: list[object]) -> None:
+def _insert(con: SQLConnection, select: str, params: list[object]) -> None:
     con.execute(f"INSERT INTO {PROBLEMS} {select}", params)
 
 
 def check_rows(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, ip_map: str, *, max_chars: int = 10_000
+    con: SQLConnection, spec: TableSpec, ip_map: str, *, max_chars: int = 10_000
 ) -> None:
     """Required values, timestamps, token counts, IPs, card numbers and lengths of one table.
 
@@ -135,7 +134,7 @@ def check_rows(
             )
 
 
-def check_duplicates(con: duckdb.DuckDBPyConnection, known: str | None = None) -> None:
+def check_duplicates(con: SQLConnection, known: str | None = None) -> None:
     """Every occurrence of an ``account_id`` after its first (in file, then row order), and
     with ``known`` (a table of ``account_id`` from earlier runs) every one already known."""
     _insert(
@@ -150,7 +149,7 @@ def check_duplicates(con: duckdb.DuckDBPyConnection, known: str | None = None) -
     )
 
 
-def check_accounts(con: duckdb.DuckDBPyConnection, spec: TableSpec,
+def check_accounts(con: SQLConnection, spec: TableSpec,
                    known: str | None = None) -> None:
     """Rows of a non-account table whose ``account_id`` is not in ``accounts`` at all (nor in
     ``known``, a table of ``account_id`` from earlier runs, when given)."""
@@ -166,7 +165,7 @@ def check_accounts(con: duckdb.DuckDBPyConnection, spec: TableSpec,
     )
 
 
-def quarantine_orphans(con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+def quarantine_orphans(con: SQLConnection, tables: list[str]) -> None:
     """Quarantine mode: rows of other tables whose account exists but was set aside.
 
     Call after every check of ``accounts``: an account survives when one of its rows has
@@ -233,7 +232,7 @@ def _problem(files: dict[str, list[InputFile]], row: tuple, *, stored: bool) -> 
 
 
 def summarise(
-    con: duckdb.DuckDBPyConnection,
+    con: SQLConnection,
     files: dict[str, list[InputFile]],
     file_problems: list[InputProblem],
     cfg: IngestConfig,
