@@ -38,10 +38,9 @@ from linkage.ingest import normalise as nz
 from linkage.ingest.read import (
     InputFile,
     TableSpec,
-    _describe,
-    _FileProblem,
     _match_columns,
     _quote,
+    matching_files,
     stage_name,
     stage_select,
 )
@@ -68,25 +67,11 @@ def load_table(sql: SparkSQL, spec: TableSpec, files: list[InputFile],
     cols = ", ".join(f'"{n}" {t}' for n, t in spec.stage_columns())
     sql.execute(f"CREATE OR REPLACE TEMP TABLE {stage} (_file INTEGER, _row BIGINT, {cols})")
     problems: list[InputProblem] = []
-    unknown: dict[str, None] = {}
     groups: dict[tuple[bool, tuple[tuple[str, str], ...]], list[InputFile]] = {}
     layout: tuple[tuple[str, str], ...]
     meta = duckdb.connect()  # CSV headers and Parquet footers only, on the driver
     try:
-        for f in files:
-            try:
-                columns = _describe(meta, f)
-            except _FileProblem as exc:
-                problems.append(InputProblem(spec.name, f.rel, None, None, None, str(exc)))
-                continue
-            if columns is None:
-                log.info("%s is empty: no rows", f.rel)
-                continue
-            _, extra, file_problems = _match_columns(spec, f, columns)
-            unknown.update(dict.fromkeys(extra))
-            if file_problems:
-                problems += file_problems
-                continue
+        for f, columns, _ in matching_files(meta, spec, files, problems):
             layout = tuple(columns)
             groups.setdefault((f.form == "parquet", layout), []).append(f)
     finally:
@@ -108,9 +93,6 @@ def load_table(sql: SparkSQL, spec: TableSpec, files: list[InputFile],
                 problems.append(_unreadable(spec, group[0], exc))
         finally:
             sql.drop(_SOURCE)
-    if unknown:
-        log.info("%s: ignoring columns not in the contract: %s",
-                 spec.name, ", ".join(map(repr, unknown)))
     return problems, not problems
 
 

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -467,35 +467,62 @@ def load_table(
     cols = ", ".join(f'"{n}" {t}' for n, t in spec.stage_columns())
     con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} (_file INTEGER, _row BIGINT, {cols})")
     problems: list[InputProblem] = []
-    unknown: dict[str, None] = {}
-    for f in files:
+    for f, columns, matched in matching_files(con, spec, files, problems):
         try:
-            columns = _describe(con, f)
-            if columns is None:
-                log.info("%s is empty: no rows", f.rel)
-                continue
-            matched, extra, file_problems = _match_columns(spec, f, columns)
-            unknown.update(dict.fromkeys(extra))
-            if file_problems:
-                problems += file_problems
-                continue
             _insert(con, spec, f, columns, matched, cfg, stage)
         except _FileProblem as exc:
             problems.append(InputProblem(spec.name, f.rel, None, None, None, str(exc)))
         except duckdb.Error as exc:
-            what = "Parquet" if f.form == "parquet" else "CSV"
-            problems.append(InputProblem(
-                spec.name, f.rel, None, None, None,
-                f"cannot read as {what}: {_duckdb_reason(exc, f)}",
-            ))
+            problems.append(_unreadable(spec, f, exc))
         finally:
             con.execute("DROP TABLE IF EXISTS _lk_ingest_raw")
+    return problems, not problems
+
+
+def matching_files(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    files: list[InputFile],
+    problems: list[InputProblem],
+) -> Iterator[tuple[InputFile, list[tuple[str, str]], dict[str, tuple[int, str]]]]:
+    """The files of ``spec`` whose columns (CSV header, Parquet footer, read through ``con``)
+    meet the contract, each with its columns and :func:`_match_columns`' match.
+
+    Empty files are skipped; every other file's problems are appended to ``problems``.
+    Columns not in the contract are logged once per table, at INFO, when the files are
+    exhausted. Both engines' readers take their files from here, so they report the same
+    file-level problems.
+    """
+    unknown: dict[str, None] = {}
+    for f in files:
+        try:
+            columns = _describe(con, f)
+        except _FileProblem as exc:
+            problems.append(InputProblem(spec.name, f.rel, None, None, None, str(exc)))
+            continue
+        except duckdb.Error as exc:
+            problems.append(_unreadable(spec, f, exc))
+            continue
+        if columns is None:
+            log.info("%s is empty: no rows", f.rel)
+            continue
+        matched, extra, file_problems = _match_columns(spec, f, columns)
+        unknown.update(dict.fromkeys(extra))
+        if file_problems:
+            problems += file_problems
+            continue
+        yield f, columns, matched
     if unknown:
         log.info(
             "%s: ignoring columns not in the contract: %s",
             spec.name, ", ".join(map(repr, unknown)),
         )
-    return problems, not problems
+
+
+def _unreadable(spec: TableSpec, f: InputFile, exc: duckdb.Error) -> InputProblem:
+    what = "Parquet" if f.form == "parquet" else "CSV"
+    return InputProblem(spec.name, f.rel, None, None, None,
+                        f"cannot read as {what}: {_duckdb_reason(exc, f)}")
 
 
 def _insert(
