@@ -381,7 +381,8 @@ def _memory_table(entries: list[dict[str, Any]]) -> list[str]:
     rows = ["### A night under a memory limit (`engine.memory_limit`)", "",
             "`--memory-limit` runs the same input unbounded and under the limit, interleaved in "
             "one invocation, so that the two see the same machine; a row marked * compares "
-            "with the unbounded run of the table above instead (another invocation).", "",
+            "with an unbounded run of another invocation (the table above, or a later "
+            "`--memory-limit` run).", "",
             "| scale | memory_limit | wall (s) | peak RSS (MB) | spilled to disk (MB, max) | "
             "unbounded wall (s) | unbounded peak (MB) | load |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -390,6 +391,8 @@ def _memory_table(entries: list[dict[str, Any]]) -> list[str]:
         mark = ""
         if free is None:
             free, mark = _get(entries, e["scale"], "linkage"), " *"
+        elif free["machine"]["date"] != e["machine"]["date"]:
+            mark = " *"  # the limit's own unbounded partner was replaced by a later one
         fw = f"{free['wall']:.1f}{mark}" if free else "-"
         fp = f"{_mb(free['peak_mb'])}{mark}" if free else "-"
         rows.append(f"| {e['scale']} | {e['pipeline'].split('@', 1)[1]} | {e['wall']:.1f} | "
