@@ -49,7 +49,6 @@ __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 log = logging.getLogger("linkage.run")
 
 STAGES = ("ingest", "signals", "graph", "communities", "scoring", "continuity", "store")
-KEY_CHECK = "key_check"
 
 # A stage reporter: called with a stage name, returns a context manager around the stage.
 StageReporter = Callable[[str], contextlib.AbstractContextManager[None]]
@@ -132,7 +131,7 @@ def run_pipeline(
                                  known=incr.KNOWN if state is not None else None)
                 n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
-            _check_key(store, pseudo)
+            store.check_key(pseudo.check_value())
             # We hold the lock, so a run still marked running belongs to a dead process.
             store.abandon_running()
             run_id = store.begin_run(
@@ -208,8 +207,8 @@ def run_pipeline(
                         incr.prune_states(state_dir, run_id)
                     store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
                                       keep=FINGERPRINT_KEY.format(run_id=run_id))
-                    if store.get_meta(KEY_CHECK) is None:
-                        store.set_meta(KEY_CHECK, pseudo.check_value())
+                    if store.get_meta(Store.KEY_CHECK) is None:
+                        store.set_meta(Store.KEY_CHECK, pseudo.check_value())
             except BaseException as exc:
                 # Record the failure where it happened (also for Ctrl-C), then re-raise.
                 with contextlib.suppress(Exception):
@@ -266,16 +265,6 @@ def _peak_rss_mb() -> float:
     """The process's peak resident memory so far, from the OS's own accounting."""
     # ru_maxrss is in KiB on Linux (bytes on macOS, where this is only indicative).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _check_key(store: Store, pseudo: Pseudonymiser) -> None:
-    stored = store.get_meta(KEY_CHECK)
-    if stored is not None and stored != pseudo.check_value():
-        raise ConfigError(
-            "the pseudonymisation key differs from the one this store was written with: "
-            "tonight's hashes would not match earlier runs. Use the original key "
-            "(LINKAGE_SECRET / --secret-file) or a new store."
-        )
 
 
 def _describe(exc: BaseException) -> str:

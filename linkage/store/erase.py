@@ -61,7 +61,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, or_, select
 
-from linkage.errors import ConfigError, NotFoundError, shorten
+from linkage.errors import NotFoundError, shorten
 from linkage.pseudonymise import Pseudonymiser
 from linkage.store.lock import run_lock
 from linkage.store.models import Base
@@ -81,7 +81,6 @@ ERASED_TABLES: dict[str, tuple[str, ...]] = {
 """Every table that names an account, and the columns that do."""
 
 _NAMESPACE = "erasure-account"
-_KEY_CHECK = "key_check"
 
 
 def account_key(pseudo: Pseudonymiser, account_id: str) -> str:
@@ -128,12 +127,7 @@ def forget_account(
             raise NotFoundError(
                 f"no such account: {shorten(account_id)}: {store.display_url} holds no run")
         store.ensure_schema()
-        stored = store.get_meta(_KEY_CHECK)
-        if stored is not None and stored != pseudo.check_value():
-            raise ConfigError(
-                "the pseudonymisation key differs from the one this store was written with; "
-                "use the original key (LINKAGE_SECRET / --secret-file)"
-            )
+        store.check_key(pseudo.check_value())
         key = account_key(pseudo, account_id)
         with store._guard(f"erasing account {shorten(account_id)}"), store.engine.begin() as conn:
             runs = _runs_of(conn, account_id)

@@ -457,6 +457,21 @@ class Store:
 
     # -- store metadata ------------------------------------------------------------------
 
+    KEY_CHECK = "key_check"
+    """The ``store_meta`` key of the pseudonymisation key's check value (its hash of a fixed
+    text): a store is written with one key."""
+
+    def check_key(self, check_value: str) -> None:
+        """Raise :class:`~linkage.errors.ConfigError` if the store was written with another
+        pseudonymisation key than the one whose check value is ``check_value``."""
+        stored = self.get_meta(self.KEY_CHECK)
+        if stored is not None and stored != check_value:
+            raise ConfigError(
+                "the pseudonymisation key differs from the one this store was written with: "
+                "its hashes would not match the stored ones. Use the original key "
+                "(LINKAGE_SECRET / --secret-file) or a new store."
+            )
+
     def get_meta(self, key: str) -> str | None:
         """A value of ``store_meta``, or ``None`` when unset."""
         with self._guard(f"reading store_meta {key!r}"), self.engine.connect() as conn:
