@@ -125,7 +125,9 @@ def run_pipeline(
                     incr.load_known(con, state, key_check=pseudo.check_value(),
                                     ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
                 if spark and state is None:
-                    ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo)
+                    # the driver needs only what later stages read there
+                    ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo,
+                                       skip=_SIGNAL_INPUTS if state_dir is None else ())
                 else:  # an incremental run's ingest builds on DuckDB's state (below)
                     ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
                                  known=incr.KNOWN if state is not None else None)

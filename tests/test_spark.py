@@ -417,6 +417,22 @@ def test_csv_parts_and_quarantine_are_identical_on_spark(spark: SparkSession,
         assert _rows(duck, sql) == _rows(other, sql)
 
 
+def test_spark_ingest_copies_only_what_the_driver_reads(spark: SparkSession,
+                                                        tmp_path: Path) -> None:
+    """Without an incremental state, the tables only the signals read stay on Spark."""
+    data = _awkward_input(tmp_path / "in")
+    cfg = RunConfig.from_dict({"ingest": {"on_bad_rows": "quarantine"}})
+    con = connect_duckdb(cfg.engine)
+    engine = SparkEngine(SparkConfig(), tmp_path / "staging")
+    try:
+        engine.ingest(con, data, cfg.ingest, Pseudonymiser(SECRET), skip=("devices",))
+        assert engine.sql.table("devices").count() > 0
+    finally:
+        engine.close()
+    tables = {t for (t,) in _rows(con, "SELECT table_name FROM duckdb_tables()")}
+    assert tables == set(OUTPUT_SCHEMAS) - {"devices"}
+
+
 def test_bad_input_on_spark_names_file_column_row_and_value(spark: SparkSession,
                                                            tmp_path: Path) -> None:
     data = _awkward_input(tmp_path / "in")

@@ -125,18 +125,20 @@ class SparkEngine:
         self._ingested = False
 
     def ingest(self, con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
-               pseudo: Pseudonymiser) -> IngestResult:
+               pseudo: Pseudonymiser, *, skip: tuple[str, ...] = ()) -> IngestResult:
         """:func:`linkage.ingest.ingest` on Spark (files read by the executors, checked,
-        normalised and hashed there), then the output tables copied into ``con``.
+        normalised and hashed there), then the output tables but ``skip`` copied into
+        ``con``.
 
         The copy serves the stages that still run on the driver: the MinHash bands of the
         set-similarity signals, scoring, continuity, the store write and the incremental
-        state read them from DuckDB. It holds hashes and normalised values, not raw input.
+        state read them from DuckDB (the tables only the signals read are skipped when no
+        state is written). It holds hashes and normalised values, not raw input.
         """
         from linkage.engines.spark_ingest import load_table
 
         result = ingest(self.sql, input_dir, cfg, pseudo, load=load_table)
-        for name in INPUT_TABLES:
+        for name in (t for t in INPUT_TABLES if t not in skip):
             schema = ", ".join(f"{c} {t}" for c, t in OUTPUT_SCHEMAS[name])
             columns = ", ".join(c for c, _ in OUTPUT_SCHEMAS[name])
             con.execute(f"CREATE OR REPLACE TABLE {name} ({schema})")

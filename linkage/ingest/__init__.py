@@ -212,24 +212,21 @@ def ingest(
     if not input_dir.is_dir():
         raise InputError(f"input folder {str(input_dir)!r} does not exist or is not a folder")
     pseudo.install(con)
-    if not isinstance(con, duckdb.DuckDBPyConnection):
-        # another engine: UTC and row numbers are its reader's business
-        try:
-            return _ingest(con, input_dir, cfg, known, load or load_table)
-        finally:
-            _drop_staging(con)
-    con.execute("SET TimeZone = 'UTC'")
-    # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
-    # engine may turn it off to save memory); it is restored afterwards.
-    (keep_order,) = con.execute(
-        "SELECT current_setting('preserve_insertion_order')"
-    ).fetchone() or (True,)
-    con.execute("SET preserve_insertion_order = true")
+    keep_order: bool | None = None
+    if isinstance(con, duckdb.DuckDBPyConnection):  # another engine: UTC and row numbers
+        con.execute("SET TimeZone = 'UTC'")       # are its reader's business
+        # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
+        # engine may turn it off to save memory); it is restored afterwards.
+        (keep_order,) = con.execute(
+            "SELECT current_setting('preserve_insertion_order')"
+        ).fetchone() or (True,)
+        con.execute("SET preserve_insertion_order = true")
     try:
         return _ingest(con, input_dir, cfg, known, load or load_table)
     finally:
         _drop_staging(con)
-        con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
+        if keep_order is not None:
+            con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
 
 
 def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
