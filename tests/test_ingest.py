@@ -412,6 +412,8 @@ def test_raw_card_number(tmp_path, card):
     assert result.rows_quarantined == {"payment_instruments": {
         "raw card number in fingerprint (expected the processor's token)": 1}}
     assert digits not in all_text(con) + repr(result)
+    # the sample (kept in the store) says what was there, not the shape of the marker
+    assert [p.value for p in result.quarantine_sample] == ["'<redacted card number>'"]
 
 
 def test_card_number_in_a_reader_error_is_redacted(tmp_path):
