@@ -314,21 +314,14 @@ class Store:
                 clusters.schema.get_field_index("first_seen_run_id"),
                 "first_seen_run_id", pc.fill_null(first_seen, run_id),
             )
-            quarantine = result.table("quarantine")
-            quarantine = quarantine.add_column(
-                0, "seq", pa.array(range(1, quarantine.num_rows + 1), pa.int64())
-            )
             self._write(conn, "clusters", run_id, clusters)
             self._write(conn, "memberships", run_id, result.table("memberships"))
             self._write(conn, "evidence", run_id, result.table("evidence"))
             self._write(conn, "evidence_signals", run_id, result.table("evidence_signals"))
             self._write(conn, "cluster_keys", run_id, result.table("cluster_keys"))
-            self._write(conn, "quarantine", run_id, quarantine)
-            lineage = result.table("lineage")
-            lineage = lineage.add_column(
-                0, "seq", pa.array(range(1, lineage.num_rows + 1), pa.int64())
-            )
-            self._write(conn, "lineage", run_id, lineage)
+            # rows without a natural key are numbered in their given order
+            self._write(conn, "quarantine", run_id, _numbered(result.table("quarantine")))
+            self._write(conn, "lineage", run_id, _numbered(result.table("lineage")))
             for key, value in result.meta.items():
                 self._upsert_meta(conn, key, value)
         log.info("published run %d in %.1fs", run_id, time.perf_counter() - started)
@@ -578,6 +571,11 @@ class Store:
             "wrote %d rows to %s in %.2fs (%.0f rows/s)",
             data.num_rows, name, seconds, data.num_rows / max(seconds, 1e-9),
         )
+
+
+def _numbered(data: pa.Table) -> pa.Table:
+    """``data`` with a first column ``seq``: 1, 2, ... in row order."""
+    return data.add_column(0, "seq", pa.array(range(1, data.num_rows + 1), pa.int64()))
 
 
 def _row_chunks(
