@@ -224,8 +224,11 @@ class GraphConfig:
     ring_degree: int = 8
     """A key shared by more accounts (up to the signal's cap) links each account only to its
     ``ring_degree`` successors in a fixed pseudo-random order: connected, linear in size."""
-    min_edge_weight: float = 0.0
-    """Edges lighter than this are dropped before community detection."""
+    min_edge_weight: float = 0.2
+    """Edges at or below this weight are dropped before community detection: a pair whose
+    only evidence is one weak coincidence (one shared IP range, one co-signup bucket, one
+    popular BIN+postal code) is what ordinary neighbours share. The witness still counts
+    wherever another one corroborates it (noisy-OR lifts the pair above the floor)."""
     suppress_org: bool = True
     """Drop all evidence between two accounts of the same ``org_id`` (a known legitimate
     group: a company's shared corporate card and office range must not flag it)."""

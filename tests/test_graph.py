@@ -235,3 +235,21 @@ def test_prompt_sync_links_accounts_using_one_template_in_the_same_minutes():
     build_edges(con, GraphConfig())
     assert con.execute("SELECT a, b, signal FROM edge_signals").fetchall() == [
         (0, 1, "prompt_sync")]
+
+
+def test_a_lone_weak_witness_is_no_edge_unless_corroborated():
+    """One shared /24 (ip_net, weight 0.2) is what neighbours share: no edge at the default
+    floor (graph.min_edge_weight = 0.2). With a shared device beside it, the range still
+    counts in the pair's weight and its evidence; with the floor at 0 every edge stays."""
+    ips = [(0, "ip0", "netA"), (1, "ip1", "netA"), (2, "ip2", "netB"), (3, "ip3", "netB")]
+    con = ingested(10, ips=ips, devices=[(2, "dev"), (3, "dev")])
+    cfg = signals()
+    build_links(con, cfg)
+    build_edges(con, GraphConfig())
+    assert con.execute("SELECT a, b FROM edges").fetchall() == [(2, 3)]
+    (weight,) = con.execute("SELECT weight FROM edges").fetchone()
+    assert weight == pytest.approx(1 - (1 - cfg.device.weight) * (1 - cfg.ip_net.weight))
+    assert con.execute("SELECT signal FROM edge_signals WHERE a = 2 ORDER BY signal"
+                       ).fetchall() == [("device",), ("ip_net",)]
+    build_edges(con, GraphConfig(min_edge_weight=0.0))
+    assert con.execute("SELECT a, b FROM edges ORDER BY a").fetchall() == [(0, 1), (2, 3)]
