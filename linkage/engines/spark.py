@@ -13,8 +13,9 @@ What runs where (``docs/operations.md``, "Spark"):
 * The driver: the MinHash bands of the set-similarity signals (DuckDB); the warm start's
   fingerprints and hysteresis, on the edges fetched as numpy arrays
   (:func:`linkage.graph.edge_arrays`); scoring's numpy and JSON (a row per cluster and each
-  kind of evidence's intra-cluster pairs come back); continuity and the store write (DuckDB), exactly as with the default engine; ingest
-  too for an incremental run (its state is DuckDB's).
+  kind of evidence's intra-cluster pairs come back); continuity and the store write
+  (DuckDB), exactly as with the default engine; ingest too for an incremental run (its
+  state is DuckDB's).
 
 What travels back to the driver's DuckDB, as Arrow: the ingest tables the driver's stages
 read (:meth:`SparkEngine.ingest`), and after scoring, in one place
