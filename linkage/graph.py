@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 
 from linkage._igraph import ig
@@ -154,8 +153,9 @@ def _product(expr: str) -> str:
     return f"list_aggregate(list({expr} ORDER BY {expr}), 'product')"
 
 
-def edge_arrays(con: duckdb.DuckDBPyConnection) -> EdgeArrays:
-    """Fetch ``edges`` as numpy arrays (columnar, no per-edge Python objects)."""
+def edge_arrays(con: SQLConnection) -> EdgeArrays:
+    """Fetch ``edges`` as numpy arrays (columnar, no per-edge Python objects), from the
+    engine that built them (with Spark straight to the driver's arrays, through Arrow)."""
     n_row = con.execute("SELECT count(*) FROM accounts").fetchone()
     cols = con.execute("SELECT a, b, weight FROM edges ORDER BY a, b").fetchnumpy()
     return EdgeArrays(

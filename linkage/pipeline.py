@@ -160,9 +160,9 @@ def run_pipeline(
                 current = "graph"
                 with stage(current, run_id):
                     summary.n_edges = build_edges(spark.sql if spark else con, cfg.graph)
-                    if spark:
-                        spark.collect(con)
-                    edges = edge_arrays(con)
+                    # numpy arrays on the driver, for the warm start (with Spark, straight
+                    # from Spark: the edges are not copied into DuckDB)
+                    edges = edge_arrays(spark.sql if spark else con)
                 current = "communities"
                 with stage(current, run_id):
                     previous = store.previous_memberships()
@@ -183,7 +183,12 @@ def run_pipeline(
                     summary.n_flagged = score_clusters(
                         con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
                         false_positive=facts.false_positive,
-                        usage_con=spark.sql if spark else None)
+                        engine_con=spark.sql if spark else None)
+                    _explain(con, cfg.store.evidence_min_score)
+                    if spark:
+                        # The one copy of stage rows back from Spark: the evidence the store
+                        # keeps. Nothing else reads links, keys, key_members or edge_signals.
+                        spark.collect(con, EVIDENCE, send=("explained",))
                 _drop(con, "links", "keys", "key_members", "edges",
                       *(() if state_dir is not None else ("interactions",)))
                 current = "continuity"
@@ -193,7 +198,7 @@ def run_pipeline(
                 current = "store"
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
-                                     ing.quarantine_sample, cfg.store.evidence_min_score)
+                                     ing.quarantine_sample)
                     # Published with the run, for the next run's warm start.
                     record = replace(record, meta={
                         FINGERPRINT_KEY.format(run_id=run_id): fingerprints})
@@ -275,6 +280,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+# The evidence the store keeps (read by _record): the rows of scoring's and the graph's tables
+# that belong to the clusters in `explained`. With the Spark engine these queries run on Spark
+# and only their rows reach the driver (SparkEngine.collect), in the DuckDB engine's order.
+EVIDENCE = {
+    "intra_edges": """
+        SELECT * FROM intra_edges SEMI JOIN explained USING (cluster) ORDER BY a, b
+    """,
+    "edge_signals": """
+        SELECT es.* FROM edge_signals es
+        SEMI JOIN (SELECT a, b FROM intra_edges SEMI JOIN explained USING (cluster)) e
+            ON e.a = es.a AND e.b = es.b
+        ORDER BY es.a, es.b, es.signal
+    """,
+    "cluster_keys": """
+        SELECT * FROM cluster_keys SEMI JOIN explained USING (cluster)
+        ORDER BY cluster, signal, n_members DESC, key
+    """,
+}
+
+
+def _explain(con: duckdb.DuckDBPyConnection, evidence_min_score: float) -> None:
+    """``explained``: the clusters whose evidence the store keeps (``cluster_scores``' score
+    at least ``store.evidence_min_score``)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE explained AS
+        SELECT cluster FROM cluster_scores WHERE score >= {float(evidence_min_score)}
+    """)
+
+
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return con.sql(sql).to_arrow_table()
 
@@ -285,7 +319,6 @@ def _record(
     summary: RunSummary,
     timings: dict[str, float],
     quarantine: list[InputProblem],
-    evidence_min_score: float,
 ) -> RunRecord:
     clusters = _arrow(con, """
         SELECT i.cluster_id, s.size, s.score, s.flagged, i.origin, i.parents_json,
@@ -299,11 +332,7 @@ def _record(
         FROM members m JOIN accounts a USING (idx) JOIN cluster_ids i USING (cluster)
         ORDER BY a.account_id
     """)
-    # Evidence is kept for the clusters worth explaining (store.evidence_min_score).
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE explained AS
-        SELECT cluster FROM cluster_scores WHERE score >= {float(evidence_min_score)}
-    """)
+    # Evidence is kept for the clusters worth explaining (`explained`, EVIDENCE).
     evidence = _arrow(con, """
         SELECT i.cluster_id, x.account_id AS account_a, y.account_id AS account_b, e.weight
         FROM intra_edges e SEMI JOIN explained USING (cluster) JOIN cluster_ids i USING (cluster)

@@ -1,19 +1,31 @@
 """Scoring: per-cluster features, a score in [0, 1], the flag, and reasons in words.
 
-Input: the partition of :mod:`linkage.communities` and the DuckDB tables ``accounts``,
-``links``, ``keys``, ``key_members``, ``edges`` and ``edge_signals``.
+Input: the partition of :mod:`linkage.communities` and the tables ``accounts``, ``links``,
+``keys``, ``key_members``, ``edges``, ``edge_signals`` (and ``interactions``) on the engine's
+connection (:class:`linkage.engines.SQLConnection`).
 
-Output (DuckDB tables, keyed by the run-local cluster number ``cluster``):
+The per-cluster aggregates are SQL written once, in DuckDB's dialect, and run on that
+connection: the driver's DuckDB with the default engine, Spark with the Spark engine
+(:mod:`linkage.engines.spark_sql`). The driver receives one row per cluster (or per cluster
+and signal), and each kind of evidence's intra-cluster pairs as numpy columns; features,
+score and reasons are numpy and Python on the driver.
+
+Output, keyed by the run-local cluster number ``cluster``:
 
 ``members(idx INTEGER, cluster INTEGER)``
-    every clustered account.
+    every clustered account (on the engine's connection and in the driver's DuckDB).
 ``cluster_keys(cluster, signal, key, n_members, n_global)``
     every key shared by two or more members: how many members carry it, and how many
-    accounts carry it in the whole input.
-``cluster_scores(cluster, size, score, flagged, features, contributions, reasons)``
-    ``features``/``contributions`` are JSON objects, ``reasons`` a JSON list of sentences.
+    accounts carry it in the whole input (on the engine's connection).
 ``intra_edges(cluster, a, b, weight)``
-    the edges inside clusters: the evidence that put the accounts together.
+    the edges inside clusters: the evidence that put the accounts together (on the engine's
+    connection).
+``cluster_scores(cluster, size, score, flagged, features, contributions, reasons)``
+    ``features``/``contributions`` are JSON objects, ``reasons`` a JSON list of sentences
+    (in the driver's DuckDB).
+
+With the Spark engine the pipeline copies back only the evidence the store keeps
+(:meth:`linkage.engines.spark.SparkEngine.collect`).
 
 The score
 ---------
@@ -138,7 +150,7 @@ def score_clusters(
     *,
     confirmed: pa.Table | None = None,
     false_positive: pa.Table | None = None,
-    usage_con: SQLConnection | None = None,
+    engine_con: SQLConnection | None = None,
 ) -> int:
     """Create ``members``, ``cluster_keys``, ``intra_edges`` and ``cluster_scores``.
 
@@ -146,24 +158,27 @@ def score_clusters(
     ``confirmed`` (``account_id, by, created_at``) and ``false_positive`` (``label_id,
     account_id, by, created_at, note``) are analysts' labels as plain data
     (:class:`linkage.labels.LabelFacts`): scoring never reads the store itself.
-    ``usage_con`` is the connection whose ``interactions`` the usage aggregates scan, when
-    that is not ``con`` (the Spark engine's: ``members`` is copied there).
-    Returns the number of flagged clusters.
+    ``engine_con`` is the connection holding the stage tables, where every aggregate runs,
+    when that is not ``con`` (the Spark engine's): ``members`` is created on both,
+    ``cluster_keys`` and ``intra_edges`` stay on ``engine_con``, ``cluster_scores`` goes to
+    ``con``. Returns the number of flagged clusters.
     """
+    sql: SQLConnection = con if engine_con is None else engine_con
     idx, cluster = partition.members()
     members = pa.table({"idx": pa.array(idx, pa.int32()), "cluster": pa.array(cluster, pa.int32())})
-    con.register("members_in", members)
-    con.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM members_in ORDER BY idx")
-    con.unregister("members_in")
+    for target in (con,) if sql is con else (con, sql):
+        target.register("members_in", members)
+        target.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM members_in ORDER BY idx")
+        target.unregister("members_in")
 
     fam = pa.table({
         "signal": list(caps),
         "family": [_family(s) for s in caps],
         "cap": [caps[s] for s in caps],
     })
-    con.register("families_in", fam)
-    con.execute("CREATE OR REPLACE TEMP TABLE families AS SELECT * FROM families_in")
-    con.unregister("families_in")
+    sql.register("families_in", fam)
+    sql.execute("CREATE OR REPLACE TEMP TABLE families AS SELECT * FROM families_in")
+    sql.unregister("families_in")
 
     # Keys shared by two or more members. Most links are keys of one account (an email, an
     # IP): only keys of 2 <= n < cap accounts (signals' `keys`, members in `key_members`,
@@ -171,8 +186,9 @@ def score_clusters(
     # 12 M links of a million accounts are grouped once, for the hubs, and never joined.
     # The hubs are first found by the keys' 64-bit hashes (a collision only adds a candidate,
     # counted exactly below): the group-by then holds integers, not 12 M strings (at 1M
-    # accounts 1.0 GB instead of 1.5 GB, no slower).
-    con.execute(
+    # accounts 1.0 GB instead of 1.5 GB, no slower). Spark's hash() is another function
+    # (32-bit Murmur3): more collisions, so a few more candidates, and the same hubs.
+    sql.execute(
         """
         CREATE OR REPLACE TEMP TABLE hub_keys AS
         WITH candidates AS (
@@ -186,7 +202,7 @@ def score_clusters(
         """
     )
     # (cluster, kid, idx): members carrying a key below its cap that another member shares.
-    con.execute(
+    sql.execute(
         """
         CREATE OR REPLACE TEMP TABLE shared_members AS
         WITH km AS (SELECT m.cluster, k.kid, k.idx FROM key_members k JOIN members m USING (idx)),
@@ -194,7 +210,7 @@ def score_clusters(
         SELECT km.cluster, km.kid, km.idx FROM km SEMI JOIN s USING (cluster, kid)
         """
     )
-    con.execute(
+    sql.execute(
         """
         CREATE OR REPLACE TABLE cluster_keys AS
         WITH below_cap AS (
@@ -213,8 +229,8 @@ def score_clusters(
         ORDER BY cluster, signal, n_members DESC, key
         """
     )
-    con.execute("DROP TABLE hub_keys")
-    con.execute(
+    sql.execute("DROP TABLE hub_keys")
+    sql.execute(
         """
         CREATE OR REPLACE TABLE intra_edges AS
         SELECT ma.cluster, e.a, e.b, e.weight
@@ -226,12 +242,12 @@ def score_clusters(
         """
     )
     window = int(cfg.burst_window_minutes)
-    base = con.execute(
+    base = sql.execute(
         f"""
         WITH sizes AS (SELECT cluster, count(*) AS size FROM members GROUP BY cluster),
         weight AS (
             -- summed in (a, b) order: a parallel float sum differs in the last bits from
-            -- run to run, and a rounded density could flip
+            -- run to run (and engine to engine), and a rounded density could flip
             SELECT cluster, sum(weight ORDER BY a, b) AS w, count(*) AS n_edges
             FROM intra_edges GROUP BY cluster
         ),
@@ -251,9 +267,14 @@ def score_clusters(
                          RANGE BETWEEN CURRENT ROW AND INTERVAL {window} MINUTES FOLLOWING)
         ),
         burst AS (
-            SELECT cluster, max(k) AS burst_n, arg_max(span, k) AS burst_span,
+            -- the most sign-ups within one window, and how long the shortest of the windows
+            -- holding that many took: arg_max(span, k) would take any of them (a tie of
+            -- counts), not always the same one, and not the same on Spark
+            SELECT cluster, max(k) AS burst_n,
+                   min(span) FILTER (WHERE k = top) AS burst_span,
                    epoch(max(created_at)) - epoch(min(created_at)) AS signup_span
-            FROM timed GROUP BY cluster
+            FROM (SELECT *, max(k) OVER (PARTITION BY cluster) AS top FROM timed)
+            GROUP BY cluster
         )
         SELECT s.cluster, s.size, coalesce(w.w, 0) AS w, coalesce(w.n_edges, 0) AS n_edges,
                coalesce(st.n_strong, 0) AS n_strong, b.burst_n, b.burst_span, b.signup_span
@@ -264,7 +285,7 @@ def score_clusters(
     ).fetchnumpy()
     # Per signal: how many shared keys and how many members carry one (for the reasons);
     # keys at or above their cap are not reuse.
-    by_signal = con.execute(
+    by_signal = sql.execute(
         """
         SELECT sm.cluster, k.signal, count(DISTINCT sm.kid) AS n_keys,
                count(DISTINCT sm.idx) AS covered
@@ -272,8 +293,8 @@ def score_clusters(
         GROUP BY sm.cluster, k.signal ORDER BY sm.cluster, k.signal
         """
     ).fetchall()
-    con.execute("DROP TABLE shared_members")
-    net_ranges = dict(con.execute(
+    sql.execute("DROP TABLE shared_members")
+    net_ranges = dict(sql.execute(
         """
         SELECT m.cluster, count(DISTINCT l.key) FROM links l JOIN members m USING (idx)
         WHERE l.signal = 'ip_net' GROUP BY m.cluster
@@ -287,7 +308,7 @@ def score_clusters(
         "burst": np.nan_to_num(base["burst_n"].astype(float)) / np.maximum(size, 1),
     }
     # The intra-cluster pairs of each family, in one pass over edge_signals.
-    con.execute(
+    sql.execute(
         """
         CREATE OR REPLACE TEMP TABLE intra_families AS
         SELECT DISTINCT es.a, es.b, f.family FROM edge_signals es
@@ -301,23 +322,18 @@ def score_clusters(
         # chained by such edges is still one linked group.
         strong = (f"UNION SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}"
                   if family == "identifier" else "")
-        pairs = con.execute(
+        pairs = sql.execute(
             f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],
         ).fetchnumpy()
         feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
-    con.execute("DROP TABLE intra_families")
-    known, known_text = _known_bad(con, confirmed, n)
+    sql.execute("DROP TABLE intra_families")
+    known, known_text = _known_bad(sql, confirmed, n)
     feats["known_bad"] = known / np.maximum(size, 1)
     signals: dict[int, list[tuple[str, int, int]]] = {}
     for c, sig, n_keys, cov in by_signal:
         signals.setdefault(c, []).append((sig, n_keys, cov))
 
-    rows = con if usage_con is None else usage_con
-    if rows is not con:
-        rows.register("members_in", members)
-        rows.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM members_in")
-        rows.unregister("members_in")
-    usage = _usage(rows, caps.get("prompt", 200)) if _has_interactions(rows) else {}
+    usage = _usage(sql, caps.get("prompt", 200)) if _has_interactions(sql) else {}
     feats["usage_campaign"] = np.array([usage[c]["usage_campaign"] if c in usage else 0.0
                                         for c in range(n)])  # one entry per cluster
     weights = {f: cfg.weights.get(f, 0.0) for f in FEATURES}
@@ -335,7 +351,7 @@ def score_clusters(
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
     score = np.clip(1.0 - (1.0 - damp * raw) * (1.0 - contrib["known_bad"]), 0.0, 1.0)
     flagged = score >= cfg.threshold
-    suppressed = _false_positives(con, false_positive, n, cfg.suppress_min_jaccard)
+    suppressed = _false_positives(sql, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
 
     # Columns as lists of Python floats, rounded once: indexing numpy arrays per cluster
@@ -384,7 +400,7 @@ def score_clusters(
 
 
 def _known_bad(
-    con: duckdb.DuckDBPyConnection, confirmed: pa.Table | None, n_clusters: int
+    con: SQLConnection, confirmed: pa.Table | None, n_clusters: int
 ) -> tuple[np.ndarray, list[str]]:
     """Per cluster: how many members analysts confirmed as operators, and by whom, when."""
     count = np.zeros(n_clusters)
@@ -411,7 +427,7 @@ def _known_bad(
 
 
 def _false_positives(
-    con: duckdb.DuckDBPyConnection, labelled: pa.Table | None, n_clusters: int,
+    con: SQLConnection, labelled: pa.Table | None, n_clusters: int,
     min_jaccard: float,
 ) -> dict[int, tuple[str, bool]]:
     """Clusters that overlap a membership an analyst marked false positive.
@@ -419,6 +435,7 @@ def _false_positives(
     Per such cluster, the best-matching label: a reason sentence, and whether the flag is
     suppressed (Jaccard with the labelled members at least ``min_jaccard``: the same group
     the analyst cleared) or not (it changed materially since, so it is judged afresh).
+    Of labels with the same Jaccard, the latest (the largest ``label_id``) is the match.
     """
     if labelled is None or labelled.num_rows == 0 or n_clusters == 0:
         return {}
@@ -437,13 +454,17 @@ def _false_positives(
                 SELECT m.cluster, f.label_id, count(*) AS i
                 FROM members m JOIN accounts a USING (idx) JOIN fp_in f USING (account_id)
                 GROUP BY m.cluster, f.label_id
+            ),
+            ranked AS (
+                -- one label per cluster, all its columns from that label (three arg_max
+                -- could each pick another of two labels with the same Jaccard)
+                SELECT i.cluster, l."by", l.day, l.note, i.i / (s.n + l.n - i.i) AS jaccard,
+                       row_number() OVER (PARTITION BY i.cluster
+                                          ORDER BY i.i / (s.n + l.n - i.i) DESC,
+                                                   l.label_id DESC) AS r
+                FROM inter i JOIN sizes s USING (cluster) JOIN lab l USING (label_id)
             )
-            SELECT i.cluster, arg_max(l."by", i.i / (s.n + l.n - i.i)),
-                   arg_max(l.day, i.i / (s.n + l.n - i.i)),
-                   arg_max(l.note, i.i / (s.n + l.n - i.i)),
-                   max(i.i / (s.n + l.n - i.i)) AS jaccard
-            FROM inter i JOIN sizes s USING (cluster) JOIN lab l USING (label_id)
-            GROUP BY i.cluster ORDER BY i.cluster
+            SELECT cluster, "by", day, note, jaccard FROM ranked WHERE r = 1 ORDER BY cluster
             """
         ).fetchall()
     finally:

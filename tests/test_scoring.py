@@ -91,6 +91,19 @@ def test_two_families_in_one_neighbourhood_are_not_a_ring():
     assert n_flagged == 0
 
 
+def test_burst_of_tied_windows_is_the_shortest():
+    """Two windows hold the most sign-ups (8 of 16 each, one over 70 minutes, one over 14):
+    the reason names the shortest, whatever order the rows come in."""
+    ring = range(16)
+    created = {i: BASE + (timedelta(minutes=10 * i) if i < 8
+                          else timedelta(days=1, minutes=2 * (i - 8))) for i in ring}
+    con = ingested(40, cards=[(i, "ringcard") for i in ring], created=created)
+    _, _, clusters = run_scoring(con)
+    (cluster,) = [c for c in clusters if c["size"] == 16]
+    assert cluster["features"]["burst"] == 0.5
+    assert "8 of 16 signed up within 14 minutes" in cluster["reasons"]
+
+
 def test_threshold_is_configurable():
     _, n_flagged, _ = run_scoring(ring_and_family(), ScoringConfig(threshold=0.99999))
     assert n_flagged == 0

@@ -29,13 +29,14 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from linkage.config import RunConfig, SparkConfig
-from linkage.engines import connect_duckdb
+from linkage.engines import SQLConnection, connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
 from linkage.engines.spark_graph import ConvergenceError, connected_components
 from linkage.engines.spark_sql import SparkSQL, to_spark
 from linkage.errors import ConfigError
 from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import OUTPUT_SCHEMAS, ingest
+from linkage.pipeline import EVIDENCE, _explain
 from linkage.pseudonymise import Pseudonymiser
 from linkage.scoring import score_clusters
 from linkage.signals import build_links, signal_weights
@@ -89,7 +90,8 @@ def _ingested(data: Path) -> duckdb.DuckDBPyConnection:
 def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection,
                                SparkEngine]]:
-    """Signals and edges of the same input: by DuckDB, and by Spark (copied back)."""
+    """Signals and edges of the same input: by DuckDB, and by Spark (the ingest tables
+    copied back to the second DuckDB, the stage tables left on Spark, as in a run)."""
     duck = _ingested(data)
     build_links(duck, CFG.signals)
     build_edges(duck, CFG.graph)
@@ -100,14 +102,13 @@ def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFac
     engine.load(other, CFG.signals)
     build_links(engine.sql, CFG.signals)
     build_edges(engine.sql, CFG.graph)
-    engine.collect(other)
     yield duck, other, engine
     engine.close()
     duck.close()
     other.close()
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+def _rows(con: SQLConnection, sql: str) -> list[tuple]:
     return con.execute(sql).fetchall()
 
 
@@ -136,27 +137,38 @@ def test_ingest_tables_are_identical(stages, table: str) -> None:
     ("key_members", "kid, idx"),
 ])
 def test_signal_tables_are_identical(stages, table: str, order: str) -> None:
-    duck, other, _ = stages
+    duck, _, engine = stages
     cols = "kid, signal, key, n" if table == "keys" else "*"
     a = _rows(duck, f"SELECT {cols} FROM {table} ORDER BY {order}")
-    b = _rows(other, f"SELECT {cols} FROM {table} ORDER BY {order}")
+    b = _rows(engine.sql, f"SELECT {cols} FROM {table} ORDER BY {order}")
     assert a and a == b
     if table == "keys":
         pa_, pb = (np.array([r[0] for r in _rows(c, "SELECT p FROM keys ORDER BY kid")])
-                   for c in (duck, other))
+                   for c in (duck, engine.sql))
         assert np.allclose(pa_, pb, rtol=0, atol=1e-9)
 
 
 def test_edges_are_identical(stages) -> None:
-    duck, other, _ = stages
+    duck, _, engine = stages
     a = _rows(duck, "SELECT a, b, weight FROM edges ORDER BY a, b")
-    b = _rows(other, "SELECT a, b, weight FROM edges ORDER BY a, b")
+    b = _rows(engine.sql, "SELECT a, b, weight FROM edges ORDER BY a, b")
     assert len(a) > 1000
     assert [r[:2] for r in a] == [r[:2] for r in b]
     assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
     sa = _rows(duck, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
-    sb = _rows(other, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
+    sb = _rows(engine.sql, "SELECT a, b, signal, n_keys FROM edge_signals ORDER BY a, b, signal")
     assert sa == sb
+
+
+def test_edge_arrays_come_from_spark_in_duckdbs_order(stages) -> None:
+    """The warm start's edge arrays are fetched from Spark (``fetchnumpy``, through Arrow) in
+    the DuckDB engine's order, with its types."""
+    duck, _, engine = stages
+    a, b = edge_arrays(duck), edge_arrays(engine.sql)
+    assert a.n_vertices == b.n_vertices > 0
+    assert np.array_equal(a.src, b.src) and np.array_equal(a.dst, b.dst)
+    assert a.src.dtype == b.src.dtype and b.weight.dtype == np.float64
+    assert np.allclose(a.weight, b.weight, rtol=0, atol=1e-9)
 
 
 def test_components_are_igraph_components(stages) -> None:
@@ -190,30 +202,110 @@ def test_modularity_on_spark_equals_duckdb(stages) -> None:
     cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
                                "communities": {"objective": "modularity", "resolution": 1.0}})
     expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
-    got, _ = engine.communities(other, edge_arrays(other), cfg, None, None, salt="s")
+    got, _ = engine.communities(other, edge_arrays(engine.sql), cfg, None, None, salt="s")
     assert expected.n_clusters > 10
     assert np.array_equal(got.cluster, expected.cluster)
 
 
-def test_usage_aggregates_on_spark_equal_duckdb(stages) -> None:
-    """Scoring's usage aggregates (a scan of ``interactions``) on Spark give the features and
-    scores that DuckDB gives."""
+def _labels(duck: duckdb.DuckDBPyConnection, partition) -> tuple[pa.Table, pa.Table]:
+    """Analysts' labels on the largest clusters: confirmed operators in two, a false positive
+    on a third, and two on a fourth with the same Jaccard (the later label is the match)."""
+    idx, cluster = partition.members()
+    names = duck.execute("SELECT account_id FROM accounts ORDER BY idx").fetchnumpy()
+    ids = np.asarray(names["account_id"])[idx]
+    sizes = np.bincount(cluster)
+    big = np.argsort(-sizes, kind="stable")[:4]
+    members = [sorted(ids[cluster == c]) for c in big]
+    confirmed = pa.table({"account_id": [*members[0][:3], members[1][0]],
+                          "by": ["ann", "bob", "ann", "cy"],
+                          "created_at": ["2026-11-01", "2026-11-03", "2026-11-02", "2026-11-04"]})
+    fp = ([(1, a, "dee", "2026-11-05", "a family") for a in members[2]]
+          + [(k, a, by, day, "same people") for k, by, day in ((2, "eve", "2026-11-06"),
+                                                               (3, "fay", "2026-11-07"))
+             for a in members[3][:-1]])
+    false_positive = pa.table({
+        "label_id": pa.array([r[0] for r in fp], pa.int64()),
+        **{name: [r[i] for r in fp] for i, name in enumerate(
+            ("account_id", "by", "created_at", "note"), start=1)}})
+    return confirmed, false_positive
+
+
+def test_scoring_on_spark_equals_duckdb(stages) -> None:
+    """Every scoring aggregate runs on Spark (the driver's DuckDB holds no stage table) and
+    gives the DuckDB engine's clusters' scores, features, contributions and reasons (usage,
+    confirmed operators and false positives included), cluster_keys and intra_edges; the copy
+    back brings exactly the evidence of the explained clusters, in DuckDB's order."""
     duck, other, engine = stages
+    assert not _rows(other, "SELECT table_name FROM duckdb_tables() WHERE table_name IN "
+                            "('links', 'keys', 'key_members', 'edge_signals', 'edges')")
     partition, _ = warm_detect(duck, edge_arrays(duck), CFG, None, None, salt="s")
     caps = {s: cap for s, (_, cap) in signal_weights(CFG.signals, []).items()}
-    flagged = [score_clusters(con, partition, CFG.scoring, caps, usage_con=usage)
-               for con, usage in ((duck, None), (other, engine.sql))]
+    confirmed, false_positive = _labels(duck, partition)
+    flagged = [score_clusters(con, partition, CFG.scoring, caps, confirmed=confirmed,
+                              false_positive=false_positive, engine_con=sql)
+               for con, sql in ((duck, None), (other, engine.sql))]
     assert flagged[0] == flagged[1]
-    sql = "SELECT cluster, size, score, flagged, features, reasons FROM cluster_scores ORDER BY 1"
-    a, b = _rows(duck, sql), _rows(other, sql)
+    a, b = (_rows(c, "SELECT * FROM cluster_scores") for c in (duck, other))
+    assert len(a) > 100 and a == b  # score, flagged, features, contributions, reasons
+    text = " ".join(r[6] for r in a)
     assert sum('"usage_campaign"' in r[4] and '"requests"' in r[4] for r in a) > 5
-    assert [r[:2] + r[3:] for r in a] == [r[:2] + r[3:] for r in b]
-    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-9)
+    assert "signed up within" in text and "confirmed operators by ann and bob" in text
+    assert "marked false positive by dee" in text and "marked false positive by fay" in text
+    assert _rows(duck, "SELECT * FROM members") == _rows(other, "SELECT * FROM members")
+
+    keys = _rows(duck, "SELECT * FROM cluster_keys")
+    assert len(keys) > 1000
+    assert keys == _rows(engine.sql, "SELECT * FROM cluster_keys "
+                                     "ORDER BY cluster, signal, n_members DESC, key")
+    edges = _rows(duck, "SELECT * FROM intra_edges")
+    got = _rows(engine.sql, "SELECT * FROM intra_edges ORDER BY a, b")
+    assert len(edges) > 1000 and [r[:3] for r in edges] == [r[:3] for r in got]
+    assert np.allclose([r[3] for r in edges], [r[3] for r in got], rtol=0, atol=1e-9)
+
+    # the copy back: the evidence of the explained clusters, in the DuckDB engine's order
+    for con in (duck, other):
+        _explain(con, CFG.store.evidence_min_score)
+    copied = engine.collect(other, EVIDENCE, send=("explained",))
+    n_explained = _rows(duck, "SELECT count(*) FROM explained")[0][0]
+    assert 0 < n_explained < len(a)
+    for name, query in EVIDENCE.items():
+        expected = _rows(duck, query)
+        (total,) = duck.execute(f"SELECT count(*) FROM {name}").fetchone()
+        assert expected and copied[name] == len(expected) < total
+        stored = _rows(other, f"SELECT * FROM {name}")
+        exact = [[v for v in r if not isinstance(v, float)] for r in stored]
+        assert exact == [[v for v in r if not isinstance(v, float)] for r in expected], name
+        assert np.allclose([[v for v in r if isinstance(v, float)] for r in stored],
+                           [[v for v in r if isinstance(v, float)] for r in expected],
+                           rtol=0, atol=1e-9)
 
 def _memberships(db: Path, run_id: int) -> list[tuple]:
     with sqlite3.connect(db) as c:
         return sorted(c.execute("SELECT account_id, cluster_id FROM memberships "
                                 "WHERE run_id = ?", (run_id,)))
+
+
+# What a run stores per cluster and as evidence; the floats that come from edge weights
+# (evidence.weight, evidence_signals.contribution) are compared within 1e-9, as the edges are.
+_STORED = {
+    "clusters": ("SELECT cluster_id, size, score, flagged, origin, features_json, "
+                 "contributions_json, reasons_json FROM clusters", None),
+    "evidence": ("SELECT cluster_id, account_a, account_b, weight FROM evidence", 3),
+    "evidence_signals": ("SELECT account_a, account_b, signal, shared_keys, contribution "
+                         "FROM evidence_signals", 4),
+    "cluster_keys": ("SELECT cluster_id, signal, key_hash, n_members FROM cluster_keys", None),
+}
+
+
+def _stored(db: Path, run_id: int) -> dict[str, tuple[list[tuple], list[float]]]:
+    """Per table, its rows of the run (sorted, without the weights) and the weights."""
+    out = {}
+    with sqlite3.connect(db) as c:
+        for table, (sql, weight) in _STORED.items():
+            rows = sorted(c.execute(f"{sql} WHERE run_id = ?", (run_id,)))
+            out[table] = ([r[:weight] for r in rows],
+                          [r[weight] for r in rows] if weight is not None else [])
+    return out
 
 
 def _night_two(data: Path, out: Path) -> Path:
@@ -238,10 +330,11 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     config = tmp_path / "spark.toml"
     config.write_text(f'[engine.spark]\nbuckets = 5\nstaging = "{staging}"\n'
                       '[signals.activity_sync]\nenabled = true\n')
-    results = {}
+    results, stored = {}, {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
         nights = []
+        stored[name] = []
         for night in (data, second):
             res = invoke("run", "--input", night, "--db", f"sqlite:///{db}", "--engine", name,
                          "--config", config, "--quiet", LINKAGE_SECRET=SECRET.decode())
@@ -250,11 +343,18 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
                 counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
                                    "WHERE run_id = ?", (run_id,)).fetchone()
             nights.append((_memberships(db, run_id), counts))
+            stored[name].append(_stored(db, run_id))
         results[name] = nights
     first, later = results["duckdb"]
     assert first[0] and later[0], "no clusters to compare"
     assert first[0] != later[0], "the second night changed nothing"
     assert results["spark"] == results["duckdb"]
+    for expected, got in zip(stored["duckdb"], stored["spark"], strict=True):
+        assert expected["evidence"][0], "no evidence stored"
+        assert any("signed up within" in r[7] for r in expected["clusters"][0])
+        for table in _STORED:
+            assert got[table][0] == expected[table][0], table
+            assert np.allclose(got[table][1], expected[table][1], rtol=0, atol=1e-9), table
     assert not any(staging.iterdir()), "the Spark staging folder was not cleaned up"
 
 
@@ -289,6 +389,43 @@ def test_missing_pyspark_is_a_configuration_error(monkeypatch: pytest.MonkeyPatc
 def test_products_keep_duckdb_order_on_spark() -> None:
     sql = to_spark("SELECT list_aggregate(list(1 - p ORDER BY 1 - p), 'product') FROM t")
     assert "ARRAY_SORT(COLLECT_LIST(1 - p))" in sql and "acc * v" in sql
+
+
+def _fold(rows: list[tuple]) -> float | None:
+    """The sum of the values of ``(a, b, x)`` rows, added one after the other in (a, b) order,
+    NULLs skipped (None for none)."""
+    values = [x for _, _, x in sorted(rows, key=lambda r: r[:2]) if x is not None]
+    return sum(values[1:], values[0]) if values else None
+
+
+def test_ordered_sums_keep_duckdb_order_on_spark(spark: SparkSession) -> None:
+    """``sum(x ORDER BY a, b)`` (scoring's intra-cluster weight) adds in DuckDB's order on
+    Spark: on values whose float sum depends on the order, both engines give the sum
+    added in key order, bit for bit (the rows reach Spark shuffled)."""
+    rng = np.random.default_rng(11)
+    rows: list[tuple] = []
+    for g in range(5):
+        n = 300
+        x = rng.choice([1e16, -1e16, 3.0, 1e-3, 7e15, -2.5], size=n) * rng.random(n)
+        rows += [(g, int(k) % 7, int(k), float(v)) for k, v in zip(rng.permutation(n), x,
+                                                                    strict=True)]
+    rows += [(5, 0, 1, None), (5, 1, 0, None), (6, 0, 0, 2.0), (6, 0, 1, None)]
+    rng.shuffle(rows)
+    groups = {g: [r[1:] for r in rows if r[0] == g] for g in range(7)}
+    expected = [(g, _fold(groups[g])) for g in range(7)]
+    # the order matters for these values: added in another order, most sums differ
+    assert sum(_fold([(0, i, r[2]) for i, r in enumerate(groups[g][::-1])]) != expected[g][1]
+               for g in range(5)) >= 3
+    sql = "SELECT g, sum(x ORDER BY a, b) AS w FROM lk_sums GROUP BY g ORDER BY g"
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE lk_sums (g INTEGER, a INTEGER, b INTEGER, x DOUBLE)")
+    duck.executemany("INSERT INTO lk_sums VALUES (?, ?, ?, ?)", rows)
+    assert duck.execute(sql).fetchall() == expected
+    spark.createDataFrame(rows, "g int, a int, b int, x double").repartition(4
+                                                                         ).createOrReplaceTempView("lk_sums")
+    assert SparkSQL(spark, "unused").execute(sql).fetchall() == expected
+    with pytest.raises(NotImplementedError, match="DESC"):
+        to_spark("SELECT sum(x ORDER BY a DESC) FROM lk_sums")
 
 
 def test_unsupported_statements_fail_loudly(spark: SparkSession, tmp_path: Path) -> None:

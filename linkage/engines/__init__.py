@@ -1,11 +1,12 @@
 """Relational engines behind one entry point.
 
-The relational stages (ingest, signals, edges, scoring's usage aggregates) run as SQL
+The relational stages (ingest, signals, edges, scoring's per-cluster aggregates) run as SQL
 written once, in DuckDB's dialect, on a :class:`SQLConnection`. DuckDB, in-process, is the
 default; the Spark engine (:mod:`linkage.engines.spark`, ``pip install 'linkage[spark]'``)
 runs the same statements on a Spark cluster through
-:class:`linkage.engines.spark_sql.SparkSQL`. The rest of scoring and continuity stay on
-DuckDB in both (``docs/operations.md``, "Spark").
+:class:`linkage.engines.spark_sql.SparkSQL`. Scoring's numpy and JSON, continuity and the
+store write work on the driver's DuckDB in both; with Spark, what they read of the stage
+tables is copied back once, after scoring (``docs/operations.md``, "Spark").
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class SQLConnection(Protocol):
     def fetchone(self) -> tuple[Any, ...] | None: ...
 
     def fetchall(self) -> list[tuple[Any, ...]]: ...
+
+    def fetchnumpy(self) -> dict[str, Any]: ...
 
     def register(self, view_name: str, python_object: Any, /) -> Any: ...
 

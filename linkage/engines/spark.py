@@ -1,4 +1,4 @@
-"""The Spark engine: ingest, signals, edges, components, Leiden and usage on Spark.
+"""The Spark engine: ingest, signals, edges, components, Leiden and scoring's aggregates.
 
 What runs where (``docs/operations.md``, "Spark"):
 
@@ -7,13 +7,23 @@ What runs where (``docs/operations.md``, "Spark"):
   (``links``, ``keys``, ``key_members``) and the edge building (``edge_signals``, ``edges``:
   the self-join, the largest relational stage), from the same DuckDB-dialect SQL
   (:mod:`linkage.engines.spark_sql`); connected components and per-component Leiden
-  (:mod:`linkage.engines.spark_graph`); scoring's usage aggregates.
-* DuckDB, on the driver: the MinHash bands of the set-similarity signals, the rest of
-  scoring, continuity and the store write, exactly as with the default engine; ingest too
-  for an incremental run (its state is DuckDB's).
+  (:mod:`linkage.engines.spark_graph`); scoring's per-cluster aggregates (``members``,
+  ``cluster_keys``, ``intra_edges``, the features' aggregates and the usage scan,
+  :func:`linkage.scoring.score_clusters`).
+* The driver: the MinHash bands of the set-similarity signals (DuckDB); the warm start's
+  fingerprints and hysteresis, on the edges fetched as numpy arrays
+  (:func:`linkage.graph.edge_arrays`); scoring's numpy and JSON (a row per cluster and each
+  kind of evidence's intra-cluster pairs come back); continuity and the store write
+  (DuckDB), exactly as with the default engine; ingest too for an incremental run (its
+  state is DuckDB's).
 
-The ingest and stage tables are copied back to the driver's DuckDB as Arrow, so scoring,
-continuity, reports and views read exactly what the DuckDB engine leaves.
+What travels back to the driver's DuckDB, as Arrow: the ingest tables the driver's stages
+read (:meth:`SparkEngine.ingest`), and after scoring, in one place
+(:meth:`SparkEngine.collect`), the evidence the store keeps: ``intra_edges``,
+``edge_signals`` and ``cluster_keys`` of the clusters scored at least
+``store.evidence_min_score`` (:data:`linkage.pipeline.EVIDENCE`). ``links``, ``keys``,
+``key_members`` and the rest of ``edge_signals`` stay on Spark; ``edges`` reach the driver
+only as the numpy arrays above.
 
 pyspark is an optional dependency, imported only here and only when the engine is chosen.
 """
@@ -24,6 +34,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,16 +67,12 @@ log = logging.getLogger("linkage.engines.spark")
 
 __all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "spark_session"]
 
-# Ingest tables the signals read, and the stage tables scoring and the store read back.
+# Ingest tables the signals read, and the stage tables a run leaves on Spark (signals, graph,
+# scoring; their views go at close). SparkEngine.collect copies back what the store reads.
 INPUT_TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "observations",
                 "interactions")
-OUTPUT_TABLES = {
-    "links": "idx, signal, key",
-    "keys": "kid",
-    "key_members": "kid, idx",
-    "edge_signals": "a, b, signal",
-    "edges": "a, b",
-}
+OUTPUT_TABLES = ("links", "keys", "key_members", "edge_signals", "edges", "members", "families",
+                 "cluster_keys", "intra_edges", "explained")
 
 
 def require_pyspark() -> None:
@@ -168,15 +175,30 @@ class SparkEngine:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
 
-    def collect(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Copy the stage tables back into DuckDB, in the DuckDB engine's row order."""
-        for name, order in OUTPUT_TABLES.items():
-            con.register("spark_out", self.sql.table(name).toArrow())
+    def collect(self, con: duckdb.DuckDBPyConnection, tables: Mapping[str, str], *,
+                send: Sequence[str] = ()) -> dict[str, int]:
+        """The copy of stage rows from Spark back into the driver's DuckDB, after scoring.
+
+        ``tables`` maps each table to create in ``con`` to the DuckDB-dialect query that
+        fills it, run on Spark, whose ORDER BY gives the DuckDB engine's row order (Spark
+        sorts, the rows arrive and are stored in that order). ``send`` names small tables of
+        ``con`` those queries read (the clusters whose evidence is kept), copied to Spark
+        first. Returns the number of rows copied per table.
+        """
+        for name in send:
+            self.sql.register(name, con.sql(f"SELECT * FROM {name}").to_arrow_table())
+        copied: dict[str, int] = {}
+        for name, query in tables.items():
+            rows = self.sql.execute(query).to_arrow_table()
+            con.register("spark_out", rows)
             try:
-                con.execute(f"CREATE OR REPLACE TABLE {name} AS "
-                            f"SELECT * FROM spark_out ORDER BY {order}")
+                con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM spark_out")
             finally:
                 con.unregister("spark_out")
+            copied[name] = rows.num_rows
+        log.info("copied back from Spark: %s",
+                 ", ".join(f"{name} {n:,} rows" for name, n in copied.items()))
+        return copied
 
     def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
                     previous: pa.Table | None, previous_fingerprints: str | None, *,
