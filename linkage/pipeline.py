@@ -189,7 +189,11 @@ def run_pipeline(
                         # The one copy of stage rows back from Spark: the evidence the store
                         # keeps. Nothing else reads links, keys, key_members or edge_signals.
                         spark.collect(con, EVIDENCE, send=("explained",))
-                _drop(con, "links", "keys", "key_members", "edges",
+                    else:
+                        for name, query in EVIDENCE.items():
+                            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+                _drop(con, "links", "keys", "key_members", "edges", "edge_signals",
+                      "intra_edges", "cluster_keys",
                       *(() if state_dir is not None else ("interactions",)))
                 current = "continuity"
                 with stage(current, run_id):
@@ -281,19 +285,20 @@ def _describe(exc: BaseException) -> str:
 
 
 # The evidence the store keeps (read by _record): the rows of scoring's and the graph's tables
-# that belong to the clusters in `explained`. With the Spark engine these queries run on Spark
-# and only their rows reach the driver (SparkEngine.collect), in the DuckDB engine's order.
+# that belong to the clusters in `explained`, as the tables named here. With the Spark engine
+# these queries run on Spark and only their rows reach the driver (SparkEngine.collect), in
+# the order the DuckDB engine gives them.
 EVIDENCE = {
-    "intra_edges": """
+    "evidence_edges": """
         SELECT * FROM intra_edges SEMI JOIN explained USING (cluster) ORDER BY a, b
     """,
-    "edge_signals": """
+    "evidence_signals": """
         SELECT es.* FROM edge_signals es
         SEMI JOIN (SELECT a, b FROM intra_edges SEMI JOIN explained USING (cluster)) e
             ON e.a = es.a AND e.b = es.b
         ORDER BY es.a, es.b, es.signal
     """,
-    "cluster_keys": """
+    "evidence_keys": """
         SELECT * FROM cluster_keys SEMI JOIN explained USING (cluster)
         ORDER BY cluster, signal, n_members DESC, key
     """,
@@ -335,21 +340,18 @@ def _record(
     # Evidence is kept for the clusters worth explaining (`explained`, EVIDENCE).
     evidence = _arrow(con, """
         SELECT i.cluster_id, x.account_id AS account_a, y.account_id AS account_b, e.weight
-        FROM intra_edges e SEMI JOIN explained USING (cluster) JOIN cluster_ids i USING (cluster)
+        FROM evidence_edges e JOIN cluster_ids i USING (cluster)
         JOIN accounts x ON x.idx = e.a JOIN accounts y ON y.idx = e.b
     """)
     evidence_signals = _arrow(con, """
         SELECT x.account_id AS account_a, y.account_id AS account_b, es.signal,
                es.p AS contribution, es.n_keys AS shared_keys
-        FROM edge_signals es
-        SEMI JOIN (SELECT a, b FROM intra_edges SEMI JOIN explained USING (cluster)) e
-            ON e.a = es.a AND e.b = es.b
+        FROM evidence_signals es
         JOIN accounts x ON x.idx = es.a JOIN accounts y ON y.idx = es.b
     """)
     cluster_keys = _arrow(con, """
         SELECT i.cluster_id, k.signal, k.key AS key_hash, k.n_members
-        FROM cluster_keys k SEMI JOIN explained USING (cluster)
-        JOIN cluster_ids i USING (cluster)
+        FROM evidence_keys k JOIN cluster_ids i USING (cluster)
     """)
     lineage = _arrow(con, """
         SELECT cluster_id, kind, other_cluster_id, overlap, jaccard FROM lineage

@@ -268,9 +268,12 @@ def test_scoring_on_spark_equals_duckdb(stages) -> None:
     copied = engine.collect(other, EVIDENCE, send=("explained",))
     n_explained = _rows(duck, "SELECT count(*) FROM explained")[0][0]
     assert 0 < n_explained < len(a)
+    sources = {"evidence_edges": "intra_edges", "evidence_signals": "edge_signals",
+               "evidence_keys": "cluster_keys"}
+    assert set(EVIDENCE) == set(sources)
     for name, query in EVIDENCE.items():
         expected = _rows(duck, query)
-        (total,) = duck.execute(f"SELECT count(*) FROM {name}").fetchone()
+        (total,) = duck.execute(f"SELECT count(*) FROM {sources[name]}").fetchone()
         assert expected and copied[name] == len(expected) < total
         stored = _rows(other, f"SELECT * FROM {name}")
         exact = [[v for v in r if not isinstance(v, float)] for r in stored]

@@ -19,9 +19,11 @@ What runs where (``docs/operations.md``, "Spark"):
 
 What travels back to the driver's DuckDB, as Arrow: the ingest tables the driver's stages
 read (:meth:`SparkEngine.ingest`), and after scoring, in one place
-(:meth:`SparkEngine.collect`), the evidence the store keeps: ``intra_edges``,
+(:meth:`SparkEngine.collect`), the evidence the store keeps: the rows of ``intra_edges``,
 ``edge_signals`` and ``cluster_keys`` of the clusters scored at least
-``store.evidence_min_score`` (:data:`linkage.pipeline.EVIDENCE`). ``links``, ``keys``,
+``store.evidence_min_score``, as ``evidence_edges``, ``evidence_signals`` and
+``evidence_keys`` (:data:`linkage.pipeline.EVIDENCE`; the DuckDB engine makes the same
+tables with the same queries). ``links``, ``keys``,
 ``key_members`` and the rest of ``edge_signals`` stay on Spark; ``edges`` reach the driver
 only as the numpy arrays above.
 
