@@ -326,14 +326,16 @@ def _stage_table(entries: list[dict[str, Any]]) -> list[str]:
                     and SCALES[e["scale"]][0] == "mixed"), key=lambda e: SCALES[e["scale"]][1])
     if len(mixed) >= 2:
         head += ["", "Growth per doubling of accounts (time ratio; 2.0 is linear, issue 7 allows "
-                 "2.2), between consecutive scales:", "",
+                 "2.2), between consecutive scales (n/a: under 0.1 s at the smaller scale):", "",
                  "| from → to | " + " | ".join(stages) + " | **wall** |",
                  "|---|" + "---:|" * (len(stages) + 1)]
         for x, y in itertools.pairwise(mixed):
             nx_, ny = SCALES[x["scale"]][1], SCALES[y["scale"]][1]
-            growth = [_per_doubling((nx_, x["stages"].get(s, 0)), (ny, y["stages"].get(s, 0)))
-                      for s in stages]
-            cells = [f"{g:.2f}" for g in growth]
+            # a stage under 0.1 s at the smaller scale has no meaningful ratio (it is logged
+            # to 0.1 s)
+            cells = [f"{_per_doubling((nx_, x['stages'][s]), (ny, y['stages'][s])):.2f}"
+                     if x["stages"].get(s, 0) >= 0.1 and s in y["stages"] else "n/a"
+                     for s in stages]
             head.append(f"| {x['scale']} → {y['scale']} | " + " | ".join(cells) + " | **"
                         f"{_per_doubling((nx_, x['wall']), (ny, y['wall'])):.2f}** |")
     head += ["", "Wall is the whole `linkage run` process (interpreter start, imports, the run "
