@@ -125,9 +125,10 @@ def run_pipeline(
                     incr.load_known(con, state, key_check=pseudo.check_value(),
                                     ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
                 if spark and state is None:
-                    # the driver needs only what later stages read there
+                    # Without state to write, the driver needs only what scoring,
+                    # continuity and the store read; interactions stays on Spark.
                     ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo,
-                                       skip=_SIGNAL_INPUTS if state_dir is None else ())
+                                       skip=() if state_dir is not None else _SPARK_ONLY)
                 else:  # an incremental run's ingest builds on DuckDB's state (below)
                     ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
                                  known=incr.KNOWN if state is not None else None)
@@ -150,7 +151,7 @@ def run_pipeline(
                                      rows_quarantined=ing.rows_quarantined)
                 with stage(current, run_id):
                     if spark:
-                        spark.load(con, cfg.signals)
+                        spark.load(con)
                     weights = build_links(spark.sql if spark else con, cfg.signals)
                     # Ingest's tables that no later stage reads go now (the state written at
                     # the end needs them): DuckDB reuses their memory for the edges instead
@@ -237,6 +238,9 @@ def run_pipeline(
 # Ingest's tables that only the signals stage reads (graph and scoring read accounts,
 # scoring interactions; the incremental state, written at the end, all of them).
 _SIGNAL_INPUTS = ("payment_instruments", "ip_events", "devices", "observations")
+# What the Spark engine's driver need not copy from Spark when no state is written: the
+# signals and scoring (usage_con) read these on Spark.
+_SPARK_ONLY = (*_SIGNAL_INPUTS, "interactions")
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:

@@ -76,6 +76,7 @@ __all__ = [
     "band_tables",
     "build_links",
     "prompt_bands",
+    "set_band_keys",
     "signal_weights",
     "specificity",
 ]
@@ -261,8 +262,7 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         parts += [f"SELECT idx, signal, key FROM (SELECT idx, signal, key, count(*) OVER "
                   f"(PARTITION BY key) AS n_rows FROM ({q}) t(idx, signal, key)) w "
                   "WHERE n_rows >= 2" for q in sync]
-    if isinstance(con, duckdb.DuckDBPyConnection):  # other engines load DuckDB's bands
-        band_tables(con, cfg, weights)
+    band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
               for signal, table in BAND_TABLES.items() if signal in weights]
     if not parts:
@@ -298,6 +298,14 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
 
 # Seeds of the MinHash family: fixed, so that band keys are stable across runs and machines.
 _MINHASH_KEY = np.uint64(0x5DEECE66D1CE4E5B)
+# Key of the element hash (:func:`set_band_keys`): one 64-bit integer per element, the same
+# on every engine (no engine's own ``hash()``).
+_ELEMENT_KEY = np.uint64(0x2545F4914F6CDD1D)
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
+# Hex digits of prompt_key (a keyed HMAC in hex, linkage.pseudonymise) read as an element id:
+# 15 digits are 60 bits, a non-negative BIGINT on every engine (Spark has no unsigned type).
+_PROMPT_ELEMENT_HEX = 15
 
 
 def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
@@ -309,11 +317,13 @@ def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def band_tables(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig,
+def band_tables(con: SQLConnection, cfg: SignalsConfig,
                 weights: dict[str, tuple[float, int]]) -> list[str]:
     """Create the band-key tables of the enabled set-similarity signals (:func:`prompt_bands`,
-    :func:`activity_bands`) on DuckDB; returns their names. The Spark engine calls this too
-    and copies the tables, so both engines link by the very same band keys."""
+    :func:`activity_bands`) in ``con``, a DuckDB connection or the Spark engine's
+    :class:`~linkage.engines.spark_sql.SparkSQL`; returns their names. Both engines select
+    the same elements with the same SQL and key them with the same numpy function
+    (:func:`set_band_keys`), so they link accounts by the very same band keys."""
     if "prompt" in weights:
         prompt_bands(con, cfg.prompt)
     if ACTIVITY_SYNC in weights:
@@ -321,13 +331,15 @@ def band_tables(con: duckdb.DuckDBPyConnection, cfg: SignalsConfig,
     return [table for signal, table in BAND_TABLES.items() if signal in weights]
 
 
-def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:
+def prompt_bands(con: SQLConnection, cfg: PromptConfig) -> int:
     """Create ``prompt_bands(idx INTEGER, key VARCHAR)``: MinHash-LSH keys of template sets.
 
     Each account's *set* is the templates it used at least ``cfg.min_uses`` times among those
-    used by fewer than ``cfg.cap`` accounts (DuckDB aggregates the interactions; Python never
-    sees one). Accounts with at least ``cfg.min_templates`` of them get ``cfg.bands`` keys
-    (:func:`_set_bands`). Returns the number of accounts with band keys.
+    used by fewer than ``cfg.cap`` accounts (the engine aggregates the interactions; Python
+    sees only the resulting elements). A template's element id is the leading 15 hex digits
+    of its ``prompt_key`` (a keyed HMAC, so already uniform) read as an integer, in SQL that
+    both engines run alike. Accounts with at least ``cfg.min_templates`` of them get
+    ``cfg.bands`` keys (:func:`_set_bands`). Returns the number of accounts with band keys.
     """
     sets = f"""
         WITH pairs AS (
@@ -338,67 +350,102 @@ def prompt_bands(con: duckdb.DuckDBPyConnection, cfg: PromptConfig) -> int:
             SELECT idx, prompt_key, uses, count(*) OVER (PARTITION BY prompt_key) AS n
             FROM pairs
         )
-        SELECT idx, hash(prompt_key) AS h FROM rare
+        SELECT idx, ('0x' || left(prompt_key, {_PROMPT_ELEMENT_HEX}))::BIGINT AS e FROM rare
         WHERE n < {int(cfg.cap)} AND uses >= {int(cfg.min_uses)}
     """
     return _set_bands(con, sets, "prompt_bands", cfg.bands, cfg.rows, cfg.min_templates)
 
 
-def activity_bands(con: duckdb.DuckDBPyConnection, cfg: ActivitySyncConfig) -> int:
+def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     """Create ``activity_bands(idx INTEGER, key VARCHAR)``: MinHash-LSH keys of the sets of
     ``cfg.window_minutes`` buckets in which each account sent any request, for accounts active
-    in at least ``cfg.min_buckets`` of them (:func:`_set_bands`). Two accounts driven on one
-    schedule have nearly the same set whatever templates they use; people active at random
-    moments do not. Returns the number of accounts with band keys."""
+    in at least ``cfg.min_buckets`` of them (:func:`_set_bands`). A bucket's element id is its
+    number (whole windows since the epoch). Two accounts driven on one schedule have nearly
+    the same set whatever templates they use; people active at random moments do not.
+    Returns the number of accounts with band keys."""
     window = int(cfg.window_minutes) * 60
-    sets = (f"SELECT DISTINCT idx, hash(floor(epoch(ts) / {window})::BIGINT) AS h "
+    sets = (f"SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e "
             "FROM interactions WHERE ts IS NOT NULL")
     return _set_bands(con, sets, "activity_bands", cfg.bands, cfg.rows, cfg.min_buckets)
 
 
-def _set_bands(con: duckdb.DuckDBPyConnection, sets_sql: str, table: str, bands: int,
-               rows: int, min_size: int) -> int:
+def _set_bands(con: SQLConnection, sets_sql: str, table: str, bands: int, rows: int,
+               min_size: int) -> int:
     """Create ``table(idx INTEGER, key VARCHAR)`` from the sets ``sets_sql`` selects as
-    distinct ``(idx, h UBIGINT)`` elements.
+    distinct ``(idx, e BIGINT)`` elements: :func:`set_band_keys` of the accounts with at least
+    ``min_size`` distinct elements. Returns the number of accounts with keys.
 
-    For accounts with at least ``min_size`` elements, ``bands * rows`` MinHash values are
-    computed with numpy (one vectorised pass per hash function over the elements) and every
-    band of ``rows`` values becomes one key ``"BAND:HEX"``. Two accounts with Jaccard
-    similarity ``J`` share each band key with probability ``J ** rows``, independently per
-    band. Cost: linear in the elements times ``bands * rows``; no pair of accounts is
-    enumerated. Returns the number of accounts with keys.
+    The selection is DuckDB-dialect SQL run on ``con``. On DuckDB its rows come to Python
+    ordered by account and are keyed in one call; on Spark
+    (:func:`linkage.engines.spark_bands.spark_set_bands`) they stay on the executors,
+    partitioned by account, and each partition is keyed by the same function.
     """
-    got = con.execute(
-        f"""
-        SELECT idx, h FROM (
-            SELECT idx, h, count(*) OVER (PARTITION BY idx) AS size FROM ({sets_sql}) s
-        ) WHERE size >= {int(min_size)} ORDER BY idx
-        """
-    ).fetchnumpy()
-    idx = np.asarray(got["idx"], dtype=np.int64)
-    h = np.asarray(got["h"], dtype=np.uint64)
+    sized = f"""
+        SELECT idx, e FROM (
+            SELECT idx, e, count(*) OVER (PARTITION BY idx) AS size FROM ({sets_sql}) s
+        ) z WHERE size >= {int(min_size)}
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        from linkage.engines.spark_bands import spark_set_bands
+        from linkage.engines.spark_sql import SparkSQL
+
+        if not isinstance(con, SparkSQL):
+            raise TypeError(f"no MinHash bands on {type(con).__name__}")
+        return spark_set_bands(con, sized, table, bands, rows)
+    got = con.execute(sized + " ORDER BY idx").fetchnumpy()
+    keyed = set_band_keys(np.asarray(got["idx"]), np.asarray(got["e"]), bands, rows)
+    con.register("bands_in", keyed)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT idx, key FROM bands_in")
+    finally:
+        con.unregister("bands_in")
+    return keyed.num_rows // bands
+
+
+BAND_SCHEMA = pa.schema([("idx", pa.int32()), ("key", pa.string())])
+
+
+def set_band_keys(idx: np.ndarray, element: np.ndarray, bands: int, rows: int) -> pa.Table:
+    """MinHash-LSH band keys ``(idx INTEGER, key VARCHAR)`` of the sets given as rows
+    ``(idx, element)`` (integers; rows in any order, duplicates harmless); every account
+    present gets ``bands`` keys ``"BAND:HEX"``.
+
+    Each element id is first mixed into a uniform 64-bit hash (:func:`_mix64` with a fixed
+    key); then ``bands * rows`` MinHash values per account are computed with numpy (one
+    vectorised pass per hash function over all the rows, ``np.minimum.reduceat`` per
+    account), and every band of ``rows`` values becomes one key. Two accounts with Jaccard
+    similarity ``J`` share each band key with probability ``J ** rows``, independently per
+    band. An account's keys depend on its set alone, so a batch of whole accounts gives the
+    same keys as the whole table: the Spark engine calls this per partition, DuckDB on every
+    account at once. Cost: linear in the rows times ``bands * rows``; no pair of accounts is
+    enumerated.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    h = _mix64(np.asarray(element, dtype=np.int64).view(np.uint64), _ELEMENT_KEY)
     if len(idx) == 0:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (idx INTEGER, key VARCHAR)")
-        return 0
+        return BAND_SCHEMA.empty_table()
+    if np.any(idx[1:] < idx[:-1]):
+        order = np.argsort(idx, kind="stable")
+        idx, h = idx[order], h[order]
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-    accounts = idx[starts]
+    accounts = idx[starts].astype(np.int32)
     seeds = _mix64(np.arange(bands * rows, dtype=np.uint64), _MINHASH_KEY)
     keys = []
     for band in range(bands):  # one vectorised pass per band (and per row within it)
         code = np.full(len(starts), np.uint64(band))
         for row in range(rows):
-            seed = np.uint64(seeds[band * rows + row])
-            low = np.minimum.reduceat(_mix64(h, seed), starts)
+            low = np.minimum.reduceat(_mix64(h, seeds[band * rows + row]), starts)
             code = _mix64(code ^ low, _MINHASH_KEY)
-        keys.append(code)
-    arrow = pa.table({
-        "idx": pa.array(np.tile(accounts, bands).astype(np.int32)),
-        "band": pa.array(np.repeat(np.arange(bands, dtype=np.int32), len(accounts))),
-        "code": pa.array(np.concatenate(keys)),
-    })
-    con.register("bands_in", arrow)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS "
-        "SELECT idx, band || ':' || printf('%016x', code) AS key FROM bands_in")
-    con.unregister("bands_in")
-    return len(accounts)
+        keys.append(_band_key(band, code))
+    return pa.table([pa.array(np.tile(accounts, bands)), pa.chunked_array(keys)],
+                    schema=BAND_SCHEMA)
+
+
+def _band_key(band: int, code: np.ndarray) -> pa.Array:
+    """``"BAND:HEX"`` for each code (16 lower-case hex digits), as one Arrow string array
+    built from a byte matrix (no Python string per key)."""
+    prefix = np.frombuffer(f"{band}:".encode(), dtype=np.uint8)
+    digits = _HEX_DIGITS[((code[:, None] >> _NIBBLE_SHIFTS) & np.uint64(15)).astype(np.intp)]
+    text = np.hstack([np.broadcast_to(prefix, (len(code), len(prefix))), digits])
+    width = text.shape[1]
+    return pa.array(np.ascontiguousarray(text).view(f"S{width}").ravel()).cast(pa.string())

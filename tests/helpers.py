@@ -88,9 +88,9 @@ def ingested(
     con.execute("CREATE TABLE interactions (idx INTEGER, ts TIMESTAMP, model VARCHAR, "
                 "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
                 "output_tokens BIGINT)")
-    if interactions:  # (idx, ts, prompt_key)
-        con.executemany("INSERT INTO interactions VALUES (?, ?, 'm', ?, 'coding', 10, 100)",
-                        list(interactions))
+    if interactions:  # (idx, ts, template): prompt_key is hex, as ingest's HMAC leaves it
+        con.executemany("INSERT INTO interactions VALUES (?, ?, 'm', md5(?), 'coding', 10, "
+                        "100)", list(interactions))
     return con
 
 

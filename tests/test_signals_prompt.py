@@ -10,6 +10,7 @@ edge's evidence is the documented noisy-OR of its shared band keys.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import replace
 
@@ -21,6 +22,7 @@ import pytest
 from linkage.config import ActivitySyncConfig, GraphConfig, PromptConfig, SignalsConfig
 from linkage.graph import build_edges
 from linkage.ingest import OUTPUT_SCHEMAS
+from linkage.pseudonymise import HASH_HEX_CHARS
 from linkage.signals import activity_bands, build_links, prompt_bands, specificity
 
 N_GROUPS, GROUP, N_LONERS = 6, 8, 120
@@ -51,7 +53,12 @@ def _interactions(seed: int) -> pa.Table:
         acct += 1
     all_idx, all_key = np.concatenate(idx), np.concatenate(key)
     return pa.table({"idx": pa.array(all_idx, pa.int32()),
-                     "prompt_key": pa.array([f"k{k}" for k in all_key.tolist()])})
+                     "prompt_key": pa.array([_hex(f"k{k}") for k in all_key.tolist()])})
+
+
+def _hex(template: str) -> str:
+    """A template's ``prompt_key`` as ingest leaves it: 32 hex digits of a keyed hash."""
+    return hashlib.sha256(template.encode()).hexdigest()[:HASH_HEX_CHARS]
 
 
 def _con(table: pa.Table) -> duckdb.DuckDBPyConnection:
@@ -138,7 +145,7 @@ def test_prompt_evidence_is_noisy_or_of_shared_bands() -> None:
 
 
 def test_no_interactions_no_bands() -> None:
-    con = _con(pa.table({"idx": pa.array([0], pa.int32()), "prompt_key": ["k"]}))
+    con = _con(pa.table({"idx": pa.array([0], pa.int32()), "prompt_key": [_hex("k")]}))
     assert prompt_bands(con, PromptConfig()) == 0
     assert con.execute("SELECT count(*) FROM prompt_bands").fetchone() == (0,)
 
@@ -162,7 +169,7 @@ def test_activity_bands_link_one_schedule_whatever_the_templates() -> None:
         rows_ts.append(ts)
     idx, ts = np.concatenate(rows_idx), np.concatenate(rows_ts)
     table = pa.table({"idx": pa.array(idx, pa.int32()),
-                      "prompt_key": [f"own{i}-{j}" for j, i in enumerate(idx.tolist())],
+                      "prompt_key": [_hex(f"own{i}-{j}") for j, i in enumerate(idx.tolist())],
                       "ts": pa.array(ts * 1_000_000, pa.timestamp("us"))})
     con = _con(pa.table({"idx": table["idx"], "prompt_key": table["prompt_key"]}))
     con.execute("DELETE FROM interactions")

@@ -7,6 +7,7 @@ dependency: nothing here is skipped when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -31,15 +32,17 @@ from pyspark.sql import SparkSession
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import SQLConnection, connect_duckdb
 from linkage.engines.spark import SparkEngine, require_pyspark
+from linkage.engines.spark_bands import key_sorted_batches
 from linkage.engines.spark_graph import ConvergenceError, connected_components
 from linkage.engines.spark_sql import SparkSQL, to_spark
 from linkage.errors import ConfigError
 from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import OUTPUT_SCHEMAS, ingest
-from linkage.pipeline import EVIDENCE, _explain
+from linkage.pipeline import EVIDENCE, STAGES, _explain, run_pipeline
 from linkage.pseudonymise import Pseudonymiser
 from linkage.scoring import score_clusters
-from linkage.signals import build_links, signal_weights
+from linkage.signals import BAND_SCHEMA, build_links, set_band_keys, signal_weights
+from linkage.store import Store
 from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
 from tests.helpers import invoke, run_id_of
@@ -99,7 +102,7 @@ def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFac
     engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
     # ingest on Spark (copied back for the driver's stages), then signals and edges
     engine.ingest(other, data, CFG.ingest, Pseudonymiser(SECRET))
-    engine.load(other, CFG.signals)
+    engine.load(other)
     build_links(engine.sql, CFG.signals)
     build_edges(engine.sql, CFG.graph)
     yield duck, other, engine
@@ -146,6 +149,37 @@ def test_signal_tables_are_identical(stages, table: str, order: str) -> None:
         pa_, pb = (np.array([r[0] for r in _rows(c, "SELECT p FROM keys ORDER BY kid")])
                    for c in (duck, engine.sql))
         assert np.allclose(pa_, pb, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("table", ["prompt_bands", "activity_bands"])
+def test_bands_on_spark_equal_bands_on_duckdb(stages, table: str) -> None:
+    """The MinHash bands, computed on the executors (the elements never reach the driver),
+    are DuckDB's: the same element SQL, the same numpy keying of each account's set."""
+    duck, _, engine = stages
+    a = _rows(duck, f"SELECT idx, key FROM {table} ORDER BY idx, key")
+    b = sorted(tuple(r) for r in engine.sql.table(table).collect())
+    assert len({r[0] for r in a}) > 100 and a == b
+    assert engine.sql.table(table).schema.simpleString() == "struct<idx:int,key:string>"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(-2**63, 2**63 - 1)), min_size=1,
+                max_size=120),
+       st.integers(1, 9), st.integers(1, 12))
+def test_batches_are_keyed_as_whole_accounts(rows: list, batch: int, batch_rows: int) -> None:
+    """Keyed a few rows at a time, an account split across batches gets the keys it gets when
+    the whole table is keyed at once (the executors' streaming of each partition)."""
+    rows.sort(key=lambda r: r[0])
+    idx = np.array([r[0] for r in rows], dtype=np.int32)
+    e = np.array([r[1] for r in rows], dtype=np.int64)
+    batches = [pa.record_batch({"idx": idx[i:i + batch], "e": e[i:i + batch]})
+               for i in range(0, len(rows), batch)]
+    got = pa.Table.from_batches(list(key_sorted_batches(iter(batches), 4, 2, batch_rows)),
+                                schema=BAND_SCHEMA)
+    want = set_band_keys(idx, e, 4, 2)
+    assert sorted(zip(got["idx"].to_pylist(), got["key"].to_pylist(), strict=True)) == sorted(
+        zip(want["idx"].to_pylist(), want["key"].to_pylist(), strict=True))
+    assert want.num_rows == 4 * len(set(idx.tolist()))
 
 
 def test_edges_are_identical(stages) -> None:
@@ -359,6 +393,54 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
             assert got[table][0] == expected[table][0], table
             assert np.allclose(got[table][1], expected[table][1], rtol=0, atol=1e-9), table
     assert not any(staging.iterdir()), "the Spark staging folder was not cleaned up"
+
+
+def test_interactions_stay_on_spark_without_state(spark: SparkSession, data: Path,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Spark run that writes no incremental state never copies ``interactions`` (or the
+    other tables only the signals read) to the driver's DuckDB, and clusters exactly as the
+    DuckDB engine; with ``--state`` the driver holds every table, for the state."""
+    import linkage.pipeline as pipeline
+
+    cons: list[duckdb.DuckDBPyConnection] = []
+
+    def connect(*args, **kwargs):
+        cons.append(connect_duckdb(*args, **kwargs))
+        return cons[-1]
+
+    monkeypatch.setattr(pipeline, "connect_duckdb", connect)
+    held: dict[str, set[str]] = {}
+
+    @contextlib.contextmanager
+    def reporter(stage: str) -> Iterator[None]:
+        yield
+        held[stage] = {r[0] for r in cons[-1].execute(
+            "SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    ingest_only = {"payment_instruments", "ip_events", "devices", "observations",
+                   "interactions"}
+    memberships = {}
+    for name, state in (("duckdb", None), ("spark", None), ("spark", tmp_path / "state")):
+        cfg = RunConfig.from_dict({"engine": {"name": name, "spark": {
+            "staging": str(tmp_path / "staging")}}, "signals": {"activity_sync": {
+                "enabled": True}}})
+        held.clear()
+        store = Store(f"sqlite:///{tmp_path / f'{name}-{state is not None}.db'}")
+        try:
+            run = run_pipeline(data, store, cfg, SECRET, reporter=reporter, state_dir=state)
+            memberships[name, state is not None] = _memberships(
+                tmp_path / f"{name}-{state is not None}.db", run.run_id)
+        finally:
+            store.close()
+        assert held.keys() == set(STAGES)
+        if name == "spark" and state is None:
+            assert not any(ingest_only & tables for tables in held.values()), held
+        else:
+            assert ingest_only <= held["ingest"]
+    assert memberships["duckdb", False]
+    assert memberships["spark", False] == memberships["duckdb", False]
+    assert memberships["spark", True] == memberships["duckdb", False]
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,19 +6,21 @@ What runs where (``docs/operations.md``, "Spark"):
   pseudonymisation are ingest's own SQL, :mod:`linkage.engines.spark_ingest`), the signals
   (``links``, ``keys``, ``key_members``) and the edge building (``edge_signals``, ``edges``:
   the self-join, the largest relational stage), from the same DuckDB-dialect SQL
-  (:mod:`linkage.engines.spark_sql`); connected components and per-component Leiden
-  (:mod:`linkage.engines.spark_graph`); scoring's per-cluster aggregates (``members``,
+  (:mod:`linkage.engines.spark_sql`); the MinHash bands of the set-similarity signals (their
+  elements selected by the same SQL, the sets keyed by the same numpy function on the
+  executors, :mod:`linkage.engines.spark_bands`); connected components and per-component
+  Leiden (:mod:`linkage.engines.spark_graph`); scoring's per-cluster aggregates (``members``,
   ``cluster_keys``, ``intra_edges``, the features' aggregates and the usage scan,
   :func:`linkage.scoring.score_clusters`).
-* The driver: the MinHash bands of the set-similarity signals (DuckDB); the warm start's
-  fingerprints and hysteresis, on the edges fetched as numpy arrays
-  (:func:`linkage.graph.edge_arrays`); scoring's numpy and JSON (a row per cluster and each
+* The driver: the warm start's fingerprints and hysteresis, on the edges fetched as numpy
+  arrays (:func:`linkage.graph.edge_arrays`); scoring's numpy and JSON (a row per cluster and each
   kind of evidence's intra-cluster pairs come back); continuity and the store write
   (DuckDB), exactly as with the default engine; ingest too for an incremental run (its
   state is DuckDB's).
 
 What travels back to the driver's DuckDB, as Arrow: the ingest tables the driver's stages
-read (:meth:`SparkEngine.ingest`), and after scoring, in one place
+read (:meth:`SparkEngine.ingest`: ``interactions``, the largest, stays on Spark unless the run
+writes incremental state), and after scoring, in one place
 (:meth:`SparkEngine.collect`), the evidence the store keeps: the rows of ``intra_edges``,
 ``edge_signals`` and ``cluster_keys`` of the clusters scored at least
 ``store.evidence_min_score``, as ``evidence_edges``, ``evidence_signals`` and
@@ -43,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from linkage.config import IngestConfig, RunConfig, SignalsConfig, SparkConfig
+from linkage.config import IngestConfig, RunConfig, SparkConfig
 from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
 from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
-from linkage.signals import BAND_TABLES, band_tables, signal_weights
+from linkage.signals import BAND_TABLES
 from linkage.warmstart import (
     component_fingerprints,
     decode_fingerprints,
@@ -136,13 +138,14 @@ class SparkEngine:
     def ingest(self, con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
                pseudo: Pseudonymiser, *, skip: tuple[str, ...] = ()) -> IngestResult:
         """:func:`linkage.ingest.ingest` on Spark (files read by the executors, checked,
-        normalised and hashed there), then the output tables but ``skip`` copied into
-        ``con``.
+        normalised and hashed there), then the output tables, except those in ``skip``,
+        copied into ``con``.
 
-        The copy serves the stages that still run on the driver: the MinHash bands of the
-        set-similarity signals, scoring, continuity, the store write and the incremental
-        state read them from DuckDB (the tables only the signals read are skipped when no
-        state is written). It holds hashes and normalised values, not raw input.
+        The copy serves the stages that still run on the driver: continuity and the store
+        write read ``accounts`` from DuckDB, and the incremental state every table. A run
+        without state skips the rest (the pipeline's choice): the signals, the MinHash bands
+        and scoring read them on Spark, so ``interactions`` never reaches the driver. The
+        copy holds hashes and normalised values, not raw input.
         """
         from linkage.engines.spark_ingest import load_table
 
@@ -161,19 +164,17 @@ class SparkEngine:
         self._ingested = True
         return result
 
-    def load(self, con: duckdb.DuckDBPyConnection, cfg: SignalsConfig) -> None:
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging),
-        unless :meth:`ingest` made them there.
+        unless :meth:`ingest` made them there (an incremental run ingests on DuckDB).
 
-        The MinHash bands of the prompt and activity_sync signals
-        (:func:`linkage.signals.prompt_bands`, :func:`~linkage.signals.activity_bands`: an
-        aggregate in DuckDB, then numpy on the driver) are computed here, on DuckDB, and
-        copied too: both engines then link accounts by the very same band keys.
+        Everything the signals stage needs is then on Spark: :func:`linkage.signals.build_links`
+        on :attr:`sql` computes the MinHash bands of the prompt and activity_sync signals
+        there too (:mod:`linkage.engines.spark_bands`).
         """
-        tables = [*band_tables(con, cfg, signal_weights(cfg, []))]
-        if not self._ingested:
-            tables = [*INPUT_TABLES, *tables]
-        for name in tables:
+        if self._ingested:
+            return
+        for name in INPUT_TABLES:
             table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
 

@@ -54,7 +54,8 @@ rules' Python twins in ``tests/test_spark.py``):
 * ``list_transform(l, lambda x, i: ...)``: DuckDB's index ``i`` counts from 1, Spark's from 0.
 * ``string_split(s, '')`` (the characters of ``s``) drops Java's trailing empty string.
 * ``strlen`` (bytes) becomes ``octet_length``; ``list_sum(l)`` an ``aggregate``;
-  ``CAST('0x' || h AS INT)`` (DuckDB reads hex) ``CAST(conv(h, 16, 10) AS INT)``;
+  ``CAST('0x' || h AS INT)`` (DuckDB reads hex; also ``BIGINT``, the MinHash element id of
+  :func:`linkage.signals.prompt_bands`) ``CAST(conv(h, 16, 10) AS INT)``;
   ``timezone('UTC', t)`` ``CAST(t AS TIMESTAMP_NTZ)`` (the session time zone is UTC,
   :func:`linkage.engines.spark.spark_session`); ``WITH q AS MATERIALIZED`` a plain ``WITH``;
   ``epoch(t)`` (seconds with their fraction) ``unix_micros(t) / 1000000D``.
@@ -218,11 +219,12 @@ def _rewrite_text(node: exp.Expr) -> exp.Expr:
         if (name == "timezone" and len(args) == 2 and isinstance(args[0], exp.Literal)
                 and args[0].name.upper() == "UTC"):
             return _spark(f"CAST({_sub(args[1])} AS TIMESTAMP_NTZ)")
-    if isinstance(node, exp.Cast) and node.to.is_type("int"):
+    if isinstance(node, exp.Cast) and node.to.is_type("int", "bigint"):
         inner = node.this.unnest()
         if (isinstance(inner, exp.DPipe) and isinstance(inner.this, exp.Literal)
                 and inner.this.name == "0x"):
-            return _spark(f"CAST(CONV({_sub(inner.expression)}, 16, 10) AS INT)")
+            kind = "INT" if node.to.is_type("int") else "BIGINT"
+            return _spark(f"CAST(CONV({_sub(inner.expression)}, 16, 10) AS {kind})")
     if isinstance(node, exp.TryCast) and node.to.is_type("timestamptz"):
         # Spark reads an offset as +hh, +hh:mm or Z, DuckDB also as +hhmm
         text = _sub(node.this)
