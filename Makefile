@@ -41,7 +41,7 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 # Benchmarks (docs/benchmarks.md): every run holds the machine-wide heavy-run lock, since a
-# 1M-account night takes ~5 GB. `make bench BENCH_SCALES="100k 1m 5m"` adds 5M (~10 GB).
+# 1M-account night takes ~2 GB. `make bench BENCH_SCALES="100k 1m 5m"` adds 5M (~9 GB, and ~12 GB for its peer).
 BENCH_SCALES ?= 100k 1m
 BENCH_REPEAT ?= 3
 BENCH_LOCK ?= flock /tmp/linkage-heavy.lock
