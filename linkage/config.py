@@ -317,7 +317,9 @@ class SparkConfig:
     spark-submit's ``--master`` holds."""
     conf: dict[str, str] = field(default_factory=dict)
     """Extra Spark settings (``spark.executor.memory`` ...) for a session linkage starts
-    (not under ``spark-submit``, whose ``--conf`` settings hold)."""
+    (not under ``spark-submit``, whose ``--conf`` settings hold). A local master gets
+    ``spark.driver.memory = "4g"`` unless set here: its executors live in the driver's JVM,
+    and Spark's own 1g runs out of heap at a few hundred thousand accounts."""
     staging: str = ""
     """Where Spark writes its intermediate tables (Parquet): a folder or URL every executor
     can reach (``hdfs://``, ``s3a://``). Empty: the run's private temporary folder, which
@@ -337,9 +339,9 @@ class EngineConfig:
     memory_limit: str = "1.5GB"
     """DuckDB memory limit such as ``"4GB"`` or ``"25%"`` (of RAM); empty: DuckDB's own
     default, 80% of RAM. Above it DuckDB spills to ``temp_directory`` and gets slower instead
-    of failing. With 1.5 GB a million accounts of metadata peak at about 2.7 GB in all and spill
-    about 1.5 GB, at no measurable cost in time (docs/benchmarks.md); DuckDB's own default
-    keeps what it allows, which is most of a shared machine."""
+    of failing. With 1.5 GB a million accounts of metadata peak at about 2.0 GB in all and spill
+    about 1.5 GB, for about 8% more time (docs/benchmarks.md); DuckDB's own default keeps
+    what it allows, which is most of a shared machine."""
     threads: int = 0
     """0: all cores."""
     temp_directory: str = ""

@@ -31,7 +31,12 @@ from pyspark.sql import SparkSession
 
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import SQLConnection, connect_duckdb
-from linkage.engines.spark import SparkEngine, require_pyspark
+from linkage.engines.spark import (
+    LOCAL_DRIVER_MEMORY,
+    SparkEngine,
+    require_pyspark,
+    session_settings,
+)
 from linkage.engines.spark_bands import key_sorted_batches
 from linkage.engines.spark_graph import ConvergenceError, connected_components
 from linkage.engines.spark_sql import SparkSQL, to_spark
@@ -462,6 +467,16 @@ def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
     df = spark.createDataFrame(path[::-1], "a long, b long")
     with pytest.raises(ConvergenceError, match=r"engine\.spark\.max_rounds = 1\b"):
         connected_components(df, max_rounds=1)
+
+
+def test_a_local_session_gets_driver_memory_unless_configured() -> None:
+    local = session_settings(SparkConfig())
+    assert local["spark.driver.memory"] == LOCAL_DRIVER_MEMORY
+    assert local["spark.ui.enabled"] == "false"
+    mine = session_settings(SparkConfig(conf={"spark.driver.memory": "12g"}))
+    assert mine["spark.driver.memory"] == "12g"
+    # a cluster's master: only what the configuration says
+    assert session_settings(SparkConfig(master="spark://h:7077", conf={"a": "b"})) == {"a": "b"}
 
 
 def test_missing_pyspark_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,7 +69,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("linkage.engines.spark")
 
-__all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "spark_session"]
+__all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "session_settings",
+           "spark_session"]
 
 # Ingest tables the signals read, and the stage tables a run leaves on Spark (signals, graph,
 # scoring; their views go at close). SparkEngine.collect copies back what the store reads.
@@ -77,6 +78,11 @@ INPUT_TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "obse
                 "interactions")
 OUTPUT_TABLES = ("links", "keys", "key_members", "edge_signals", "edges", "members", "families",
                  "cluster_keys", "intra_edges", "explained")
+
+
+LOCAL_DRIVER_MEMORY = "4g"
+"""``spark.driver.memory`` of a local session linkage starts, unless ``engine.spark.conf``
+sets it."""
 
 
 def require_pyspark() -> None:
@@ -105,21 +111,30 @@ def spark_session(cfg: SparkConfig) -> SparkSession:
         spark = SparkSession.builder.appName("linkage").getOrCreate()
     elif spark is None:
         builder = SparkSession.builder.appName("linkage").master(cfg.master)
-        settings: dict[str, str] = {}
         if cfg.master.startswith("local"):
             # Python workers must import linkage, igraph and pandas: this interpreter has them.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            settings.update({"spark.driver.host": "127.0.0.1",
-                             "spark.driver.bindAddress": "127.0.0.1",
-                             "spark.ui.enabled": "false",
-                             "spark.ui.showConsoleProgress": "false"})
-        settings.update(cfg.conf)
-        for key, value in settings.items():
+        for key, value in session_settings(cfg).items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
     # Time buckets are computed from UTC epochs, as DuckDB does (engines/duckdb.py).
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     return spark
+
+
+def session_settings(cfg: SparkConfig) -> dict[str, str]:
+    """The settings of a session linkage starts: for a local master, loopback addresses, no
+    UI and :data:`LOCAL_DRIVER_MEMORY`; then ``cfg.conf``, which overrides them."""
+    settings: dict[str, str] = {}
+    if cfg.master.startswith("local"):
+        settings.update({"spark.driver.host": "127.0.0.1",
+                         "spark.driver.bindAddress": "127.0.0.1",
+                         # the executors share the driver's JVM (Spark's 1g is too little
+                         # from a few hundred thousand accounts on)
+                         "spark.driver.memory": LOCAL_DRIVER_MEMORY,
+                         "spark.ui.enabled": "false",
+                         "spark.ui.showConsoleProgress": "false"})
+    return {**settings, **cfg.conf}
 
 
 class SparkEngine:
