@@ -239,7 +239,7 @@ def run_pipeline(
 # scoring interactions; the incremental state, written at the end, all of them).
 _SIGNAL_INPUTS = ("payment_instruments", "ip_events", "devices", "observations")
 # What the Spark engine's driver need not copy from Spark when no state is written: the
-# signals and scoring (usage_con) read these on Spark.
+# signals and scoring (its engine_con) read these on Spark.
 _SPARK_ONLY = (*_SIGNAL_INPUTS, "interactions")
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import sqlglot
 
 from linkage.signals import set_band_keys
 
@@ -62,11 +61,7 @@ def spark_set_bands(sql: SparkSQL, select: str, table: str, bands: int, rows: in
     accounts with keys."""
     from pyspark.sql import functions as F
 
-    tree = sqlglot.parse_one(select, read="duckdb")
-    ctes = {c.alias for c in tree.find_all(sqlglot.exp.CTE)}
-    for name in {t.name for t in tree.find_all(sqlglot.exp.Table)} - ctes:
-        sql.table(name)  # rows still waiting to be appended are written first
-    elements = sql.query(tree).select(
+    elements = sql.dataframe(select).select(
         F.col("idx").cast("int").alias("idx"), F.col("e").cast("long").alias("e"))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

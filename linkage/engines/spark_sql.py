@@ -337,9 +337,7 @@ class SparkSQL:
         if parameters:
             tree = _bind(tree, parameters)
         self._rows, self._result = [], None
-        reads = tree.expression if isinstance(tree, exp.Insert) else tree
-        for table in reads.find_all(exp.Table) if reads else []:
-            self._flush(table.name)
+        self._flush_reads(tree.expression if isinstance(tree, exp.Insert) else tree)
         if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
             self._insert(tree)
         elif isinstance(tree, exp.Create):
@@ -471,6 +469,18 @@ class SparkSQL:
         self._paths.pop(name, None)
         self._pending.pop(name, None)
         self.spark.catalog.dropTempView(name)
+
+    def dataframe(self, sql: str) -> DataFrame:
+        """A DuckDB-dialect SELECT as a DataFrame, for work that continues in Spark's own API
+        (rows waiting to be appended to the tables it reads are written first)."""
+        tree = sqlglot.parse_one(sql, read="duckdb")
+        self._flush_reads(tree)
+        return self.query(tree)
+
+    def _flush_reads(self, tree: exp.Expr | None) -> None:
+        """Write the rows waiting to be appended to every table ``tree`` reads."""
+        for table in tree.find_all(exp.Table) if tree else []:
+            self._flush(table.name)
 
     def query(self, tree: exp.Expr) -> DataFrame:
         """A parsed DuckDB query as a DataFrame; ``row_number() OVER (ORDER BY ...)`` over

@@ -213,8 +213,9 @@ def ingest(
         raise InputError(f"input folder {str(input_dir)!r} does not exist or is not a folder")
     pseudo.install(con)
     keep_order: bool | None = None
-    if isinstance(con, duckdb.DuckDBPyConnection):  # another engine: UTC and row numbers
-        con.execute("SET TimeZone = 'UTC'")       # are its reader's business
+    # UTC and row numbers are DuckDB settings here; another engine's reader sees to them.
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        con.execute("SET TimeZone = 'UTC'")
         # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
         # engine may turn it off to save memory); it is restored afterwards.
         (keep_order,) = con.execute(
