@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -27,7 +29,7 @@ import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from linkage.config import RunConfig, SparkConfig
 from linkage.engines import SQLConnection, connect_duckdb
@@ -214,7 +216,8 @@ def test_components_are_igraph_components(stages) -> None:
     duck, _, engine = stages
     edges = np.array(_rows(duck, "SELECT a, b FROM edges ORDER BY a, b"), dtype=np.int64)
     (n,) = duck.execute("SELECT count(*) FROM accounts").fetchone()
-    comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60)
+    comp = connected_components(engine.sql.table("edges").select("a", "b"), max_rounds=60,
+                                staging=engine.sql.staging)
     got = comp.toArrow()
     _assert_smallest_vertex_labels(got, n, edges)
 
@@ -453,20 +456,49 @@ def test_interactions_stay_on_spark_without_state(spark: SparkSession, data: Pat
     st.just(n),
     st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1,
              max_size=3 * n))))
-def test_spark_components_equal_igraph_components(spark: SparkSession, graph) -> None:
+def test_spark_components_equal_igraph_components(
+        spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, graph) -> None:
     n, pairs = graph
+    staging = str(tmp_path_factory.mktemp("components"))
     edges = np.array([(min(a, b), max(a, b)) for a, b in pairs if a != b] or [(0, 1)])
     df = spark.createDataFrame([(int(a), int(b)) for a, b in edges], "a long, b long")
-    got = connected_components(df, max_rounds=60).toArrow()
+    got = connected_components(df, max_rounds=60, staging=staging).toArrow()
     _assert_smallest_vertex_labels(got, n, edges)
 
 
-def test_components_stop_at_the_round_bound(spark: SparkSession) -> None:
-    # a path whose ids run against it needs several rounds
-    path = [(i, i + 1) for i in range(0, 64)]
-    df = spark.createDataFrame(path[::-1], "a long, b long")
+@pytest.fixture
+def staging(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("components"))
+
+
+def _reversed_path(spark: SparkSession, n: int) -> DataFrame:
+    """A path whose ids run against it: labels need several rounds to travel it."""
+    return spark.createDataFrame([(i, i + 1) for i in range(n - 1, -1, -1)], "a long, b long")
+
+
+def test_components_stop_at_the_round_bound(spark: SparkSession, staging: str) -> None:
     with pytest.raises(ConvergenceError, match=r"engine\.spark\.max_rounds = 1\b"):
-        connected_components(df, max_rounds=1)
+        connected_components(_reversed_path(spark, 64), max_rounds=1, staging=staging)
+
+
+def test_component_rounds_keep_neither_lineage_nor_estimates_nor_old_rounds(
+        spark: SparkSession, staging: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Each round is read back from its files: the plan of the result is a file scan whose
+    size estimate is the files' size (a checkpoint kept the estimate of the plan before it,
+    a product over every round's joins that grew to millions of digits and stalled the
+    planner), and only the last round's folder is left in staging."""
+    with caplog.at_level(logging.INFO, logger="linkage.engines.spark"):
+        comp = connected_components(_reversed_path(spark, 120), max_rounds=60, staging=staging)
+    rounds = int(re.search(r"settled in (\d+) rounds", caplog.text)[1])
+    assert rounds >= 5
+    estimate = comp._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()
+    assert isinstance(estimate, int)
+    assert estimate < 10**8
+    assert sorted(p.name for p in Path(staging).iterdir()) == [
+        "components-neighbours", f"components-round-{rounds}"]
+    got = comp.toArrow()
+    assert set(got.column("comp").to_pylist()) == {0}
+    assert sorted(got.column("v").to_pylist()) == list(range(121))
 
 
 def test_a_local_session_gets_driver_memory_unless_configured() -> None:

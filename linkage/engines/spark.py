@@ -40,7 +40,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -249,9 +249,9 @@ class SparkEngine:
         """Remove this run's staging folder (the session stays for the next run)."""
         for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES, "members"):
             self.spark.catalog.dropTempView(name)
+        from linkage.engines.spark_sql import delete_path
+
         try:
-            jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
-            path = jvm.org.apache.hadoop.fs.Path(self.staging)
-            path.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(path, True)  # type: ignore[attr-defined]
+            delete_path(self.spark, self.staging)
         except Exception as exc:  # never hide the run's own outcome behind a cleanup error
             log.warning("could not remove the Spark staging folder %s: %s", self.staging, exc)

@@ -5,8 +5,14 @@ the smallest id of its closed neighbourhood; each round it takes the smallest la
 neighbours (propagation) and then its label's label (jumping, which roughly doubles the
 distance a label travels per round). Labels only decrease and are vertex ids of the same
 component, so the fixed point gives every component its smallest vertex id. Each round's
-labels are checkpointed (lineage cut, as Splink does), and a run that still changes after
-``engine.spark.max_rounds`` rounds stops with :class:`ConvergenceError` instead of looping.
+labels are written as Parquet under the staging folder and read back, as Splink does: that
+cuts the lineage and, unlike ``localCheckpoint``, the size estimate too. A checkpoint keeps
+the estimate of the plan it came from, and Spark estimates a join's size as the product of
+its sides', so three joins a round compounded it into an integer of millions of digits:
+from round 12 on, planning a round took longer than running it (4 s, 12 s, then minutes, on
+32k vertices). The previous round's folder is deleted once the next is written. A run that
+still changes after ``engine.spark.max_rounds`` rounds stops with :class:`ConvergenceError`
+instead of looping.
 
 Leiden: components are hashed into ``engine.spark.buckets`` groups; each group is one
 ``applyInPandas`` task that builds an igraph graph from its edge arrays and runs the same
@@ -25,6 +31,7 @@ import pandas as pd
 from linkage.communities import Partition, from_config
 from linkage.communities import connected_components as components_of
 from linkage.config import CommunitiesConfig
+from linkage.engines.spark_sql import delete_path
 from linkage.errors import LinkageError
 from linkage.graph import EdgeArrays
 
@@ -45,25 +52,34 @@ class ConvergenceError(LinkageError):
     exit_code = 1
 
 
-def connected_components(edges: DataFrame, max_rounds: int) -> DataFrame:
+def connected_components(edges: DataFrame, max_rounds: int, staging: str) -> DataFrame:
     """``(v, comp)`` for every vertex of ``edges(a, b)``: ``comp`` is the smallest vertex id
-    of ``v``'s connected component. Isolated vertices (no edge) are not listed."""
+    of ``v``'s connected component. Isolated vertices (no edge) are not listed. Each round's
+    labels are written under ``staging/components-*``."""
     from pyspark.sql import functions as F
 
-    nbr = (edges.select(F.col("a").alias("v"), F.col("b").alias("u"))
-           .unionByName(edges.select(F.col("b").alias("v"), F.col("a").alias("u")))
-           .localCheckpoint())
-    labels = (nbr.groupBy("v").agg(F.least(F.col("v"), F.min("u")).alias("l"))
-              .localCheckpoint())
+    spark = edges.sparkSession
+
+    def written(df: DataFrame, name: str) -> DataFrame:
+        path = f"{staging}/components-{name}"
+        df.write.mode("overwrite").parquet(path)
+        return spark.read.parquet(path)
+
+    nbr = written(edges.select(F.col("a").alias("v"), F.col("b").alias("u"))
+                  .unionByName(edges.select(F.col("b").alias("v"), F.col("a").alias("u"))),
+                  "neighbours")
+    labels = written(nbr.groupBy("v").agg(F.least(F.col("v"), F.min("u")).alias("l")),
+                     "round-0")
     for rounds in range(1, max_rounds + 1):
         seen = (nbr.join(labels.select(F.col("v").alias("u"), F.col("l").alias("lu")), "u")
                 .groupBy("v").agg(F.min("lu").alias("m")))
         step = labels.join(seen, "v").select("v", F.least("l", "m").alias("l"))
         # every label is a vertex of the same component, so the self-join loses no vertex
-        jumped = (step.alias("x").join(step.alias("y"), F.col("x.l") == F.col("y.v"))
-                  .select(F.col("x.v").alias("v"), F.col("y.l").alias("l"))
-                  .join(labels.withColumnRenamed("l", "old"), "v")
-                  .localCheckpoint())
+        jumped = written(step.alias("x").join(step.alias("y"), F.col("x.l") == F.col("y.v"))
+                         .select(F.col("x.v").alias("v"), F.col("y.l").alias("l"))
+                         .join(labels.withColumnRenamed("l", "old"), "v"),
+                         f"round-{rounds}")
+        delete_path(spark, f"{staging}/components-round-{rounds - 1}")
         changed = jumped.where(F.col("l") != F.col("old")).limit(1).count()
         labels = jumped.drop("old")
         if not changed:
@@ -116,8 +132,8 @@ def spark_components(sql: SparkSQL, n_vertices: int, max_rounds: int) -> np.ndar
     """Connected components of the ``edges`` table (saved as the table ``components``), as
     a component number per vertex, numbered by smallest vertex like
     :func:`linkage.communities.connected_components`."""
-    comp = sql.save("components",
-                    connected_components(sql.table("edges").select("a", "b"), max_rounds))
+    comp = sql.save("components", connected_components(sql.table("edges").select("a", "b"),
+                                                       max_rounds, sql.staging))
     members = comp.toArrow()
     smallest = np.arange(n_vertices, dtype=np.int64)  # an isolated vertex is its own component
     smallest[members.column("v").to_numpy()] = members.column("comp").to_numpy()

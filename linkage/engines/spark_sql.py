@@ -314,6 +314,14 @@ def _bind(tree: exp.Expr, parameters: Sequence[Any]) -> exp.Expr:
 _END = object()
 
 
+def delete_path(spark: SparkSession, path: str) -> None:
+    """Delete ``path`` (a folder, recursively) on whatever file system it names (local,
+    ``hdfs://``, ``s3a://``), through the session's Hadoop configuration."""
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    target.getFileSystem(spark._jsc.hadoopConfiguration()).delete(target, True)  # type: ignore[attr-defined]
+
+
 class SparkSQL:
     """A DuckDB-like connection (``execute``/``executemany``/``fetchone``/``fetchall``/
     ``fetchnumpy``/``to_arrow_table``) whose statements run on Spark; tables are Parquet
