@@ -8,8 +8,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
@@ -145,3 +149,28 @@ def pg_database(server_url: str, prefix: str = "linkage_test") -> Iterator[str]:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+def split_nights(full: Path, old: Path, delta: Path, *, every: int) -> None:
+    """Split a generated input into what an earlier night saw (``old``) and what arrived
+    since (``delta``): every ``every``-th account is new (with all its rows), and every
+    ``every // 2``-th row of the other tables is new activity of any account. A table given
+    as a folder of Parquet parts is split into one part per side."""
+    old.mkdir()
+    delta.mkdir()
+    accounts = pq.read_table(full / "accounts.parquet")
+    ids = sorted(accounts.column("account_id").to_pylist())
+    new_ids = pa.array(ids[::every])
+    for f in sorted(full.glob("*.parquet")) + sorted(p for p in full.iterdir() if p.is_dir()):
+        t = pq.read_table(f)
+        is_new = pc.is_in(t.column("account_id"), new_ids)
+        if f.name != "accounts.parquet":
+            step = max(every // 2, 1)
+            recent = pa.array([i % step == step - 1 for i in range(t.num_rows)])
+            is_new = pc.or_(is_new, recent)
+        for side, rows in ((old, t.filter(pc.invert(is_new))), (delta, t.filter(is_new))):
+            if f.is_dir():
+                (side / f.name).mkdir()
+                pq.write_table(rows, side / f.name / "part-0.parquet")
+            else:
+                pq.write_table(rows, side / f.name)

@@ -7,7 +7,6 @@ from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,26 +22,6 @@ SECRET = b"incremental-test-secret-0123456789"
 invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET.decode())
 
 
-def _split(full: Path, old: Path, delta: Path, *, every: int) -> None:
-    """Split a generated input into what an earlier night saw (``old``) and what arrived
-    since (``delta``): every ``every``-th account is new (with all its rows), and every
-    ``every // 2``-th row of the other tables is new activity of any account."""
-    old.mkdir()
-    delta.mkdir()
-    accounts = pq.read_table(full / "accounts.parquet")
-    ids = sorted(accounts.column("account_id").to_pylist())
-    new_ids = pa.array(ids[::every])
-    for f in full.glob("*.parquet"):
-        t = pq.read_table(f)
-        is_new = pc.is_in(t.column("account_id"), new_ids)
-        if f.name != "accounts.parquet":
-            step = max(every // 2, 1)
-            recent = pa.array([i % step == step - 1 for i in range(t.num_rows)])
-            is_new = pc.or_(is_new, recent)
-        pq.write_table(t.filter(pc.invert(is_new)), old / f.name)
-        pq.write_table(t.filter(is_new), delta / f.name)
-
-
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
     """``all`` (the cumulative input), ``old`` (night 1), ``delta1`` (what came on night 2),
@@ -50,7 +29,7 @@ def nights(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
     root = tmp_path_factory.mktemp("nights")
     generate(root / "all", scenario="mixed", n_accounts=4_000, seed=5)
     (root / "all" / "truth.csv").unlink()
-    _split(root / "all", root / "old", root / "delta1", every=100)
+    helpers.split_nights(root / "all", root / "old", root / "delta1", every=100)
     # night 3: a copy of the first rows of every table under new timestamps is "new"
     (root / "delta2").mkdir()
     for f in (root / "all").glob("*.parquet"):
