@@ -525,7 +525,7 @@ def test_component_rounds_keep_neither_lineage_nor_estimates_nor_old_rounds(
         spark: SparkSession, staging: str, caplog: pytest.LogCaptureFixture) -> None:
     """Each round is read back from its files: the plan of the result is a file scan whose
     size estimate is the files' size (a checkpoint kept the estimate of the plan before it,
-    a product over every round's joins that grew to millions of digits and stalled the
+    a product over every round's joins that grew to hundreds of thousands of digits and stalled the
     planner), and only the last round's folder is left in staging."""
     with caplog.at_level(logging.INFO, logger="linkage.engines.spark"):
         comp = connected_components(_reversed_path(spark, 120), max_rounds=60, staging=staging)
