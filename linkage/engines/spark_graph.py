@@ -36,7 +36,7 @@ import pandas as pd
 from linkage.communities import Partition, from_config
 from linkage.communities import connected_components as components_of
 from linkage.config import CommunitiesConfig
-from linkage.engines.spark_sql import delete_path
+from linkage.engines.spark_sql import delete_path, materialise
 from linkage.errors import LinkageError
 from linkage.graph import EdgeArrays
 
@@ -66,9 +66,7 @@ def connected_components(edges: DataFrame, max_rounds: int, staging: str) -> Dat
     spark = edges.sparkSession
 
     def written(df: DataFrame, name: str) -> DataFrame:
-        path = f"{staging}/components-{name}"
-        df.write.mode("overwrite").parquet(path)
-        return spark.read.parquet(path)
+        return materialise(df, f"{staging}/components-{name}")
 
     def both_ways(pairs: DataFrame) -> DataFrame:
         return (pairs.select(F.col("a").alias("u"), F.col("b").alias("v"))

@@ -314,6 +314,13 @@ def _bind(tree: exp.Expr, parameters: Sequence[Any]) -> exp.Expr:
 _END = object()
 
 
+def materialise(df: DataFrame, path: str) -> DataFrame:
+    """Write ``df`` as Parquet at ``path`` (replacing it) and read it back: the result's
+    plan is a file scan, so neither lineage nor the plan's size estimate carries over."""
+    df.write.mode("overwrite").parquet(path)
+    return df.sparkSession.read.parquet(path)
+
+
 def delete_path(spark: SparkSession, path: str) -> None:
     """Delete ``path`` (a folder, recursively) on whatever file system it names (local,
     ``hdfs://``, ``s3a://``), through the session's Hadoop configuration."""
@@ -428,8 +435,7 @@ class SparkSQL:
     def save(self, name: str, df: DataFrame) -> DataFrame:
         """Write ``df`` as Parquet under the staging folder and register it as ``name``."""
         path = f"{self.staging}/{name}-{next(self._versions)}"
-        df.write.mode("overwrite").parquet(path)
-        saved = self.spark.read.parquet(path)
+        saved = materialise(df, path)
         saved.createOrReplaceTempView(name)
         self._small.pop(name, None)
         self._paths.pop(name, None)
