@@ -208,6 +208,7 @@ class SignalsConfig:
     # public one used by thousands is above the cap and says nothing. Each shared template
     # is weak alone; noisy-OR makes dozens of them strong.
     prompt: PromptConfig = PromptConfig()
+    template: SignalConfig = SignalConfig(weight=0.3)
     activity_sync: ActivitySyncConfig = ActivitySyncConfig()
     # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,

@@ -41,7 +41,21 @@ from linkage.config import GraphConfig
 from linkage.engines import SQLConnection
 from linkage.signals import TIME_BUCKETED
 
-__all__ = ["EdgeArrays", "build_edges", "build_graph", "edge_arrays", "graph_from_arrays"]
+# Multi-valued signals (an account carries many of their values: the templates it uses, the
+# products it reviews; every ``obs:<kind>`` too) whose pair evidence is judged against the
+# overlap chance predicts (see :func:`build_edges`).
+SET_SIGNALS = ("template",)
+
+__all__ = [
+    "COHESION_TESTED",
+    "SET_SIGNALS",
+    "EdgeArrays",
+    "build_edges",
+    "build_graph",
+    "edge_arrays",
+    "graph_from_arrays",
+    "key_cohesion",
+]
 
 
 @dataclass(frozen=True)
@@ -58,14 +72,16 @@ class EdgeArrays:
 
 
 def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
-    """Create ``edge_signals`` and ``edges`` in ``con``; return the number of edges."""
+    """Weigh every key by its cohesion (:func:`key_cohesion`), then create ``edge_signals``
+    and ``edges`` in ``con``; return the number of edges."""
+    key_cohesion(con, cfg.clique_max)
     d = cfg.ring_degree
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE pair_keys AS
         WITH small AS (
             SELECT km.kid, km.idx FROM key_members km JOIN keys k USING (kid)
-            WHERE k.n <= {cfg.clique_max}
+            WHERE k.n <= {cfg.clique_max} AND k.p > 0
         ),
         big AS (
             -- rank members in a fixed pseudo-random order within their key, from content
@@ -76,7 +92,7 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
                                        ORDER BY {_ring_order('k', 'a')}, km.idx)
                     - 1)::INTEGER AS r
             FROM key_members km JOIN keys k USING (kid) JOIN accounts a USING (idx)
-            WHERE k.n > {cfg.clique_max}
+            WHERE k.n > {cfg.clique_max} AND k.p > 0
         ),
         clique_pairs AS (
             SELECT x.idx AS a, y.idx AS b, x.kid
@@ -94,18 +110,50 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
         SELECT a, b, kid FROM ring_pairs
         """
     )
+    # The background of the multi-valued signals (chance_overlap): what share of a pair's
+    # shared values chance explains, from how many values each account carries.
+    sets = ", ".join(f"'{s}'" for s in SET_SIGNALS)
+    is_set = f"(k.signal IN ({sets}) OR k.signal LIKE 'obs:%')"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE carried AS
+        SELECT k.signal, km.idx, count(*) AS d FROM key_members km JOIN keys k USING (kid)
+        WHERE {is_set} AND k.p > 0 GROUP BY k.signal, km.idx
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE chance AS
+        SELECT k.signal, sum(k.n::DOUBLE * (k.n - 1)) / (sum(k.n::DOUBLE) * sum(k.n::DOUBLE)) AS q
+        FROM keys k WHERE {is_set} AND k.p > 0 GROUP BY k.signal
+        """
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edge_signals AS
-        SELECT pk.a, pk.b, k.signal,
-               CASE WHEN k.signal IN {TIME_BUCKETED} THEN max(k.p)
-                    ELSE 1 - {_product("1 - k.p")} END AS p,
-               count(*)::INTEGER AS n_keys
-        FROM pair_keys pk JOIN keys k USING (kid)
-        GROUP BY pk.a, pk.b, k.signal
+        SELECT a, b, signal, p, n_keys FROM (
+            SELECT r.a, r.b, r.signal, r.n_keys,
+                   CASE WHEN c.q IS NULL THEN r.p
+                        ELSE r.p * round(greatest(0::DOUBLE,
+                                                  1 - x.d::DOUBLE * y.d * c.q / r.n_keys), 9)
+                   END AS p
+            FROM (
+                SELECT pk.a, pk.b, k.signal,
+                       CASE WHEN k.signal IN {TIME_BUCKETED} THEN max(k.p)
+                            ELSE 1 - {_product("1 - k.p")} END AS p,
+                       count(*)::INTEGER AS n_keys
+                FROM pair_keys pk JOIN keys k USING (kid)
+                GROUP BY pk.a, pk.b, k.signal
+            ) r
+            LEFT JOIN chance c USING (signal)
+            LEFT JOIN carried x ON x.signal = r.signal AND x.idx = r.a
+            LEFT JOIN carried y ON y.signal = r.signal AND y.idx = r.b
+        ) w WHERE p > 0
         """
     )
     con.execute("DROP TABLE pair_keys")
+    con.execute("DROP TABLE carried")
+    con.execute("DROP TABLE chance")
     # One shared prompt template is a coincidence; several are a pipeline (min_shared).
     con.execute(
         """
@@ -138,6 +186,88 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+# Signals whose keys are tested against the background (:func:`key_cohesion`): exact values
+# an account carries. Time-bucketed and set-similarity keys are coincidences already judged
+# against chance by their own rules (a time window, ``min_shared``, MinHash bands).
+COHESION_TESTED = ("card", "bin_postal", "device", "email", "phone", "ip", "ip_net", "ip_net48")
+# Signals that one value implies (a card implies its BIN and billing postal code, an IP its
+# ranges, an observed value its co-activity keys): a tie between two carriers of a key counts
+# as corroboration only when it comes from another root.
+_ROOT = ("CASE WHEN {s} IN ('card', 'bin_postal') THEN 'payment' "
+         "WHEN {s} IN ('ip', 'ip_net', 'ip_net48') THEN 'network' "
+         "WHEN {s} LIKE 'obs:%' OR {s} = 'coactivity' THEN 'observation' ELSE {s} END")
+
+
+def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
+    """Scale each tested key's evidence by how much more its carriers are tied to each other
+    by *independent* evidence than chance predicts (the background model; see
+    ``docs/algorithm.md``), and record that factor as ``keys.cohesion``.
+
+    For a key ``k`` of ``n > min_carriers`` carriers among ``N`` accounts (the keys the graph
+    links as a crowd rather than a clique, ``graph.clique_max``):
+
+    * ``c`` = share of its carriers that share a key of another root (:data:`_ROOT`) with at
+      least one other carrier of ``k``;
+    * ``e`` = the share chance predicts: a carrier ``i`` that reaches ``d_i`` accounts through
+      keys of other roots meets one of the ``n - 1`` other carriers with probability
+      ``1 - exp(-d_i (n - 1) / N)``; ``e`` is the carriers' mean;
+    * ``cohesion = clamp((c - e) / (1 - e), 0, 1)``, the excess over chance.
+
+    An operator's shared card links accounts that also share networks, devices and signup
+    bursts (cohesion near 1); a stock device fingerprint or a popular range links accounts
+    that are otherwise strangers (near 0), whatever the population's size. Smaller keys (a
+    family's card, a camouflage chain's card shared by three accounts, whose carriers are
+    tied through the chain rather than directly) and untested signals keep cohesion 1.
+    ``p`` becomes ``p * cohesion``.
+    """
+    tested = ", ".join(f"'{s}'" for s in COHESION_TESTED)
+    root = _ROOT.format(s="k.signal")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE key_cohesion AS
+        WITH km AS (
+            SELECT km.kid, km.idx, k.n, {root} AS root, k.signal
+            FROM key_members km JOIN keys k USING (kid)
+        ),
+        reach AS (SELECT idx, root, sum(n - 1) AS d FROM km GROUP BY idx, root),
+        total AS (SELECT idx, sum(d) AS d FROM reach GROUP BY idx),
+        tested AS (SELECT kid, idx, n, root FROM km
+                   WHERE n > {int(min_carriers)} AND signal IN ({tested})),
+        co AS (
+            SELECT t.kid, t.idx, count(*) OVER (PARTITION BY t.kid, o.kid) AS together
+            FROM tested t JOIN km o ON o.idx = t.idx AND o.root <> t.root
+        ),
+        tied AS (SELECT kid, count(DISTINCT idx) AS tied FROM co WHERE together >= 2
+                 GROUP BY kid),
+        expected AS (
+            SELECT t.kid, min(t.n) AS n,
+                   avg(1 - exp(-greatest(tot.d - coalesce(r.d, 0), 0)::DOUBLE * (t.n - 1)
+                               / (SELECT count(*) FROM accounts))) AS e
+            FROM tested t JOIN total tot USING (idx)
+            LEFT JOIN reach r ON r.idx = t.idx AND r.root = t.root
+            GROUP BY t.kid
+        )
+        -- rounded: exp() of the JVM and of C may differ in the last bit, and both engines
+        -- must give the same weights (the same partition)
+        SELECT x.kid, coalesce(tied.tied, 0)::DOUBLE / x.n AS c, x.e,
+               CASE WHEN x.e >= 1 THEN 0::DOUBLE ELSE round(greatest(0::DOUBLE, least(1::DOUBLE,
+                    (coalesce(tied.tied, 0)::DOUBLE / x.n - x.e) / (1 - x.e))), 9) END
+               AS cohesion
+        FROM expected x LEFT JOIN tied USING (kid)
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE keys AS
+        SELECT k.kid, k.signal, k.key, k.n, k.p * coalesce(c.cohesion, 1::DOUBLE) AS p,
+               coalesce(c.cohesion, 1::DOUBLE) AS cohesion
+        FROM keys k LEFT JOIN key_cohesion c USING (kid)
+        ORDER BY k.kid
+        """
+    )
+    con.execute("DROP TABLE key_cohesion")
 
 
 def _ring_order(key: str, account: str) -> str:

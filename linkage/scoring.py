@@ -317,15 +317,23 @@ def score_clusters(
         """
     )
     for family, name in _FAMILY_FEATURE.items():
-        # Identifier links also run through strong edges that several weaker signals make
-        # together (an exact IP and a BIN+postal code and a co-signup): a camouflage ring
-        # chained by such edges is still one linked group.
-        strong = (f"UNION SELECT a, b FROM intra_edges WHERE weight >= {float(cfg.strong_edge)}"
+        # Identifier links also run through strong edges that weaker signals of at least two
+        # families make together (an exact IP and a BIN+postal code and a co-signup): a
+        # camouflage ring chained by such edges is still one linked group. A strong edge made
+        # by one family alone (many shared observed values) is that family's evidence only.
+        strong = (f"""UNION SELECT f.a, f.b FROM intra_families f JOIN intra_edges ie
+                      USING (a, b) WHERE ie.weight >= {float(cfg.strong_edge)}
+                      GROUP BY f.a, f.b HAVING count(DISTINCT f.family) >= 2"""
                   if family == "identifier" else "")
         pairs = sql.execute(
             f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],
         ).fetchnumpy()
         feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
+    # Multi-valued evidence (templates, observed values) counts as far as the shared values
+    # are the cluster's own: heavy users meet on values that many others use too.
+    privacy = _privacy(sql, n)
+    for family in _PRIVATE_FAMILIES:
+        feats[_FAMILY_FEATURE[family]] *= privacy.get(family, np.ones(n))
     sql.execute("DROP TABLE intra_families")
     known, known_text = _known_bad(sql, confirmed, n)
     feats["known_bad"] = known / np.maximum(size, 1)
@@ -479,6 +487,36 @@ def _false_positives(
         else:
             out[c] = (f"{said}, but its members changed materially since (Jaccard "
                       f"{jaccard:.2f}, below {min_jaccard:g}): judged afresh", False)
+    return out
+
+
+# Families of multi-valued signals, whose linked share is weighted by :func:`_privacy`.
+_PRIVATE_FAMILIES = ("behaviour", "observation")
+
+
+def _privacy(sql: SQLConnection, n: int) -> dict[str, np.ndarray]:
+    """Per family of :data:`_PRIVATE_FAMILIES` and cluster: the members' share of all the
+    carriers of the values two or more members share (``sum n_members / sum n_global`` over
+    ``cluster_keys``): 1 when no one outside uses them, small when the members only met on
+    values a crowd uses."""
+    rows = sql.execute(
+        """
+        -- rounded: a float sum's order and the JVM's ln() may change the last bits
+        SELECT cluster, family, round(sum(w * n_members / n_global) / sum(w), 9) AS share
+        FROM (
+            SELECT ck.cluster, f.family, ck.n_members::DOUBLE AS n_members, ck.n_global,
+                   ln(f.cap::DOUBLE / ck.n_global) / ln(f.cap::DOUBLE / 2) AS w
+            FROM cluster_keys ck JOIN families f USING (signal)
+            WHERE f.family IN ('behaviour', 'observation') AND ck.n_global < f.cap
+        ) k GROUP BY cluster, family ORDER BY cluster, family
+        """
+    ).fetchnumpy()
+    out: dict[str, np.ndarray] = {}
+    for family in _PRIVATE_FAMILIES:
+        mask = rows["family"] == family
+        share = np.ones(n)
+        share[rows["cluster"][mask].astype(np.int64)] = rows["share"][mask].astype(float)
+        out[family] = share
     return out
 
 

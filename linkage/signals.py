@@ -17,7 +17,8 @@ Output (DuckDB tables in the same connection):
     signals whose pairs must share at least ``min_shared`` keys before any counts.
 ``keys(kid INTEGER, signal VARCHAR, key VARCHAR, n INTEGER, p DOUBLE)``
     every key carried by 2..cap accounts, its popularity ``n`` and the evidence ``p`` it gives
-    each pair of its accounts. ``kid`` is dense and ordered by (signal, key), so it is
+    each pair of its accounts (the graph stage scales ``p`` by the key's cohesion,
+    :func:`linkage.graph.key_cohesion`). ``kid`` is dense and ordered by (signal, key), so it is
     deterministic.
 ``key_members(kid INTEGER, idx INTEGER)``
     the links of those keys, by ``kid``.
@@ -107,6 +108,7 @@ SIGNAL_FAMILIES: dict[str, str] = {
     COACTIVITY: "observation",
     # what the accounts do: the same private prompt templates, used in the same minutes
     "prompt": "behaviour",
+    "template": "behaviour",
     PROMPT_SYNC: "behaviour",
     ACTIVITY_SYNC: "behaviour",
 }
@@ -122,6 +124,7 @@ _SOURCES: dict[str, list[str]] = {
     "phone": ["SELECT idx, phone_key FROM accounts"],
     "ip": ["SELECT idx, ip_key FROM ip_events", "SELECT idx, signup_ip_key FROM accounts"],
     "ip_net": ["SELECT idx, net_key FROM ip_events", "SELECT idx, signup_net_key FROM accounts"],
+    "template": ["SELECT idx, prompt_key FROM interactions"],
     "ip_net48": [
         "SELECT idx, net48_key FROM ip_events",
         "SELECT idx, signup_net48_key FROM accounts",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from linkage.communities import detect_communities
-from linkage.config import GraphConfig, SignalsConfig
-from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.config import GraphConfig, SignalConfig, SignalsConfig
+from linkage.graph import EdgeArrays, build_edges, build_graph, edge_arrays
 from linkage.signals import build_links, specificity
 from tests.helpers import ingested
 
@@ -23,7 +23,10 @@ def signals(**over):
 
     from linkage.config import CosignupConfig
 
-    base = SignalsConfig(cosignup=CosignupConfig(enabled=False))
+    # one signal at a time where a test says so: co-signup and single shared templates
+    # (tests/test_background.py) would add their own pairs
+    base = SignalsConfig(cosignup=CosignupConfig(enabled=False),
+                         template=SignalConfig(weight=0.3, enabled=False))
     return replace(base, **over)
 
 
@@ -93,12 +96,15 @@ def test_key_above_cap_gives_no_edges():
 
 def test_large_key_uses_linear_ring_not_clique():
     n, d = 150, 4
-    con = ingested(n, cards=[(i, "shared") for i in range(n)])
+    # the card's carriers are also tied pairwise by devices (another root), so the card is
+    # cohesive and keeps its full evidence
+    con = ingested(n, cards=[(i, "shared") for i in range(n)],
+                   devices=[(i, f"dev{i // 2}") for i in range(n)])
     build_links(con, signals())
-    m = build_edges(con, GraphConfig(clique_max=20, ring_degree=d))
-    assert m == n * d  # a circulant graph: each account linked to d successors
-    edges = edge_arrays(con)
-    g = build_graph(edges)
+    build_edges(con, GraphConfig(clique_max=20, ring_degree=d))
+    ring = con.execute("SELECT a, b FROM edge_signals WHERE signal = 'card'").fetchnumpy()
+    assert len(ring["a"]) == n * d  # a circulant graph: each account linked to d successors
+    g = build_graph(EdgeArrays(n, ring["a"], ring["b"], np.ones(n * d)))
     assert g.is_connected()
     assert max(g.degree()) == 2 * d
 

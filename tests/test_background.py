@@ -1,0 +1,162 @@
+"""The background model: evidence judged against what chance predicts, on hand-computed cases.
+
+* key cohesion (:func:`linkage.graph.key_cohesion`): a crowd-sized key counts as far as its
+  carriers are tied to each other by independent evidence beyond chance;
+* chance overlap of multi-valued signals (:func:`linkage.graph.build_edges`): the share of a
+  pair's shared values that chance explains from how many values each account carries;
+* privacy of multi-valued evidence and single-family strong edges in scoring.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from linkage.config import (
+    ActivitySyncConfig,
+    CoactivityConfig,
+    CosignupConfig,
+    GraphConfig,
+    PromptConfig,
+    SignalsConfig,
+)
+from linkage.graph import build_edges
+from linkage.signals import build_links, specificity
+from tests.helpers import BASE, ingested
+from tests.test_scoring import run_scoring
+
+N = 40
+ONLY_IDENTIFIERS = SignalsConfig(cosignup=CosignupConfig(enabled=False))
+
+
+def cohesion_of(con) -> dict[str, tuple[int, float, float]]:
+    """key name (by its carriers' first account) -> (n, cohesion, p)."""
+    rows = con.execute(
+        """SELECT k.signal, min(km.idx), k.n, k.cohesion, k.p
+           FROM keys k JOIN key_members km USING (kid) GROUP BY ALL"""
+    ).fetchall()
+    return {f"{s}@{first}": (n, c, p) for s, first, n, c, p in rows}
+
+
+def test_cohesion_matches_the_hand_computed_background_model():
+    # clique_max = 3: keys of more than three carriers are tested.
+    stock = [(i, "stock") for i in range(8)]          # a stock device on 0..7
+    ring_dev = [(i, "ringdev") for i in range(20, 28)]  # a ring's device on 20..27
+    cards = [(0, "c1"), (1, "c1")] + [(i, "ringcard") for i in range(20, 28)]
+    con = ingested(N, cards=cards, devices=stock + ring_dev)
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig(clique_max=3))
+    got = cohesion_of(con)
+
+    # stock: 2 of its 8 carriers (0, 1) share card c1 (another root): c = 2/8. Each of them
+    # reaches one account through other roots, the other six none:
+    # e = 2/8 * (1 - exp(-1 * 7 / 40)).
+    e = 2 / 8 * (1 - math.exp(-7 / N))
+    want = (2 / 8 - e) / (1 - e)
+    n, coh, p = got["device@0"]
+    assert n == 8 and coh == pytest.approx(want)
+    assert p == pytest.approx(ONLY_IDENTIFIERS.device.weight * specificity(8, 1000) * want)
+
+    # the ring: every carrier of its device also carries its card (and vice versa): c = 1,
+    # so cohesion is 1 whatever chance predicts.
+    assert got["device@20"][1] == pytest.approx(1.0)
+    assert got["card@20"][1] == pytest.approx(1.0)
+    # a key of two carriers is not tested
+    assert got["card@0"][1] == 1.0
+
+
+def test_a_value_that_implies_another_is_no_corroboration():
+    # An IP implies its /24: eight strangers in one /24, two of them on one IP, are not tied.
+    ips = [(i, f"ip{i}", "net") for i in range(10, 18)] + [(11, "ip10", "net")]
+    con = ingested(N, ips=ips)
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig(clique_max=3))
+    n, coh, p = cohesion_of(con)["ip_net@10"]
+    assert (n, coh, p) == (8, 0.0, 0.0)
+    # and no edge comes from it: only the shared IP links 10 and 11
+    assert con.execute("SELECT DISTINCT signal FROM edge_signals").fetchall() == [("ip",)]
+
+
+def test_the_stock_device_links_nobody_and_the_ring_stays_whole():
+    # 36 strangers on a stock device; a 36-account ring on one device, chained cards (four
+    # accounts each) and a signup burst. The default clique_max (32) tests both devices.
+    stock = [(i, "stock") for i in range(0, 36)]
+    ring = [(i, "ringdev") for i in range(40, 76)]
+    cards = [(i, f"rc{(i - 40) // 4}") for i in range(40, 76)]
+    created = {i: BASE + timedelta(minutes=i) for i in range(40, 76)}
+    con = ingested(120, devices=stock + ring, cards=cards, created=created)
+    part, n_flagged, clusters = run_scoring(con)
+    assert n_flagged == 1
+    (flagged,) = [c["cluster"] for c in clusters if c["flagged"]]
+    assert set(map(int, part.members()[0][part.members()[1] == flagged])) == set(range(40, 76))
+    assert (part.cluster[:36] == -1).all()  # the strangers are linked to no one
+
+
+TEMPLATES_ONLY = SignalsConfig(
+    cosignup=CosignupConfig(enabled=False),
+    prompt=PromptConfig(enabled=False),
+    prompt_sync=CoactivityConfig(enabled=False),
+    activity_sync=ActivitySyncConfig(enabled=False),
+)
+
+
+def test_chance_overlap_of_templates_matches_the_hand_computed_case():
+    # Shared templates: t1 {0, 1}, t2 {2, 3, 4}, t3 {2, 3, 4}, t4 {2, 3}.
+    uses = {0: ["t1", "own0"], 1: ["t1"], 2: ["t2", "t3", "t4"], 3: ["t2", "t3", "t4"],
+            4: ["t2", "t3"]}
+    rows = [(i, BASE + timedelta(hours=h), t) for i, ts in uses.items()
+            for h, t in enumerate(ts)]
+    con = ingested(10, interactions=rows)
+    build_links(con, TEMPLATES_ONLY)
+    build_edges(con, GraphConfig())
+    got = {(a, b): (p, k) for a, b, p, k in con.execute(
+        "SELECT a, b, p, n_keys FROM edge_signals WHERE signal = 'template'").fetchall()}
+    w, cap = TEMPLATES_ONLY.template.weight, TEMPLATES_ONLY.template.cap
+    p2, p3 = w * specificity(2, cap), w * specificity(3, cap)
+    # q = sum n(n-1) / (sum n)^2 = (2 + 6 + 6 + 2) / 10^2; values carried: 1, 1, 3, 3, 2
+    q = 16 / 100
+    assert got[(0, 1)] == (pytest.approx(p2 * (1 - 1 * 1 * q / 1)), 1)
+    raw23 = 1 - (1 - p3) ** 2 * (1 - p2)
+    assert got[(2, 3)] == (pytest.approx(raw23 * (1 - 3 * 3 * q / 3)), 3)
+    assert got[(2, 4)] == (pytest.approx((1 - (1 - p3) ** 2) * (1 - 3 * 2 * q / 2)), 2)
+
+
+def test_heavy_users_who_meet_on_many_values_by_chance_get_no_evidence():
+    # Twenty accounts each use the same twelve templates: every pair shares all twelve,
+    # exactly what chance predicts when everyone carries every value (q = 1/20 * 19/20...).
+    rows = [(i, BASE + timedelta(minutes=j), f"pub{j}") for i in range(20) for j in range(12)]
+    con = ingested(20, interactions=rows)
+    build_links(con, TEMPLATES_ONLY)
+    build_edges(con, GraphConfig())
+    # lambda = 12 * 12 * (12 * 20 * 19) / (12 * 20)^2 = 11.4 of 12 shared: little is left
+    (p,) = con.execute("SELECT max(p) FROM edge_signals WHERE signal = 'template'").fetchone()
+    raw = 1 - (1 - TEMPLATES_ONLY.template.weight * specificity(20, 200)) ** 12
+    assert p == pytest.approx(raw * (1 - 11.4 / 12))
+
+
+def test_strong_edges_of_one_family_are_not_identifier_reuse():
+    # 12 accounts share many observed values pairwise (strong edges, one family only) and
+    # nothing else: observation evidence, not identifiers.
+    obs = [(i, "url", f"u{(i + k) % 12}", None) for i in range(12) for k in range(4)]
+    con = ingested(30, observations=obs)
+    _, _, clusters = run_scoring(con)
+    big = [c for c in clusters if c["size"] >= 8]
+    assert big and all(c["features"]["identifier_reuse"] == 0 for c in big)
+    assert all(c["features"]["observation_reuse"] > 0 for c in big)
+
+
+def test_privacy_weighs_multi_valued_evidence_by_the_members_share_of_its_users():
+    # Accounts 0-7 use templates t0..t5, nobody else does (private). Accounts 8-15 use
+    # pub0..pub5, and so do 30 outsiders, five per template: each pub template has 13 users.
+    rows = [(i, BASE + timedelta(minutes=j), f"t{j}") for i in range(8) for j in range(6)]
+    rows += [(i, BASE + timedelta(minutes=j), f"pub{j}") for i in range(8, 16)
+             for j in range(6)]
+    rows += [(i, BASE + timedelta(minutes=i % 6), f"pub{i % 6}") for i in range(16, 46)]
+    _, _, clusters = run_scoring(ingested(46, interactions=rows))
+    private, public = (c for c in clusters if c["size"] == 8)
+    # both are linked whole by their templates (linked share 1); the private group's values
+    # are all its own, the public group's members are 8 of the 13 users of each
+    assert private["features"]["behaviour_reuse"] == pytest.approx(1.0)
+    assert public["features"]["behaviour_reuse"] == pytest.approx(8 / 13, abs=1e-4)
