@@ -252,6 +252,13 @@ class Scenario(StrEnum):
     mixed = "mixed"
     usageonly = "usageonly"
     seedscale = "seedscale"
+    largepool = "largepool"
+    paraphrase = "paraphrase"
+    cells = "cells"
+    aged = "aged"
+    orgs = "orgs"
+    stockdevice = "stockdevice"
+    world = "world"
 
 
 class Format(StrEnum):
@@ -264,7 +271,8 @@ def generate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     scenario: Annotated[Scenario, typer.Option(help="Which planted pattern.")] = Scenario.mixed,
     accounts: Annotated[int | None, typer.Option(
-        help="Number of accounts [default: 100000; seedscale: 1000000].", min=100)] = None,
+        help="Number of accounts [default: 100000; seedscale: 1000000; stockdevice: 5000; "
+        "world: drawn from the seed].", min=100)] = None,
     operator_share: Annotated[float | None, typer.Option(
         help="Share of operator accounts [default: 0.02; seedscale: 0.025].", min=0.0,
         max=0.5)] = None,
@@ -278,6 +286,8 @@ def generate(
     """Generate realistic input with planted operator groups and a truth file (truth.csv).
 
     Example: linkage generate --out demo/data --scenario mixed --accounts 200000
+
+    The scenario world draws a whole world (size, shapes, background) from --seed.
     """
     with _errors():
         from linkage.synth import generate as gen

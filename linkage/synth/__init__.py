@@ -1,5 +1,6 @@
-"""Synthetic, seeded input data with planted operator groups (see :mod:`.generator`)."""
+"""Synthetic, seeded input data with planted operator groups (see :mod:`.generator` and
+:mod:`.worlds`)."""
 
-from linkage.synth.generator import SCENARIOS, GenerateSummary, generate
+from linkage.synth.generator import ALL_SCENARIOS, SCENARIOS, GenerateSummary, generate
 
-__all__ = ["SCENARIOS", "GenerateSummary", "generate"]
+__all__ = ["ALL_SCENARIOS", "SCENARIOS", "GenerateSummary", "generate"]

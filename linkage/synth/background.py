@@ -18,6 +18,7 @@ the attribute rows are then generated for all legitimate accounts in one vectori
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +42,14 @@ from linkage.synth.vocab import (
     V6_RESIDENTIAL,
 )
 
-__all__ = ["World", "add_legit", "make_world", "random_iid", "sample_residential"]
+__all__ = [
+    "OFFICE_OCTET", "LegitPlan", "Planter", "World", "add_legit", "at_office", "households",
+    "make_world", "random_iid", "sample_residential",
+]
 
 _U64 = np.uint64
 _CAMPUS_OCTET, _CAMPUS_ASN = 128, 2152  # 128/8: old class-B space, typical of universities
-_OFFICE_OCTET, _OFFICE_ASN = 38, 174  # a business ISP's range for the organisation's office
+OFFICE_OCTET, _OFFICE_ASN = 38, 174  # a business ISP's range for the organisation's office
 # Event mix columns: home IPv4, home IPv6, carrier IPv6, office IPv4; the rest is roaming.
 _HOME4, _HOME6, _MOBILE6, _OFFICE4, _ROAM = range(5)
 
@@ -133,8 +137,11 @@ def _later(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Legit:
-    """Per-account decisions for the legitimate accounts, by position in ``idx``."""
+class LegitPlan:
+    """Per-account decisions for the legitimate accounts, by position in ``idx``.
+
+    A :data:`Planter` may change them before any row is generated (see :func:`add_legit`).
+    """
 
     idx: np.ndarray
     country: np.ndarray
@@ -159,7 +166,7 @@ class _Legit:
     influencer: np.ndarray  # influencer referral codes (hub)
 
 
-def _decide(b: Builder, world: World, rng: np.random.Generator, idx: np.ndarray) -> _Legit:
+def _decide(b: Builder, world: World, rng: np.random.Generator, idx: np.ndarray) -> LegitPlan:
     m = len(idx)
     country = people.draw_countries(rng, m)
     first, last = people.draw_names(rng, m)
@@ -169,7 +176,7 @@ def _decide(b: Builder, world: World, rng: np.random.Generator, idx: np.ndarray)
     mix = np.tile([0.75, 0.75, 0.75, 0.75], (m, 1))
     mix[has_v6] = [0.40, 0.75, 0.75, 0.75]
     v6_mode = rng.choice(3, m, p=[0.6, 0.25, 0.15])
-    return _Legit(
+    return LegitPlan(
         idx=idx, country=country, first=first, last=last,
         created=people.signup_times(rng, country), home=home, home_asn=home_asn,
         postal=rng.integers(0, 20_000, m), addr=b.ids("addr", m), mix=mix,
@@ -184,8 +191,34 @@ def _decide(b: Builder, world: World, rng: np.random.Generator, idx: np.ndarray)
         domain=np.full(m, "", dtype="<U16"), influencer=np.zeros(0, dtype=np.int64))
 
 
-def _plant_hubs(b: Builder, rng: np.random.Generator, s: _Legit) -> None:
-    """Turn slices of the legitimate population into the large legitimate hubs."""
+def at_office(s: LegitPlan, members: np.ndarray, office: np.ndarray | int) -> None:
+    """Send about 40% of the ``members``' events from their ``office`` IPv4 addresses."""
+    s.office[members] = office
+    s.mix[members] *= 0.6
+    s.mix[members, _OFFICE4] = s.mix[members, _MOBILE6] + 0.4
+
+
+def households(b: Builder, rng: np.random.Generator, s: LegitPlan, members: np.ndarray,
+               sizes: np.ndarray) -> np.ndarray:
+    """Make consecutive runs of ``members`` (``sizes`` long) households; return their cards.
+
+    A household shares its first member's surname, home IPs, billing postal code, shipping
+    address and country, one card, and in a quarter of households a tablet.
+    """
+    head = members[np.repeat(np.cumsum(sizes) - sizes, sizes)]
+    for arr in (s.last, s.home, s.home_asn, s.postal, s.addr, s.country, s.v6_hi, s.mix):
+        arr[members] = arr[head]
+    cards = b.ids("card", len(sizes))
+    s.card[members] = np.repeat(cards, sizes)
+    s.card_bin[members] = np.repeat(rng.choice(len(BINS), len(sizes), p=BIN_WEIGHTS), sizes)
+    s.tablet[members] = np.repeat(np.where(rng.random(len(sizes)) < 0.25,
+                                           b.ids("device", len(sizes)), -1), sizes)
+    return cards
+
+
+def _plant_hubs(b: Builder, rng: np.random.Generator, s: LegitPlan) -> int:
+    """Turn slices of the legitimate population into the large legitimate hubs; return the
+    number of leading positions they took."""
     m, pos = len(s.idx), 0
     # University behind one NAT IP: an orientation-week burst and .edu addresses.
     uni = np.arange(pos, pos + min(5000, m // 4))
@@ -214,34 +247,40 @@ def _plant_hubs(b: Builder, rng: np.random.Generator, s: _Legit) -> None:
     s.org[team] = b.ids("org", 1)[0]
     s.card[team], s.card_bin[team] = b.ids("card", 1)[0], 5
     s.postal[team], s.country[team] = s.postal[team[0]], s.country[team[0]]
-    s.office[team] = (_OFFICE_OCTET << 24 | int(rng.integers(0, 1 << 16)) << 8
-                      | rng.integers(10, 14, len(team)))
-    s.mix[team] *= 0.6
-    s.mix[team, _OFFICE4] = s.mix[team, _MOBILE6] + 0.4
+    at_office(s, team, OFFICE_OCTET << 24 | int(rng.integers(0, 1 << 16)) << 8
+              | rng.integers(10, 14, len(team)))
     onboard = team[rng.random(len(team)) < 0.5]
     s.created[onboard] = people.signup_times(rng, s.country[onboard], 60, 62)
     s.domain[team[rng.random(len(team)) < 0.85]] = "acmecorp.com"
     # Families of 2-4: surname, card, home IP, shipping address; a quarter share a tablet.
     sizes = rng.integers(2, 5, max(1, (m - pos) // 40))
     sizes = sizes[np.cumsum(sizes) <= m - pos]
-    members = np.arange(pos, pos + sizes.sum())
-    head = members[np.repeat(np.cumsum(sizes) - sizes, sizes)]
-    for arr in (s.last, s.home, s.home_asn, s.postal, s.addr, s.country, s.v6_hi, s.mix):
-        arr[members] = arr[head]
-    s.card[members] = np.repeat(b.ids("card", len(sizes)), sizes)
-    s.card_bin[members] = np.repeat(rng.choice(len(BINS), len(sizes), p=BIN_WEIGHTS), sizes)
-    s.tablet[members] = np.repeat(np.where(rng.random(len(sizes)) < 0.25,
-                                           b.ids("device", len(sizes)), -1), sizes)
+    households(b, rng, s, np.arange(pos, pos + sizes.sum()), sizes)
     s.influencer = b.ids("ref", 4)
+    return pos + int(sizes.sum())
 
 
-def add_legit(b: Builder, world: World, idx: np.ndarray, hubs: bool) -> None:
-    """Generate the legitimate accounts ``idx`` and all their rows; record what rings borrow."""
+# A planter changes a plan before its rows are generated: ``planter(b, plan, first_free)``,
+# where positions below ``first_free`` belong to the hubs.
+Planter = Callable[[Builder, LegitPlan, int], None]
+
+
+def add_legit(b: Builder, world: World, idx: np.ndarray, hubs: bool,
+              planter: Planter | None = None) -> None:
+    """Generate the legitimate accounts ``idx`` and all their rows; record what rings borrow.
+
+    ``planter``, if given, may rewrite the plan (shared cards, offices, signup times …) of
+    the positions the hubs left free before the rows are generated; it draws from its own
+    generator, so the accounts it leaves alone come out as without it.
+    """
     rng = sub_rng(b.seed, "legit")
     world.legit = idx
     s = _decide(b, world, rng, idx)
+    first_free = 0
     if hubs and len(idx) >= 40:
-        _plant_hubs(b, rng, s)
+        first_free = _plant_hubs(b, rng, s)
+    if planter is not None:
+        planter(b, s, first_free)
     email = people.emails(rng, s.first, s.last)
     hub = s.domain != ""
     if hub.any():  # hub members with a .edu or corporate address keep their local part

@@ -43,6 +43,32 @@ Scenarios
     2.5% of them operator accounts in about 100 groups (sizes 100-450), and 28.8 interactions
     per account over six weeks (28,800,000 at the default size). ``n_accounts`` scales it down.
 
+Parametric worlds (:mod:`linkage.synth.worlds`, written with ``interactions``, a
+``groups.csv`` and a ``world.json``) give the further scenarios
+``largepool``
+    Operators with clean metadata, each group drawing from a private pool of thousands of
+    templates: two accounts share few, the group as a whole thousands nobody else uses.
+``paraphrase``
+    Operators with clean metadata who reword every prompt (no fingerprint used twice);
+    only their scripted jobs' timing and their mix of models and categories remain.
+``cells``
+    Operators in household-shaped cells of 2-4 accounts (a card and home IP per cell, made
+    like real families'), cells of one operator tied only by usage.
+``aged``
+    Bought aged accounts: ordinary signups months apart, long before use, then prepaid
+    cards each held by 2-3 consecutive accounts.
+``orgs``
+    ``plain`` and ``camouflage`` rings among organisations of 20-200 accounts with
+    contractors (the organisation's card, domain and office range, no ``org_id``), teams
+    keeping the same office hours, households and extended families, heavy users.
+``stockdevice``
+    A small deployment (5,000 accounts by default) with ``plain`` rings, where one stock
+    device fingerprint is reported by 2.5% of all accounts.
+``world``
+    A world drawn by :func:`linkage.synth.worlds.draw_world` from the seed (5,000 to a
+    million accounts, any mix of shapes and legitimate features); ``n_accounts``,
+    ``operator_share`` and ``group_sizes`` override what was drawn.
+
 Without ``interactions`` (the first five scenarios) a stale ``interactions`` table left in
 ``out_dir`` by an earlier generation is removed; the usage scenarios write it as a
 partitioned folder ``interactions/part-NNNNN.parquet`` (or ``.csv``).
@@ -65,7 +91,6 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +98,16 @@ import numpy as np
 from linkage.synth.background import add_legit, make_world
 from linkage.synth.encode import sub_rng
 from linkage.synth.rings import RING_KINDS, add_ring, ring_sizes
+from linkage.synth.summary import GenerateSummary
 from linkage.synth.tables import Builder, account_text, finalize, write_tables
 from linkage.synth.usage import remove_interactions, write_interactions
+from linkage.synth.worlds import WORLD_SCENARIOS, generate_world, scenario_params
 
-__all__ = ["SCENARIOS", "GenerateSummary", "generate"]
+__all__ = ["ALL_SCENARIOS", "SCENARIOS", "GenerateSummary", "generate"]
 
 SCENARIOS = ("plain", "camouflage", "hubs", "slowdrip", "mixed", "usageonly", "seedscale")
+# Scenarios made by linkage.synth.worlds (see there); SCENARIOS keeps the original seven.
+ALL_SCENARIOS = SCENARIOS + tuple(WORLD_SCENARIOS)
 USAGE_SCENARIOS = ("usageonly", "seedscale")
 INTERACTIONS_PER_ACCOUNT = 28.8  # seedscale: 28.8 million over one million accounts
 # Defaults that differ per scenario: (n_accounts, operator_share, group_sizes).
@@ -88,40 +117,6 @@ _DEFAULTS: dict[str, tuple[int, float, tuple[int, int]]] = {
 _DEFAULT = (100_000, 0.02, (10, 400))
 FORMATS = ("parquet", "csv")
 _MIXED_WEIGHTS = (0.45, 0.30, 0.25)  # plain, camouflage, slowdrip rings in "mixed"
-
-
-@dataclass(frozen=True)
-class GenerateSummary:
-    """What :func:`generate` wrote.
-
-    Attributes
-    ----------
-    out_dir : Path
-        The folder holding the tables and ``truth.csv``.
-    scenario : str
-        One of :data:`SCENARIOS`.
-    n_accounts : int
-        Rows of ``accounts``.
-    n_operator_accounts : int
-        Accounts with a non-empty ``group_id`` in ``truth.csv``.
-    n_groups : int
-        Distinct operator groups.
-    rows : dict[str, int]
-        Rows per table name (``accounts`` included).
-    seed : int
-        The seed everything was derived from.
-    fmt : str
-        ``"parquet"`` or ``"csv"``.
-    """
-
-    out_dir: Path
-    scenario: str
-    n_accounts: int
-    n_operator_accounts: int
-    n_groups: int
-    rows: dict[str, int] = field(hash=False)
-    seed: int
-    fmt: str = "parquet"
 
 
 def _ring_kinds(rng: np.random.Generator, scenario: str, k: int) -> list[str]:
@@ -148,7 +143,8 @@ def generate(
         Folder to write into (created if missing). Existing files of the same tables are
         replaced, in either format.
     scenario : str
-        One of :data:`SCENARIOS` (see the module documentation).
+        One of :data:`ALL_SCENARIOS`: :data:`SCENARIOS` (see the module documentation) or
+        one of :data:`linkage.synth.worlds.WORLD_SCENARIOS`.
     n_accounts : int, optional
         Number of accounts, legitimate and operator (100,000; ``seedscale``: 1,000,000).
     operator_share : float, optional
@@ -167,8 +163,12 @@ def generate(
     -------
     GenerateSummary
     """
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    if scenario not in ALL_SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {ALL_SCENARIOS}")
+    if scenario in WORLD_SCENARIOS:
+        params = scenario_params(scenario, seed=seed, n_accounts=n_accounts,
+                                 operator_share=operator_share, group_sizes=group_sizes)
+        return generate_world(out_dir, params, seed, fmt=fmt, scenario=scenario)
     d_accounts, d_share, d_sizes = _DEFAULTS.get(scenario, _DEFAULT)
     n_accounts = d_accounts if n_accounts is None else n_accounts
     operator_share = d_share if operator_share is None else operator_share

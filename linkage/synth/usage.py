@@ -35,7 +35,17 @@ from linkage.synth.people import DAY, OBS_END
 from linkage.synth.tables import write_table
 
 __all__ = [
-    "N_PUBLIC", "USAGE_DAYS", "USAGE_START", "remove_interactions", "write_interactions",
+    "CATEGORIES",
+    "LEGIT_CATEGORY_P",
+    "MODELS",
+    "MODEL_P",
+    "N_PUBLIC",
+    "OP_CATEGORY_P",
+    "USAGE_DAYS",
+    "USAGE_START",
+    "public_cdf",
+    "remove_interactions",
+    "write_interactions",
 ]
 
 USAGE_DAYS = 42
@@ -44,10 +54,10 @@ N_PUBLIC = 2_000  # public templates (system prompts of popular tools, shared sn
 OP_WINDOW = 40  # pool templates one operator account works
 OP_SHARE_PER_TEMPLATE = 25  # about this many accounts of a group use each pool template
 MODELS = ("model-large", "model-medium", "model-small", "model-reasoning")
-_MODEL_P = np.array([0.35, 0.4, 0.15, 0.1])
+MODEL_P = np.array([0.35, 0.4, 0.15, 0.1])
 CATEGORIES = ("chat", "writing", "analysis", "coding", "agentic")
-_LEGIT_CAT = np.array([0.45, 0.2, 0.12, 0.18, 0.05])
-_OP_CAT = np.array([0.04, 0.04, 0.04, 0.55, 0.33])
+LEGIT_CATEGORY_P = np.array([0.45, 0.2, 0.12, 0.18, 0.05])
+OP_CATEGORY_P = np.array([0.04, 0.04, 0.04, 0.55, 0.33])
 _BURST_EVERY = 4 * 3600
 _BURST_SECONDS = 15 * 60
 _SHIFTS = 3
@@ -64,7 +74,8 @@ def remove_interactions(out_dir: Path) -> None:
         (out_dir / f"interactions{ext}").unlink(missing_ok=True)
 
 
-def _public_cdf() -> np.ndarray:
+def public_cdf() -> np.ndarray:
+    """Cumulative popularity of the public templates (Zipf), for ``searchsorted``."""
     w = 1.0 / np.arange(1, N_PUBLIC + 1)
     return np.cumsum(w) / w.sum()
 
@@ -91,7 +102,7 @@ def write_interactions(
     # Per-account facts every chunk reads.
     peak = rng.normal(15.0, 4.0, n)  # personal peak hour (UTC)
     n_personal = 1 + rng.poisson(2.0, n)
-    fav_model = rng.choice(len(MODELS), n, p=_MODEL_P)
+    fav_model = rng.choice(len(MODELS), n, p=MODEL_P)
     shift = rng.integers(0, _SHIFTS, n)
     n_groups = int(group.max(initial=-1)) + 1
     g_size = np.bincount(group[is_op], minlength=n_groups)
@@ -102,7 +113,7 @@ def write_interactions(
     pos[order] = np.arange(len(order)) - np.repeat(starts, g_size)
     pool = np.maximum(OP_WINDOW, np.ceil(g_size * OP_WINDOW / OP_SHARE_PER_TEMPLATE)).astype(
         np.int64)
-    g_model = rng.choice(len(MODELS), max(n_groups, 1), p=_MODEL_P)
+    g_model = rng.choice(len(MODELS), max(n_groups, 1), p=MODEL_P)
     n_bursts = USAGE_DAYS * DAY // _BURST_EVERY
     g_phase = rng.integers(0, _BURST_EVERY - 3600 - _BURST_SECONDS, max(n_groups, 1))
     jitter = rng.integers(0, 3600, (max(n_groups, 1), n_bursts))
@@ -114,7 +125,7 @@ def write_interactions(
     remove_interactions(out_dir)
     folder = out_dir / "interactions"
     folder.mkdir(parents=True)
-    public_cdf = _public_cdf()
+    pub_cdf = public_cdf()
     key = ns_key(seed, "prompt")
     bounds = np.searchsorted(np.cumsum(count), np.arange(_CHUNK_ROWS, total, _CHUNK_ROWS),
                              side="right")
@@ -130,7 +141,7 @@ def write_interactions(
         g = np.where(op, group[acct], 0)
         u = crng.random(m)
         # Templates: personal, public (Zipf) or the group's private pool.
-        public = np.searchsorted(public_cdf, crng.random(m), side="right").astype(np.uint64)
+        public = np.searchsorted(pub_cdf, crng.random(m), side="right").astype(np.uint64)
         personal = (_PERSONAL_BASE + acct.astype(np.uint64) * _U64(64)
                     + (crng.random(m) * n_personal[acct]).astype(np.uint64))
         win = (pos[acct] * pool[g] // np.maximum(g_size[g], 1)
@@ -152,11 +163,11 @@ def write_interactions(
         burst = burst_start[g, b] + crng.integers(0, _BURST_SECONDS, m)
         ts = np.where(op, np.maximum(burst, created[acct] + 60), human)
         model = np.where(op, np.where(crng.random(m) < 0.95, g_model[g],
-                                      crng.choice(len(MODELS), m, p=_MODEL_P)),
+                                      crng.choice(len(MODELS), m, p=MODEL_P)),
                          np.where(crng.random(m) < 0.7, fav_model[acct],
-                                  crng.choice(len(MODELS), m, p=_MODEL_P)))
-        cat = np.where(op, crng.choice(len(CATEGORIES), m, p=_OP_CAT),
-                       crng.choice(len(CATEGORIES), m, p=_LEGIT_CAT))
+                                  crng.choice(len(MODELS), m, p=MODEL_P)))
+        cat = np.where(op, crng.choice(len(CATEGORIES), m, p=OP_CATEGORY_P),
+                       crng.choice(len(CATEGORIES), m, p=LEGIT_CATEGORY_P))
         tin = np.where(op, crng.lognormal(7.4, 0.5, m), crng.lognormal(6.0, 1.0, m))
         tout = np.where(op, crng.lognormal(7.0, 0.4, m), crng.lognormal(5.6, 1.0, m))
         order = np.argsort(ts, kind="stable")
