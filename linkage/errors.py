@@ -8,9 +8,13 @@ what was expected, so they can be acted on without reading code.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 
 __all__ = [
+    "CARD_REDACTED",
+    "CardNumberFilter",
     "ConfigError",
     "InputError",
     "InputProblem",
@@ -18,12 +22,66 @@ __all__ = [
     "NotFoundError",
     "RunLockedError",
     "StoreError",
+    "luhn_valid",
+    "redact_card_numbers",
     "shorten",
 ]
 
+CARD_REDACTED = "<redacted card number>"
+"""Shown instead of a raw card number, wherever one would otherwise appear."""
+
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]*[0-9])*")
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the ASCII digits ``digits`` pass the Luhn check (card numbers do)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def redact_card_numbers(text: str) -> str:
+    """Hide card numbers in free text (a value, a column or file name, a reader's error).
+
+    Every run of digits (spaces and dashes allowed between them) holding a stretch of 13-19
+    digits that passes the Luhn check is replaced by :data:`CARD_REDACTED`. This errs on the
+    side of hiding: a long number may be hidden by chance, a card number is never shown.
+
+    >>> redact_card_numbers("line 3: acc1,4111 1111 1111 1111,2024")
+    'line 3: acc1,<redacted card number>,2024'
+    """
+
+    def hide(m: re.Match[str]) -> str:
+        digits = re.sub("[ -]", "", m.group(0))
+        for size in range(13, 20):
+            for start in range(len(digits) - size + 1):
+                if luhn_valid(digits[start : start + size]):
+                    return CARD_REDACTED
+        return m.group(0)
+
+    return _DIGIT_RUN.sub(hide, text)
+
+
+class CardNumberFilter(logging.Filter):
+    """A logging filter that redacts card numbers in a record's message (its arguments
+    merged in), so that no log line quotes one from the input (say a headerless file's first
+    row, logged as its column names)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_card_numbers(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
 
 def shorten(value: object, limit: int = 60) -> str:
-    """Render a value for an error message: ``repr``-quoted and cut to ``limit`` characters.
+    """Render a value for an error message: card numbers redacted, ``repr``-quoted and cut
+    to ``limit`` characters.
 
     Examples
     --------
@@ -31,10 +89,12 @@ def shorten(value: object, limit: int = 60) -> str:
     "'xxxxxxxx…"
     >>> shorten(None)
     'NULL'
+    >>> shorten("4111111111111111")
+    "'<redacted card number>'"
     """
     if value is None:
         return "NULL"
-    text = repr(str(value))
+    text = repr(redact_card_numbers(str(value)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -80,7 +140,9 @@ class InputProblem:
     offending value as :func:`shorten` shows it (quoted, cut), or ``None``: for a problem
     with one cell (``row`` and ``column`` given, see :meth:`of_cell`) that the cell is empty,
     which is rendered ``NULL``; otherwise that no value is concerned (a missing file or
-    column).
+    column). Card numbers in any field are redacted when the problem is made, so that neither
+    a message nor the stored quarantine sample can show one (a file or column name, or an
+    ``account_id`` that is a card number, included).
     """
 
     table: str
@@ -89,6 +151,12 @@ class InputProblem:
     row: int | None
     value: str | None
     reason: str
+
+    def __post_init__(self) -> None:
+        for name in ("table", "file", "column", "value", "reason"):
+            text = getattr(self, name)
+            if text is not None:
+                object.__setattr__(self, name, redact_card_numbers(text))
 
     @classmethod
     def of_cell(cls, table: str, file: str, column: str, row: int, value: object,
@@ -116,7 +184,7 @@ class InputError(LinkageError):
     def __init__(self, problems: list[InputProblem] | str, *, total: int | None = None) -> None:
         if isinstance(problems, str):
             self.problems: list[InputProblem] = []
-            super().__init__(problems)
+            super().__init__(redact_card_numbers(problems))
             return
         self.problems = problems
         total = len(problems) if total is None else total

@@ -241,6 +241,12 @@ def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
         problems, ok = load(con, SPECS[table], found.files.get(table, []), cfg)
         file_problems += problems
         loaded[table] = ok and table in found.files
+    if known is None and loaded["accounts"] and not _count(con, stage_name("accounts")):
+        # A full run over no accounts would publish an empty night as the latest one.
+        file_problems.append(InputProblem(
+            "accounts", _where("accounts", found.files["accounts"]), None, None, None,
+            "table 'accounts' has no rows: a full run needs at least one account",
+        ))
 
     _build_ip_map(con)
     validate.create_problem_table(con)
@@ -261,6 +267,16 @@ def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
     if not quarantine:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {validate.QUARANTINE} (t INTEGER, f INTEGER, "
                     "r BIGINT)")
+    elif known is None and summary.quarantined.get("accounts") and not _count(
+        con, f"{stage_name('accounts')} a WHERE NOT EXISTS (SELECT 1 FROM "
+        f"{validate.QUARANTINE} q WHERE q.t = 0 AND q.f = a._file AND q.r = a._row)"
+    ):
+        n = sum(summary.quarantined["accounts"].values())
+        raise InputError([InputProblem(
+            "accounts", _where("accounts", found.files["accounts"]), None, None, None,
+            f"every row of 'accounts' ({n}) was set aside: a full run needs at least one "
+            "account",
+        ), *summary.listed[: cfg.max_reported_problems - 1]], total=1 + summary.total)
 
     rows_read = {t: _count(con, stage_name(t)) for t in present}
     for table in TABLES:
@@ -282,6 +298,13 @@ def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
         input_fingerprint=fingerprint(f for t in present for f in found.files[t]),
         n_accounts=n_accounts,
     )
+
+
+def _where(table: str, files: list[InputFile]) -> str:
+    """How a problem of a whole table names it: its one file, or its folder."""
+    if len(files) == 1 and "/" not in files[0].rel:
+        return files[0].rel
+    return f"{table}/"
 
 
 def _count(con: SQLConnection, table: str) -> int:

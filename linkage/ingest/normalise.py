@@ -34,8 +34,12 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
+from linkage.errors import CARD_REDACTED, luhn_valid, redact_card_numbers
+
 __all__ = [
     "CARD_REDACTED",
+    "TIMESTAMP_END",
+    "TIMESTAMP_START",
     "WHITESPACE",
     "asn_sql",
     "canonical_ip",
@@ -63,15 +67,14 @@ __all__ = [
     "phone_sql",
     "redact_card_numbers",
     "sql_string",
+    "timestamp_in_range",
+    "timestamp_in_range_sql",
     "timestamp_sql",
 ]
 
 WHITESPACE = " \t\n\r\x0b\x0c\xa0"
 """Characters trimmed from both ends of every text value: ASCII whitespace and the no-break
 space (spreadsheets love it). DuckDB's ``trim`` without arguments keeps tabs and newlines."""
-
-CARD_REDACTED = "<redacted card number>"
-"""Shown instead of a raw card number, wherever one would otherwise appear."""
 
 MIN_PHONE_DIGITS = 6
 
@@ -86,11 +89,13 @@ _V6_FULL = rf"{_HEX}(:{_HEX}){{7}}"
 _V6_GAP = rf"({_HEX}(:{_HEX})*)?::({_HEX}(:{_HEX})*)?"
 _MAPPED = "0000:0000:0000:0000:0000:ffff:"
 
+# An offset is Z or at most 14 hours either way (the range real zones use), minutes < 60.
+_ZONE = r"(Z|[+-]((0[0-9]|1[0-3])(:?[0-5][0-9])?|14(:?00)?))"
 _ISO = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?"
+    rf"([T ][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}([.][0-9]{{1,9}})?)?{_ZONE}?)?"
 )
-_OFFSET = r".*[T ].*(Z|[+-][0-9]{2}(:?[0-9]{2})?)"
+_OFFSET = rf".*[T ].*{_ZONE}"
 _COUNT = r"[0-9]{1,18}([.]0*)?"
 
 
@@ -408,16 +413,6 @@ def ip_net48_sql(expr: str) -> str:
 # --- card numbers ----------------------------------------------------------------------------
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def is_card_number(value: str | None) -> bool:
     """True when ``value`` is 13-19 digits (spaces and dashes ignored) passing the Luhn check:
     a raw card number, which must never be stored.
@@ -428,7 +423,7 @@ def is_card_number(value: str | None) -> bool:
     if value is None:
         return False
     digits = value.replace(" ", "").replace("-", "")
-    return re.fullmatch("[0-9]{13,19}", digits) is not None and _luhn(digits)
+    return re.fullmatch("[0-9]{13,19}", digits) is not None and luhn_valid(digits)
 
 
 def card_number_sql(expr: str) -> str:
@@ -445,49 +440,56 @@ def card_number_sql(expr: str) -> str:
     return let(f"replace(replace({expr}, ' ', ''), '-', '')", "_lk_cd", body)
 
 
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]*[0-9])*")
-
-
-def redact_card_numbers(text: str) -> str:
-    """Hide card numbers in free text (such as a reader's error quoting a line of input).
-
-    Every run of digits (spaces and dashes allowed between them) holding a stretch of 13-19
-    digits that passes the Luhn check is replaced by :data:`CARD_REDACTED`. This errs on the
-    side of hiding: a long number may be hidden by chance, a card number is never shown.
-
-    >>> redact_card_numbers("line 3: acc1,4111 1111 1111 1111,2024")
-    'line 3: acc1,<redacted card number>,2024'
-    """
-
-    def hide(m: re.Match[str]) -> str:
-        digits = re.sub("[ -]", "", m.group(0))
-        for size in range(13, 20):
-            for start in range(len(digits) - size + 1):
-                if _luhn(digits[start : start + size]):
-                    return CARD_REDACTED
-        return m.group(0)
-
-    return _DIGIT_RUN.sub(hide, text)
-
-
 # --- timestamps and counts -------------------------------------------------------------------
+
+
+TIMESTAMP_START = datetime(1970, 1, 1)
+"""The earliest timestamp the input may hold (UTC), as :func:`timestamp_in_range` says."""
+TIMESTAMP_END = datetime(2101, 1, 1)
+"""The first timestamp after the accepted range (UTC): 2100-12-31 is the last day in it."""
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
     """An ISO 8601 timestamp as naive UTC; no offset means UTC; ``None`` if unparseable.
 
+    An offset is ``Z`` or at most 14 hours (``+25:00`` and ``+05:99`` are unparseable).
+    Whether the result lies in the accepted range is :func:`timestamp_in_range`'s question;
+    a text whose UTC time Python cannot represent (after year 9999) is ``None`` here, but
+    out of range either way.
+
     >>> parse_timestamp("2024-05-01T12:00:00+02:00")
     datetime.datetime(2024, 5, 1, 10, 0)
+    >>> parse_timestamp("2024-05-01T12:00:00+25:00") is None
+    True
     """
     if value is None or not re.fullmatch(_ISO, value):
         return None
     try:
         ts = datetime.fromisoformat(value)
-    except ValueError:
+        if ts.tzinfo is not None:
+            ts = ts.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         return None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
+
+
+def timestamp_in_range(ts: datetime | None) -> bool:
+    """True when ``ts`` (naive UTC) lies from 1970-01-01 to 2100-12-31 inclusive.
+
+    >>> timestamp_in_range(datetime(2100, 12, 31, 23, 59))
+    True
+    >>> timestamp_in_range(datetime(1969, 12, 31, 23, 59))
+    False
+    """
+    return ts is not None and TIMESTAMP_START <= ts < TIMESTAMP_END
+
+
+def timestamp_in_range_sql(expr: str) -> str:
+    """SQL of :func:`timestamp_in_range` for a ``TIMESTAMP`` (``NULL`` for ``NULL``)."""
+    return (
+        f"({expr} >= TIMESTAMP '{TIMESTAMP_START:%Y-%m-%d %H:%M:%S}' "
+        f"AND {expr} < TIMESTAMP '{TIMESTAMP_END:%Y-%m-%d %H:%M:%S}')"
+    )
 
 
 def timestamp_sql(expr: str) -> str:

@@ -22,20 +22,22 @@ that validation can quote them; a fingerprint that is a raw card number is *not*
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import logging
 import re
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import duckdb
 
 from linkage.config import IngestConfig
-from linkage.errors import InputProblem, shorten
+from linkage.errors import CardNumberFilter, InputError, InputProblem, shorten
 from linkage.ingest import normalise as nz
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("linkage.ingest")
+log.addFilter(CardNumberFilter())  # the ingest modules' one logger: no line shows a card
 
 Norm = Literal[
     "text", "lower", "upper", "email", "phone", "display_name", "compact", "asn", "ip",
@@ -85,7 +88,8 @@ class TableSpec:
         out: list[tuple[str, str]] = []
         for c in self.columns:
             if c.norm == "timestamp":
-                out += [(c.name, "TIMESTAMP"), (c.name + "__bad", "VARCHAR")]
+                out += [(c.name, "TIMESTAMP"), (c.name + "__bad", "VARCHAR"),
+                        (c.name + "__range", "BOOLEAN")]
             elif c.norm == "count":
                 out += [(c.name, "BIGINT"), (c.name + "__bad", "VARCHAR")]
             elif c.norm == "card":
@@ -199,18 +203,39 @@ def discover(input_dir: Path) -> Discovery:
     Unknown entries are ignored and logged at INFO (a ``truth.csv`` beside the input is
     normal); inside a table folder, names starting with ``_`` or ``.`` are the markers and
     checksums of Spark and Hadoop (``_SUCCESS``, ``.part-0.crc``) and are skipped silently.
+
+    Symbolic links are followed, to files and to folders (a partition linked in from
+    elsewhere is read like any other). Every data file must be a regular file: a link that
+    leads nowhere (dangling, or a loop), a folder that contains itself through a link, a file
+    or folder reached twice (its rows would count twice), a FIFO, socket or device is a
+    problem naming the path, and none of them is ever opened.
     """
     found = Discovery()
     forms: dict[str, list[tuple[str, Path]]] = {}
-    for entry in sorted(input_dir.iterdir()):
+    try:
+        listing = sorted(input_dir.iterdir())
+    except OSError as exc:
+        raise InputError(
+            f"input folder {str(input_dir)!r} cannot be read: {exc.strerror or exc}"
+        ) from None
+    for entry in listing:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir() and entry.name in SPECS:
-            forms.setdefault(entry.name, []).append((entry.name + "/", entry))
+        table = entry.name if entry.name in SPECS else None
+        parsed = _form_of(entry.name)
+        if table is None and parsed is not None and parsed[0] in SPECS:
+            table = parsed[0]
+        if table is None:
+            log.info("ignoring %s in the input folder: not a contract table", entry.name)
             continue
-        parsed = _form_of(entry.name) if entry.is_file() else None
-        if parsed is not None and parsed[0] in SPECS:
-            forms.setdefault(parsed[0], []).append((entry.name, entry))
+        kind, problem = _kind(entry)
+        if kind == "dir" and entry.name == table:
+            forms.setdefault(table, []).append((entry.name + "/", entry))
+        elif kind == "file" and entry.name != table:
+            forms.setdefault(table, []).append((entry.name, entry))
+        elif problem is not None:
+            found.problems.append(InputProblem(table, entry.name, None, None, None, problem))
+            forms.setdefault(table, [])
         else:
             log.info("ignoring %s in the input folder: not a contract table", entry.name)
     for table in TABLE_NAMES:
@@ -222,7 +247,7 @@ def discover(input_dir: Path) -> Discovery:
                 f"table {table!r} is given in more than one form ({names}); keep one",
             ))
         elif entries:
-            found.files[table] = _files_of(table, entries[0][1], input_dir)
+            found.files[table] = _files_of(table, entries[0][1], input_dir, found.problems)
     if "accounts" not in forms:
         found.problems.append(InputProblem(
             "accounts", "accounts", None, None, None,
@@ -232,23 +257,83 @@ def discover(input_dir: Path) -> Discovery:
     return found
 
 
-def _files_of(table: str, path: Path, root: Path) -> list[InputFile]:
-    if path.is_file():
+def _kind(path: Path) -> tuple[Literal["file", "dir"] | None, str | None]:
+    """``("file" | "dir", None)`` for a regular file or a folder (through links), else
+    ``(None, reason)``: why ``path`` cannot be read as input. Never opens ``path``."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return None, "a symbolic link that leads nowhere (its target is missing, or a loop)"
+        return None, f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return "file", None
+    if stat.S_ISDIR(mode):
+        return "dir", None
+    what = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+    return None, f"not a regular file ({what}); only regular files are read"
+
+
+def _files_of(table: str, path: Path, root: Path,
+              problems: list[InputProblem]) -> list[InputFile]:
+    """The data files of ``table`` at ``path`` (a file or a folder, walked in path order);
+    every path that cannot be read safely is appended to ``problems`` instead."""
+    if path.name != table:  # a file, checked by the caller
         parsed = _form_of(path.name)
         assert parsed is not None
         return [InputFile(table, path, path.relative_to(root).as_posix(), parsed[1])]
-    out: list[InputFile] = []
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if any(part.startswith(("_", ".")) for part in p.relative_to(path).parts):
-            continue
-        if p.is_dir():
-            continue
-        parsed = _form_of(p.name)
-        if parsed is None:
-            log.info("ignoring %s: not a .parquet, .csv or .csv.gz file", rel)
-            continue
-        out.append(InputFile(table, p, rel, parsed[1], len(out)))
+    found: list[tuple[str, Path, Form]] = []
+    seen: dict[tuple[int, int], str] = {}
+
+    def problem(rel: str, reason: str) -> None:
+        problems.append(InputProblem(table, rel, None, None, None, reason))
+
+    def walk(folder: Path, ancestors: tuple[tuple[int, int], ...]) -> None:
+        try:
+            children = sorted(folder.iterdir())
+        except OSError as exc:
+            problem(folder.relative_to(root).as_posix() + "/",
+                    f"folder cannot be read: {exc.strerror or exc}")
+            return
+        for child in children:
+            if child.name.startswith(("_", ".")):
+                continue
+            rel = child.relative_to(root).as_posix()
+            parsed = _form_of(child.name)
+            kind, reason = _kind(child)
+            if kind is None:
+                # A dangling link may have been a partition folder: its rows would be lost.
+                if parsed is not None or child.is_symlink():
+                    problem(rel, str(reason))
+                else:
+                    log.info("ignoring %s: not a .parquet, .csv or .csv.gz file", rel)
+                continue
+            if kind == "file" and parsed is None:
+                log.info("ignoring %s: not a .parquet, .csv or .csv.gz file", rel)
+                continue
+            st = child.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                problem(rel + "/", "a symbolic link to a folder that contains it (a loop)")
+                continue
+            if key in seen:
+                problem(rel + ("/" if kind == "dir" else ""),
+                        f"the same {'folder' if kind == 'dir' else 'file'} as {seen[key]} "
+                        "(reached twice through a link): its rows would be read twice")
+                continue
+            seen[key] = rel + ("/" if kind == "dir" else "")
+            if kind == "dir":
+                walk(child, (*ancestors, key))
+            else:
+                assert parsed is not None
+                found.append((rel, child, parsed[1]))
+
+    top = path.stat()
+    walk(path, ((top.st_dev, top.st_ino),))
+    # Path order, as pathlib sorts: part by part.
+    out = [InputFile(table, p, rel, form, i) for i, (rel, p, form) in
+           enumerate(sorted(found, key=lambda x: PurePosixPath(x[0]).parts))]
     if not out:
         log.warning("table folder %s/ holds no data files: table %r is empty", table, table)
     return out
@@ -263,10 +348,15 @@ def fingerprint(files: Iterable[InputFile]) -> str:
     for f in sorted(files, key=lambda f: f.rel):
         inner = hashlib.sha256()
         size = 0
-        with f.path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                inner.update(chunk)
-                size += len(chunk)
+        try:
+            with f.path.open("rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    inner.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:  # removed or replaced since it was read
+            raise InputError([InputProblem(
+                f.table, f.rel, None, None, None, f"cannot be read: {exc.strerror or exc}"
+            )]) from None
         outer.update(f"{f.rel}\0{size}\0{inner.hexdigest()}\n".encode())
     return outer.hexdigest()
 
@@ -288,7 +378,8 @@ def _duckdb_reason(exc: Exception, f: InputFile) -> str:
             if lines:
                 break
             continue
-        lines.append(line.strip())
+        if not line.startswith("Original Line:"):  # the raw line: every value on it
+            lines.append(line.strip())
     # "Invalid Input Error: CSV Error on Line: 3" says "error" once too often.
     text = re.sub(r"^[A-Za-z ]+ Error: ", "", " ".join(lines)).replace(str(f.path), f.rel)
     text = nz.redact_card_numbers(text)
@@ -309,6 +400,8 @@ def _csv_header(f: InputFile) -> list[str] | None:
                 )
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise _FileProblem(f"not a gzip-compressed CSV file ({exc})") from None
+    except OSError as exc:
+        raise _FileProblem(f"cannot be read: {exc.strerror or exc}") from None
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -322,15 +415,37 @@ def _csv_header(f: InputFile) -> list[str] | None:
 def _describe(con: duckdb.DuckDBPyConnection, f: InputFile) -> list[tuple[str, str]] | None:
     """``(name, DuckDB type)`` of every column of ``f``; ``None`` for an empty CSV file."""
     if f.form == "parquet":
+        path = nz.sql_string(str(f.path))
         try:
-            rows = con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({nz.sql_string(str(f.path))})"
+            rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
+            schema = con.execute(
+                f"SELECT name, num_children FROM parquet_schema({path})"
             ).fetchall()
         except duckdb.Error as exc:
             raise _FileProblem(f"not a readable Parquet file: {_duckdb_reason(exc, f)}") from None
-        return [(r[0], r[1]) for r in rows]
+        # The file's own names: DuckDB renames a repeated one (created_at_1), which would
+        # hide it. They differ from DuckDB's only for such a repeat, which is refused, or an
+        # empty name, which no contract column has: the matched names are DuckDB's too.
+        names = _top_level_names(schema)
+        if len(names) != len(rows):
+            raise _FileProblem("not a readable Parquet file: its schema cannot be read")
+        return [(name, r[1]) for name, r in zip(names, rows, strict=True)]
     header = _csv_header(f)
     return None if header is None else [(name, "VARCHAR") for name in header]
+
+
+def _top_level_names(schema: list[tuple[str, int | None]]) -> list[str]:
+    """The top-level column names of a Parquet schema, flattened depth first as DuckDB's
+    ``parquet_schema`` lists it: the root, then each node followed by its descendants."""
+    names: list[str] = []
+    i = 1
+    while i < len(schema):
+        names.append(schema[i][0])
+        pending = 1
+        while pending:  # skip the node and all its descendants
+            pending += (schema[i][1] or 0) - 1
+            i += 1
+    return names
 
 
 def _is_nested(dtype: str) -> bool:
@@ -338,6 +453,7 @@ def _is_nested(dtype: str) -> bool:
 
 
 _TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE")
+_NATIVE_TIMES = (*_TIMESTAMP_TYPES, "TIMESTAMP WITH TIME ZONE")
 _INT_TYPES = (
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
     "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
@@ -356,11 +472,7 @@ def _column_sql(
     if src is None:
         level1 = "NULL::VARCHAR"
         native = False
-    elif col.norm == "timestamp" and dtype in _TIMESTAMP_TYPES:
-        level1 = f"CAST({src} AS TIMESTAMP)"
-    elif col.norm == "timestamp" and dtype == "TIMESTAMP WITH TIME ZONE":
-        level1 = f"timezone('UTC', {src})"
-    elif col.norm == "count" and dtype in _INT_TYPES:
+    elif dtype in {"timestamp": _NATIVE_TIMES, "count": _INT_TYPES}.get(col.norm, ()):
         level1 = src
     else:
         level1 = nz.clean_text_sql(src)
@@ -368,8 +480,23 @@ def _column_sql(
     bad = f"CASE WHEN {p} IS NULL AND {t} IS NOT NULL THEN {t}::VARCHAR END"
     match col.norm:
         case "timestamp":
-            level2 = t if native else nz.timestamp_sql(t)
-            return level1, level2, [(col.name, p), (col.name + "__bad", bad)]
+            if not native:
+                level2 = nz.timestamp_sql(t)
+            elif dtype == "TIMESTAMP WITH TIME ZONE":
+                level2 = f"timezone('UTC', {t})"
+            else:  # a DATE or TIMESTAMP beyond TIMESTAMP's range is NULL: out of range
+                level2 = f"TRY_CAST({t} AS TIMESTAMP)"
+            inside = nz.timestamp_in_range_sql(p)
+            # Text that parses, or any native value, outside the contract's range.
+            outside = (f"({t} IS NOT NULL AND NOT coalesce({inside}, false))" if native
+                       else f"({p} IS NOT NULL AND NOT {inside})")
+            return level1, level2, [
+                (col.name, f"CASE WHEN {inside} THEN {p} END"),
+                (col.name + "__bad",
+                 f"CASE WHEN {t} IS NOT NULL AND NOT coalesce({inside}, false) "
+                 f"THEN {t}::VARCHAR END"),
+                (col.name + "__range", outside),
+            ]
         case "count":
             level2 = (
                 f"CASE WHEN {t} >= 0 AND {t} <= 9223372036854775807 THEN {t}::BIGINT END"
@@ -411,16 +538,22 @@ def _match_columns(
     matched: dict[str, tuple[int, str]] = {}
     unknown: list[str] = []
     problems: list[InputProblem] = []
+    seen: set[str] = set()
     for i, (name, dtype) in enumerate(columns):
         key = name.strip(nz.WHITESPACE).lower()
+        if key in seen:
+            # Any repeat, of a contract column or not: which one was meant is a guess.
+            if not any(p.column == key for p in problems):
+                problems.append(InputProblem(
+                    spec.name, f.rel, key, None, None, f"column {key!r} appears more than once"
+                ))
+            matched.pop(key, None)
+            continue
+        seen.add(key)
         if key not in known:
             unknown.append(name)
         elif key in unused:
             continue
-        elif key in matched:
-            problems.append(InputProblem(
-                spec.name, f.rel, key, None, None, f"column {key!r} appears more than once"
-            ))
         elif _is_nested(dtype):
             problems.append(InputProblem(
                 spec.name, f.rel, key, None, shorten(dtype),
@@ -473,7 +606,8 @@ def load_table(
         except _FileProblem as exc:
             problems.append(InputProblem(spec.name, f.rel, None, None, None, str(exc)))
         except duckdb.Error as exc:
-            problems.append(_unreadable(spec, f, exc))
+            problems.append(_unreadable(spec, f, exc) if f.form == "parquet"
+                            else _csv_problem(con, spec, f, columns, cfg, exc))
         finally:
             con.execute("DROP TABLE IF EXISTS _lk_ingest_raw")
     return problems, not problems
@@ -542,22 +676,73 @@ def _insert(
         )
         names = {c: _quote(columns[i][0]) for c, (i, _) in matched.items()}
     else:
-        # Positional names (c0, c1 …) keep odd header text out of the SQL.
-        struct = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns)))
         picked = ", ".join(f"c{i}" for i, _ in matched.values())
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _lk_ingest_raw AS SELECT {picked} FROM read_csv("
-            f"{path}, header = true, auto_detect = false, columns = {{{struct}}}, "
-            "delim = ',', quote = '\"', escape = '\"', comment = '', skip = 0, "
-            "strict_mode = true, null_padding = false, encoding = 'utf-8', "
-            f"max_line_size = {int(cfg.max_line_bytes)}, "
-            f"compression = '{'gzip' if f.form == 'csv.gz' else 'none'}', "
-            "hive_partitioning = false)"
+            f"CREATE OR REPLACE TEMP TABLE _lk_ingest_raw AS SELECT {picked} "
+            f"FROM {_read_csv_sql(f, len(columns), cfg)}"
         )
         source = "(SELECT rowid + 1 AS _lk_row, * FROM _lk_ingest_raw)"
         names = {c: f"c{i}" for c, (i, _) in matched.items()}
     targets, select = stage_select(spec, matched, names, cfg, source, str(f.number))
     con.execute(f"INSERT INTO {stage} ({', '.join(targets)}) {select}")
+
+
+def _read_csv_sql(f: InputFile, n_columns: int, cfg: IngestConfig,
+                  encoding: str = "utf-8") -> str:
+    """DuckDB's ``read_csv`` of ``f`` in the contract's dialect, every column as text under a
+    positional name (``c0``, ``c1`` …, which keeps odd header text out of the SQL)."""
+    struct = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n_columns))
+    return (
+        f"read_csv({nz.sql_string(str(f.path))}, header = true, auto_detect = false, "
+        f"columns = {{{struct}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
+        f"skip = 0, strict_mode = true, null_padding = false, encoding = '{encoding}', "
+        f"max_line_size = {int(cfg.max_line_bytes)}, "
+        f"compression = '{'gzip' if f.form == 'csv.gz' else 'none'}', "
+        "hive_partitioning = false)"
+    )
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: ([0-9]+)")
+
+
+def _csv_problem(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, f: InputFile,
+    columns: list[tuple[str, str]], cfg: IngestConfig, exc: duckdb.Error,
+) -> InputProblem:
+    """The first unreadable line of a CSV file that DuckDB refused, located.
+
+    DuckDB's message is kept without its quote of the raw line (every email and IP on it);
+    its line number counts records from the header, so the data row is one less. A line
+    that is not UTF-8 is read once more as Latin-1 (every byte a character, the same fields)
+    to find the column, and the problem shows that one value, shortened like any value.
+    """
+    problem = _unreadable(spec, f, exc)
+    found = _CSV_LINE.search(str(exc))
+    if found is None:
+        return problem
+    row = int(found.group(1)) - 1
+    problem = dataclasses.replace(problem, row=row)
+    if "Invalid unicode" not in str(exc) or row < 1:
+        return problem
+    try:
+        fields = con.execute(
+            f"SELECT * FROM {_read_csv_sql(f, len(columns), cfg, 'latin-1')} LIMIT 1 OFFSET ?",
+            [row - 1],
+        ).fetchone()
+    except duckdb.Error:
+        return problem
+    for i, text in enumerate(fields or ()):
+        raw = (text or "").encode("latin-1")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return InputProblem(
+                spec.name, f.rel, columns[i][0].strip(nz.WHITESPACE).lower(), row,
+                shorten(raw.decode("utf-8", "replace")),
+                f"cannot read as CSV: CSV Error on Line: {row + 1}: not UTF-8 text "
+                "(a CSV file must be UTF-8)",
+            )
+    return problem
 
 
 def stage_select(

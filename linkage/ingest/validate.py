@@ -33,6 +33,7 @@ __all__ = [
     "QUARANTINE",
     "RAW_CARD",
     "REASONS",
+    "TIMESTAMP_RANGE",
     "TOO_LONG",
     "UNKNOWN_ACCOUNT",
     "Summary",
@@ -51,6 +52,7 @@ QUARANTINE = "_lk_ingest_quarantine"
 
 MISSING = "required value missing"
 BAD_TIMESTAMP = "unparseable timestamp (expected ISO 8601)"
+TIMESTAMP_RANGE = "timestamp out of range (expected 1970-01-01 to 2100-12-31 UTC)"
 BAD_IP = "invalid IP address (expected IPv4 or IPv6)"
 RAW_CARD = "raw card number in fingerprint (expected the processor's token)"
 BAD_COUNT = "invalid token count (expected an integer >= 0)"
@@ -60,8 +62,8 @@ TOO_LONG = "field longer than N characters"
 """N is ``ingest.max_field_chars``; the recorded reason carries the number."""
 ACCOUNT_QUARANTINED = "account quarantined (its accounts row was set aside)"
 REASONS = (
-    MISSING, BAD_TIMESTAMP, BAD_IP, RAW_CARD, BAD_COUNT, DUPLICATE, UNKNOWN_ACCOUNT,
-    ACCOUNT_QUARANTINED, TOO_LONG,
+    MISSING, BAD_TIMESTAMP, TIMESTAMP_RANGE, BAD_IP, RAW_CARD, BAD_COUNT, DUPLICATE,
+    UNKNOWN_ACCOUNT, ACCOUNT_QUARANTINED, TOO_LONG,
 )
 """Every row-level reason; they are the keys of ``IngestResult.rows_quarantined``."""
 
@@ -107,11 +109,17 @@ def check_rows(
                 con, f"{head} NULL, ? FROM {stage} WHERE {c} IS NULL{unusable}",
                 [t, o, col.name, MISSING],
             )
-        if col.norm in ("timestamp", "count"):
-            reason = BAD_TIMESTAMP if col.norm == "timestamp" else BAD_COUNT
+        if col.norm == "timestamp":
+            _insert(
+                con,
+                f"{head} {col.name}__bad, CASE WHEN {col.name}__range THEN ? ELSE ? END "
+                f"FROM {stage} WHERE {col.name}__bad IS NOT NULL",
+                [t, o + 1, col.name, TIMESTAMP_RANGE, BAD_TIMESTAMP],
+            )
+        elif col.norm == "count":
             _insert(
                 con, f"{head} {col.name}__bad, ? FROM {stage} WHERE {col.name}__bad IS NOT NULL",
-                [t, o + 1, col.name, reason],
+                [t, o + 1, col.name, BAD_COUNT],
             )
         elif col.norm == "card":
             _insert(
@@ -218,10 +226,9 @@ def shape(value: str) -> str:
 def _problem(files: dict[str, list[InputFile]], row: tuple, *, stored: bool) -> InputProblem:
     t, f, r, col, val, reason = row
     table = TABLE_NAMES[t]
-    # A bad IP or timestamp can be a card number that slid into the wrong column of a
-    # shifted CSV row; hide it. account_id is stored as it is anyway, so it is shown as is
-    # (a numeric id of 16 digits passes Luhn one time in ten).
-    value = val if val is None or col == "account_id" else nz.redact_card_numbers(val)
+    # Any value can be a card number that slid into the wrong column (a shifted CSV row,
+    # swapped columns putting card numbers under account_id); hide it.
+    value = val if val is None else nz.redact_card_numbers(val)
     if stored and value is not None and col != "account_id":
         # The quarantine sample goes to the store, where identifying values may live only as
         # keyed hashes, and any column of a shifted CSV row can hold an email or an IP. Keep
