@@ -9,6 +9,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -16,8 +17,14 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage.campaigns import assign_campaigns, cluster_links, join_clusters, name_campaigns
-from linkage.config import RunConfig
+from linkage.campaigns import (
+    assign_campaigns,
+    cluster_links,
+    join_clusters,
+    name_campaigns,
+    publish_campaigns,
+)
+from linkage.config import CampaignsConfig, RunConfig
 from linkage.errors import ConfigError
 from linkage.evaluate import evaluate_flagged, read_truth
 from linkage.graph import EdgeArrays
@@ -199,6 +206,30 @@ def test_joins_match_a_brute_force_oracle(data: st.DataObject) -> None:
         if flagged[i] and flagged[j]:
             assert (got[i] == got[j]) == (root(i) == root(j))
     assert ((got >= 0) == flagged).all()
+
+
+def test_no_clusters_and_no_edges() -> None:
+    empty = edges_of(3, [])
+    assert campaigns_of(empty, [-1, -1, -1], [], []) == []
+    assert campaigns_of(empty, [0, 0, -1], [True], ["ca"]) == ["ca"]
+
+
+def test_publish_reads_flags_and_ids_and_can_be_switched_off() -> None:
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE cluster_scores AS SELECT * FROM (VALUES
+        (0, 3, TRUE), (1, 3, TRUE), (2, 3, FALSE)) v(cluster, size, flagged)""")
+    con.execute("""CREATE TABLE cluster_ids AS SELECT * FROM (VALUES
+        (0, 'cb', 4), (1, 'ca', NULL), (2, 'cc', 1)) v(cluster, cluster_id, first_seen_run_id)""")
+    pairs = [*triangle(0), *triangle(3), *triangle(6), (2, 3, 0.9), (5, 6, 0.9)]
+    edges = edges_of(1009, [*pairs, *population(9, 500)])
+    links = cluster_links(edges, np.array([0, 0, 0, 1, 1, 1, 2, 2, 2] + [-1] * 1000), 3)
+    assert publish_campaigns(con, links, CampaignsConfig(), min_evidence=STRONG) == 1
+    # cb was seen in run 4; ca is new tonight (NULL): cb is the older and names the campaign.
+    assert con.execute("SELECT * FROM campaigns ORDER BY cluster").fetchall() == [
+        (0, "cb"), (1, "cb")]
+    off = CampaignsConfig(enabled=False)
+    assert publish_campaigns(con, links, off, min_evidence=STRONG) == 0
+    assert con.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
 
 
 def test_min_lift_below_one_is_refused() -> None:
