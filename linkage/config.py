@@ -32,6 +32,7 @@ from linkage.errors import ConfigError
 
 __all__ = [
     "ActivitySyncConfig",
+    "CampaignsConfig",
     "CoactivityConfig",
     "CommunitiesConfig",
     "ContinuityConfig",
@@ -299,6 +300,24 @@ class ContinuityConfig:
 
 
 @dataclass(frozen=True)
+class CampaignsConfig:
+    """Grouping flagged clusters into campaigns (``linkage.campaigns``)."""
+
+    enabled: bool = True
+    """Give flagged clusters a ``campaign_id``; ``false`` leaves every one NULL."""
+    min_lift: float = 2.0
+    """Two flagged clusters join when the evidence between them is at least this many times
+    what a degree-preserving null model expects (``k_i k_j / 2m``, as modularity does) and
+    amounts to at least one strong edge (``scoring.strong_edge``)."""
+
+    def __post_init__(self) -> None:
+        if not self.min_lift >= 1.0:
+            # Below 1 a join would lower modularity: less shared than chance predicts.
+            raise ConfigError(f"configuration key 'campaigns.min_lift' must be at least 1, "
+                              f"not {self.min_lift!r}")
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """What a run keeps in the store."""
 
@@ -360,6 +379,7 @@ class RunConfig:
     communities: CommunitiesConfig = CommunitiesConfig()
     scoring: ScoringConfig = ScoringConfig()
     continuity: ContinuityConfig = ContinuityConfig()
+    campaigns: CampaignsConfig = CampaignsConfig()
     store: StoreConfig = StoreConfig()
     engine: EngineConfig = EngineConfig()
 

@@ -51,6 +51,17 @@ class Evaluation:
     precision_at_k: dict[str, float] = field(default_factory=dict)
     """For k in 10, 50, 100: the share of the k top-scored clusters whose members are mostly
     operators (``"10": 1.0``)."""
+    cluster_purity: float = 0.0
+    """Share of flagged accounts whose flagged cluster's majority true group (operator group,
+    or legitimate) is their own."""
+    campaign_fragmentation: float = 0.0
+    """As ``fragmentation``, counting campaigns instead of clusters (a flagged cluster with no
+    ``campaign_id`` is a campaign of its own); equal to it without campaign ids."""
+    campaign_purity: float = 0.0
+    """As ``cluster_purity``, over campaigns: below it when a campaign joins clusters of
+    different groups."""
+    campaigns_joining_groups: int = 0
+    """Campaigns whose clusters' majority groups are two or more different operator groups."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +146,8 @@ def evaluate_flagged(truth: pa.Table, memberships: pa.Table) -> Evaluation:
         con.register("m", memberships)
         extra = _cluster_metrics(con) if {"cluster_id", "cluster_score"} <= set(
             memberships.column_names) else {}
+        if "cluster_id" in memberships.column_names:
+            extra.update(_campaign_metrics(con, "campaign_id" in memberships.column_names))
         row = con.execute(
             """
             WITH flagged AS (SELECT DISTINCT account_id FROM m WHERE flagged),
@@ -209,6 +222,46 @@ def _cluster_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "adjusted_rand": round(adjusted_rand(cells, rows, cols), 4),
         "precision_at_k": {str(k): round(sum(ranked[:k]) / min(k, len(ranked)), 4)
                            for k in (10, 50, 100) if ranked},
+    }
+
+
+def _campaign_metrics(con: duckdb.DuckDBPyConnection, has_campaigns: bool) -> dict[str, Any]:
+    """Fragmentation and purity of campaigns beside the clusters', in SQL."""
+    campaign = "coalesce(campaign_id, cluster_id)" if has_campaigns else "cluster_id"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE fm AS
+        SELECT m.account_id, m.cluster_id, {campaign} AS campaign,
+               coalesce(t.group_id, '') AS grp
+        FROM m LEFT JOIN truth t USING (account_id) WHERE m.flagged
+    """)
+
+    def purity(unit: str) -> float:
+        row = con.execute(f"""
+            SELECT sum(top)::DOUBLE / nullif(sum(n), 0) FROM (
+                SELECT max(k) AS top, sum(k) AS n
+                FROM (SELECT {unit}, grp, count(*) AS k FROM fm GROUP BY {unit}, grp)
+                GROUP BY {unit})
+        """).fetchone()
+        return round(float(row[0]), 4) if row and row[0] is not None else 0.0
+
+    frag = con.execute("""
+        SELECT avg(n) FROM (SELECT count(DISTINCT campaign) AS n FROM fm
+                            WHERE grp <> '' GROUP BY grp)
+    """).fetchone()
+    joining = con.execute("""
+        WITH major AS (
+            SELECT campaign, cluster_id, arg_max(grp, k) AS grp FROM (
+                SELECT campaign, cluster_id, grp, count(*) AS k FROM fm
+                GROUP BY campaign, cluster_id, grp)
+            GROUP BY campaign, cluster_id)
+        SELECT count(*) FROM (SELECT campaign FROM major WHERE grp <> '' GROUP BY campaign
+                              HAVING count(DISTINCT grp) >= 2)
+    """).fetchone()
+    return {
+        "cluster_purity": purity("cluster_id"),
+        "campaign_fragmentation": round(float(frag[0]), 4) if frag and frag[0] else 0.0,
+        "campaign_purity": purity("campaign"),
+        "campaigns_joining_groups": int(joining[0]) if joining else 0,
     }
 
 

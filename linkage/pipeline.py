@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from linkage import __version__
 from linkage import incremental as incr
+from linkage.campaigns import cluster_links, publish_campaigns
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
@@ -63,6 +64,8 @@ class RunSummary:
     n_edges: int = 0
     n_clusters: int = 0
     n_flagged: int = 0
+    n_campaigns: int = 0
+    """Campaigns of two or more flagged clusters."""
     rows_read: dict[str, int] = field(default_factory=dict)
     rows_quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
     origins: dict[str, int] = field(default_factory=dict)
@@ -173,6 +176,9 @@ def run_pipeline(
                         # An erasure changes every fingerprint: the previous clusters
                         # lack the erased account, so no component is carried forward as is.
                         salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
+                    # What the campaigns need of the edges, kept small: one row per pair of
+                    # clusters that share an edge (both engines' edges are arrays here).
+                    links = cluster_links(edges, partition.cluster, partition.n_clusters)
                     del edges
                 summary.n_clusters = partition.n_clusters
                 summary.largest_component = partition.largest_component
@@ -200,6 +206,10 @@ def run_pipeline(
                 with stage(current, run_id):
                     summary.origins = assign_identities(
                         con, previous, min_jaccard=cfg.continuity.min_jaccard)
+                    # Campaigns are named after continuity's stable cluster ids.
+                    summary.n_campaigns = publish_campaigns(
+                        con, links, cfg.campaigns, min_evidence=cfg.scoring.strong_edge)
+                    del links
                 current = "store"
                 with stage(current, run_id):
                     record = _record(con, ing.input_fingerprint, summary, timings,
@@ -332,8 +342,9 @@ def _record(
     clusters = _arrow(con, """
         SELECT i.cluster_id, s.size, s.score, s.flagged, i.origin, i.parents_json,
                s.features AS features_json, s.contributions AS contributions_json,
-               s.reasons AS reasons_json, i.first_seen_run_id
+               s.reasons AS reasons_json, i.first_seen_run_id, g.campaign_id
         FROM cluster_scores s JOIN cluster_ids i USING (cluster)
+        LEFT JOIN campaigns g USING (cluster)
         ORDER BY i.cluster_id
     """)
     memberships = _arrow(con, """

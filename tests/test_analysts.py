@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from linkage.store import RunRecord, Store, migrate
 
-VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history")
+VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history",
+         "latest_campaigns", "campaign_memberships")
 TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
           "quarantine", "store_meta")
 

@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SECRET = b"docs-test-secret-0123456789abcdef"
 PG_URL = os.environ.get("LINKAGE_TEST_PG_URL")
-VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history")
+VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history",
+         "latest_campaigns", "campaign_memberships")
 
 
 def _read(path: Path) -> str:

@@ -13,7 +13,7 @@ from linkage.store import DEFAULT_DB_URL, Store, migrate, resolve_db_url
 from linkage.store.models import Base
 
 VIEWS = {"latest_run", "latest_clusters", "latest_memberships", "cluster_history",
-         "cluster_lineage"}
+         "cluster_lineage", "latest_campaigns", "campaign_memberships"}
 TABLES = set(Base.metadata.tables)
 
 

@@ -146,14 +146,16 @@ def test_exports(db, tmp_path):
     # memberships: the contract's CSV by default, the same columns as JSON and Parquet.
     plain = tmp_path / "m.csv"
     assert invoke("export", "memberships", "--db", db, "--out", plain).exit_code == 0
+    # The contract's four columns first, then campaign_id (which the contract allows).
     assert plain.read_text().splitlines()[0] == (
-        '"account_id","cluster_id","cluster_score","flagged"')
+        '"account_id","cluster_id","cluster_score","flagged","campaign_id"')
     for fmt in ("json", "parquet"):
         out = tmp_path / f"m.{fmt}"
         res = invoke("export", "memberships", "--db", db, "--format", fmt, "--out", out)
         assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "m.json").read_text()) == \
         pq.read_table(tmp_path / "m.parquet").to_pylist()
+    assert "campaign_id" in json.loads((tmp_path / "m.json").read_text())[0]
     bad = invoke("export", "memberships", "--db", db, "--format", "xlsx", "--out", plain)
     assert bad.exit_code == 2 and "xlsx" in bad.stderr
 

@@ -334,7 +334,7 @@ def _memberships(db: Path, run_id: int) -> list[tuple]:
 # (evidence.weight, evidence_signals.contribution) are compared within 1e-9, as the edges are.
 _STORED = {
     "clusters": ("SELECT cluster_id, size, score, flagged, origin, features_json, "
-                 "contributions_json, reasons_json FROM clusters", None),
+                 "contributions_json, reasons_json, campaign_id FROM clusters", None),
     "evidence": ("SELECT cluster_id, account_a, account_b, weight FROM evidence", 3),
     "evidence_signals": ("SELECT account_a, account_b, signal, shared_keys, contribution "
                          "FROM evidence_signals", 4),

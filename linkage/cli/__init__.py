@@ -198,18 +198,20 @@ def export_memberships(
         "--format", "-f", help="csv (the contract's default), json or parquet.")] = "csv",
 ) -> None:
     """The accounts of every cluster of two or more accounts in a run, as CSV
-    (account_id, cluster_id, cluster_score, flagged), or the same columns as JSON or Parquet.
+    (account_id, cluster_id, cluster_score, flagged, campaign_id), or the same columns as
+    JSON or Parquet. campaign_id is empty for a cluster that stands alone.
 
     Example: linkage export memberships --run latest --out memberships.csv
     """
     with _errors():
         from linkage.reports import FORMATS, write_memberships, write_table
+        from linkage.reports.queries import memberships_table
 
         if fmt not in FORMATS:
             raise _usage(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
-            memberships = store.memberships(run_id)
+            memberships = memberships_table(store, run_id)
             if fmt == "csv":
                 n = write_memberships(memberships, out_file)
             else:
@@ -230,11 +232,12 @@ def evaluate(
     """
     with _errors():
         from linkage.evaluate import evaluate_flagged, read_truth
+        from linkage.reports.queries import memberships_table
 
         truth_table = read_truth(truth)
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
-            result = evaluate_flagged(truth_table, store.memberships(run_id))
+            result = evaluate_flagged(truth_table, memberships_table(store, run_id))
     if as_json:
         print(json.dumps({"run_id": run_id, **result.as_dict()}))
         return

@@ -8,7 +8,8 @@ scripts, nothing fetched from a network, so a report can be mailed or archived a
 
 Layout of a report folder::
 
-    index.html                  overview: totals, clusters by score, new and grown, flagged
+    index.html                  overview: totals, clusters by score, new and grown,
+                                campaigns (flagged clusters of one operator), flagged
     clusters/<cluster_id>.html  one page per reported cluster
 
 Examples
@@ -135,6 +136,10 @@ def write_report(
     changes = q.new_since_previous(store, run_id)
     for c in changes:
         c["page"] = paged.get(c["cluster_id"])
+    campaigns = q.campaigns(store, run_id)
+    for g in campaigns:
+        for c in g["clusters"]:
+            c["page"] = paged.get(c["cluster_id"])
     index = _ENV.get_template("overview.html").render(
         **common,
         n_clusters=len(clusters),
@@ -146,11 +151,15 @@ def write_report(
         previous_run_id=q.previous_run_id(store, run_id),
         changes=changes[:50],
         n_changes=len(changes),
+        campaigns=campaigns,
     )
     _write(out_dir / "index.html", index)
     page = _ENV.get_template("cluster.html")
     for c in reported:
         ctx = cluster_context(store, run_id, c["cluster_id"])
+        # Sibling clusters link to their pages (in the same folder) when they have one.
+        for sib in ctx["siblings"]:
+            sib["page"] = page_name(sib["cluster_id"]) if sib["cluster_id"] in paged else None
         _write(out_dir / c["page"], page.render(**common, c=ctx, case=False, home="../index.html"))
     return out_dir / "index.html"
 

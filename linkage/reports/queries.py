@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -45,6 +45,8 @@ __all__ = [
     "account_history",
     "account_links",
     "banlist",
+    "campaign_siblings",
+    "campaigns",
     "cluster_detail",
     "cluster_history",
     "cluster_summary",
@@ -52,6 +54,7 @@ __all__ = [
     "evidence_edges",
     "explain_path",
     "members",
+    "memberships_table",
     "new_since_previous",
     "previous_run_id",
     "run_summary",
@@ -211,7 +214,8 @@ def cluster_detail(store: Store, run_id: int, cluster_id: str) -> dict[str, Any]
     """Everything the store knows about one cluster of a run, for ``show`` and the reports.
 
     The summary of :func:`cluster_summary` plus ``members``, ``shared_keys``, ``edges``
-    (:func:`evidence_edges`), ``evidence_kept`` and ``history`` (the cluster across runs).
+    (:func:`evidence_edges`), ``evidence_kept``, ``history`` (the cluster across runs) and
+    ``siblings`` (the other clusters of its campaign, :func:`campaign_siblings`).
     """
     detail = cluster_summary(store, run_id, cluster_id)
     detail["run_id"] = run_id
@@ -220,7 +224,23 @@ def cluster_detail(store: Store, run_id: int, cluster_id: str) -> dict[str, Any]
     detail["edges"] = evidence_edges(store, run_id, [cluster_id])
     detail["evidence_kept"] = bool(detail["edges"])
     detail["history"] = cluster_history(store, cluster_id)
+    detail["siblings"] = campaign_siblings(store, run_id, cluster_id, detail["campaign_id"])
     return detail
+
+
+def campaign_siblings(
+    store: Store, run_id: int, cluster_id: str, campaign_id: str | None
+) -> list[dict[str, Any]]:
+    """The other clusters of a cluster's campaign in a run (``cluster_id, size, score``),
+    by score desc, id; empty when the cluster is in no campaign or is its only cluster."""
+    if campaign_id is None:
+        return []
+    c = _CLUSTERS
+    query = select(c.c.cluster_id, c.c.size, c.c.score).where(
+        c.c.run_id == run_id, c.c.campaign_id == campaign_id, c.c.cluster_id != cluster_id)
+    with _connect(store, "reading the clusters of a campaign") as conn:
+        rows = [dict(x._mapping) for x in conn.execute(query)]
+    return sorted(rows, key=lambda x: (-x["score"], x["cluster_id"]))
 
 
 def account_history(store: Store, account_id: str) -> list[dict[str, Any]]:
@@ -398,3 +418,78 @@ def new_since_previous(store: Store, run_id: int) -> list[dict[str, Any]]:
             continue
         out.append({**row, "change": change, "previous_size": previous_size})
     return sorted(out, key=lambda x: (-x["score"], x["cluster_id"]))
+
+
+def memberships_table(store: Store, run_id: int) -> pa.Table:
+    """The memberships export: :meth:`Store.memberships` plus ``campaign_id``.
+
+    ``campaign_id`` names the campaign of a cluster that shares it with other clusters, and
+    is empty (null) for a cluster that stands alone: not flagged, or flagged and the only
+    cluster of its campaign. Rows keep :meth:`Store.memberships`' order.
+    """
+    table = store.memberships(run_id)
+    clusters = store.clusters(run_id).select(["cluster_id", "campaign_id"])
+    ids = clusters.column("campaign_id")
+    sizes = pc.value_counts(ids.drop_null()) if len(ids) else None
+    shared = (pc.filter(sizes.field("values"), pc.greater_equal(sizes.field("counts"), 2))
+              if sizes is not None and len(sizes) else pa.array([], pa.string()))
+    named = pc.if_else(pc.is_in(ids, value_set=shared), ids, pa.scalar(None, pa.string()))
+    at = pc.index_in(table.column("cluster_id"), value_set=clusters.column("cluster_id"))
+    return table.append_column("campaign_id", pc.take(named, at))
+
+
+def campaigns(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """The campaigns of a run that group two or more flagged clusters, largest first.
+
+    Each is ``{campaign_id, clusters, n_clusters, n_accounts, max_score, first_seen_run_id,
+    first_seen, first_signup, last_signup}``: ``clusters`` are the member clusters' summaries
+    (``cluster_id, size, score, origin, first_seen_run_id``) by score desc, id;
+    ``first_seen`` is when the run that first saw its oldest cluster finished; the signups
+    span its accounts' creation times (``None`` for runs stored without them).
+    """
+    c, m, r = _CLUSTERS, _MEMBERS, _RUNS
+    query = select(c.c.cluster_id, c.c.campaign_id, c.c.size, c.c.score, c.c.origin,
+                   c.c.first_seen_run_id).where(
+        c.c.run_id == run_id, c.c.campaign_id.is_not(None))
+    spans = (
+        select(c.c.campaign_id, func.min(m.c.created_at).label("first_signup"),
+               func.max(m.c.created_at).label("last_signup"))
+        .join(c, (c.c.run_id == m.c.run_id) & (c.c.cluster_id == m.c.cluster_id))
+        .where(m.c.run_id == run_id, c.c.campaign_id.is_not(None))
+        .group_by(c.c.campaign_id)
+    )
+    with _connect(store, f"reading the campaigns of run {run_id}") as conn:
+        rows = [dict(x._mapping) for x in conn.execute(query)]
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(row.pop("campaign_id"), []).append(row)
+        groups = {k: v for k, v in groups.items() if len(v) >= 2}
+        span = {x.campaign_id: x for x in conn.execute(spans) if x.campaign_id in groups}
+        oldest = {k: min(x["first_seen_run_id"] for x in v) for k, v in groups.items()}
+        finished = dict(conn.execute(
+            select(r.c.run_id, r.c.finished_at).where(r.c.run_id.in_(set(oldest.values())))
+        ).all()) if oldest else {}
+    out = []
+    for campaign_id, members in groups.items():
+        members.sort(key=lambda x: (-x["score"], x["cluster_id"]))
+        s = span.get(campaign_id)
+        out.append({
+            "campaign_id": campaign_id, "clusters": members, "n_clusters": len(members),
+            "n_accounts": sum(x["size"] for x in members),
+            "max_score": max(x["score"] for x in members),
+            "first_seen_run_id": oldest[campaign_id],
+            "first_seen": finished.get(oldest[campaign_id]),
+            # SQLite returns the aggregates as text; the model's type gives them back aware.
+            "first_signup": _utc(s.first_signup) if s else None,
+            "last_signup": _utc(s.last_signup) if s else None,
+        })
+    return sorted(out, key=lambda x: (-x["n_accounts"], x["campaign_id"]))
+
+
+def _utc(value: Any) -> datetime | None:
+    """A timestamp read by an aggregate, as an aware UTC datetime (SQLite gives text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -187,6 +187,10 @@ class Cluster(Base):
     # Deliberately not a foreign key: deleting an old run must not cascade into (or be
     # blocked by) the clusters of later runs that still remember where they began.
     first_seen_run_id: Mapped[int] = mapped_column(Integer)
+    # The campaign of a flagged cluster (migration 0007): the cluster_id of the campaign's
+    # oldest cluster, so it lives as long as that cluster does (linkage.campaigns). NULL for a
+    # cluster that is not flagged and in runs published before 0007.
+    campaign_id: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Membership(Base):

@@ -48,6 +48,8 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
             ("reasons_json", pa.string()),
             # NULL means "this run": the run id is not known until the run is published.
             ("first_seen_run_id", pa.int64()),
+            # The campaign of a flagged cluster (linkage.campaigns); NULL when not flagged.
+            ("campaign_id", pa.string()),
         ]
     ),
     "memberships": pa.schema([
@@ -106,7 +108,10 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
 
 # Columns a stage may leave out: they are stored as NULL (records built before they existed
 # stay valid).
-OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {"memberships": frozenset({"created_at"})}
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
+    "memberships": frozenset({"created_at"}),
+    "clusters": frozenset({"campaign_id"}),
+}
 
 RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(n for n in schema.names if n not in OPTIONAL_COLUMNS.get(name, ()))
