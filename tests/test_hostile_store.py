@@ -381,7 +381,7 @@ def test_retracting_takes_the_run_lock(db_url: str, night: Path) -> None:
         assert store.latest_run_id() == good
 
 
-# -- read-only commands never create a store ---------------------------------------------------------
+# -- read-only commands never create a store ------------------------------------------------
 
 READERS = [
     ["runs"],
@@ -495,7 +495,7 @@ def test_printable_leaves_ordinary_text_alone() -> None:
     check()
 
 
-# -- an unreachable store is a URL to fix ------------------------------------------------------------
+# -- an unreachable store is a URL to fix --------------------------------------------------
 
 
 def _unreachable(db_url: str, tmp_path: Path) -> list[str]:
