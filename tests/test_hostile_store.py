@@ -309,6 +309,12 @@ def test_run_top_beyond_any_column_is_a_usage_error(db_url: str, night: Path) ->
     assert res.exit_code == 2, res.output
 
 
+def test_generate_accounts_beyond_any_column_is_a_usage_error(tmp_path: Path) -> None:
+    res = invoke("generate", "--out", tmp_path / "g", "--accounts", HUGE)  # was: ran forever
+    assert res.exit_code == 2 and "Invalid value" in res.output, res.output
+    assert not (tmp_path / "g").exists()
+
+
 # -- a shrunken night, and retracting a published run ----------------------------------------------
 
 

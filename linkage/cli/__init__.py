@@ -290,7 +290,8 @@ def generate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     scenario: Annotated[Scenario, typer.Option(help="Which planted pattern.")] = Scenario.mixed,
     accounts: Annotated[int | None, typer.Option(
-        help="Number of accounts [default: 100000; seedscale: 1000000].", min=100)] = None,
+        help="Number of accounts [default: 100000; seedscale: 1000000].", min=100,
+        max=MAX_COUNT)] = None,
     operator_share: Annotated[float | None, typer.Option(
         help="Share of operator accounts [default: 0.02; seedscale: 0.025].", min=0.0,
         max=0.5)] = None,
