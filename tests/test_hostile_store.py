@@ -238,6 +238,66 @@ def test_a_run_removes_the_spill_folders_of_dead_runs_and_only_those(
             holder.stdout.close()
 
 
+KILL_AT_SIGNALS = r"""
+import os, time
+from pathlib import Path
+from linkage.store.store import Store
+
+mark = Path(os.environ["STAGE_MARK"])
+set_stage = Store.set_stage
+
+
+def set_stage_then_wait(self, run_id, stage):
+    set_stage(self, run_id, stage)
+    if stage == "signals":
+        mark.write_text(stage)
+        time.sleep(600)  # until SIGKILL
+
+
+Store.set_stage = set_stage_then_wait
+from linkage.cli import app
+
+app(prog_name="linkage")
+"""
+
+
+def test_the_spill_folder_of_a_killed_run_is_removed_by_the_next_run(
+        db_url: str, night: Path, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    config = tmp_path / "spill.toml"
+    config.write_text(f'[engine]\nmemory_limit = "40MB"\ntemp_directory = "{spill}"\n')
+    mark = tmp_path / "signals.mark"
+    env = {**os.environ, "LINKAGE_SECRET": SECRET, "STAGE_MARK": str(mark)}
+    env.pop("LINKAGE_DB_URL", None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_AT_SIGNALS, "run", "--input", str(night), "--db", db_url,
+         "--config", str(config), "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert child.poll() is None, child.stderr.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the run never reached signals"
+            time.sleep(0.02)
+        [folder] = list(spill.iterdir())
+        assert folder.name.startswith(SPILL_PREFIX)
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert {p.stat().st_mode & 0o777 for p in folder.rglob("*")} == {0o600}
+        # While the run lives, another run leaves its folder alone (and is refused: exit 3).
+        assert run(night, db_url, "--config", config).exit_code == 3
+        assert folder.exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        child.stderr.close()  # type: ignore[union-attr]
+    assert folder.exists()  # SIGKILL runs no cleanup
+    wait_for_pg_lock_release(db_url)
+    res = run(night, db_url, "--config", config)
+    assert res.exit_code == 0, res.output
+    assert list(spill.iterdir()) == []
+
+
 # -- erasure covers quarantine and free text -----------------------------------------------------
 
 
