@@ -326,6 +326,10 @@ class StoreConfig:
     for every cluster scoring at least this; memberships and scores for every cluster. At a
     million accounts most accounts sit in low-scoring neighbourhood clusters whose evidence
     would be most of the store's rows and write time; 0 keeps everything."""
+    max_shrink: float = 0.5
+    """A run whose input has fewer accounts than the latest published run's by more than this
+    share is refused (exit 2) unless ``linkage run --allow-shrink``: a truncated export
+    published as ``latest`` would dissolve every cluster. 1 turns the check off."""
 
 
 @dataclass(frozen=True)
@@ -543,6 +547,8 @@ def _check_ranges(cfg: RunConfig) -> None:
          cfg.continuity.min_jaccard)
     need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
          cfg.store.evidence_min_score)
+    need(0.0 <= cfg.store.max_shrink <= 1.0, "store.max_shrink", "in [0, 1]",
+         cfg.store.max_shrink)
     need(cfg.engine.spark.buckets >= 1, "engine.spark.buckets", "at least 1",
          cfg.engine.spark.buckets)
     need(cfg.engine.spark.max_rounds >= 1, "engine.spark.max_rounds", "at least 1",

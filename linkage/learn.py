@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,14 +192,15 @@ def learn_from_input(input_dir: Path | str, truth: pa.Table, cfg: RunConfig,
                      secret: bytes) -> Fit:
     """Run ingest, signals and edges on ``input_dir`` and fit the model."""
     from linkage.engines import connect_duckdb
+    from linkage.engines.spill import spill_folder
     from linkage.graph import build_edges
     from linkage.ingest import ingest
     from linkage.pseudonymise import Pseudonymiser
     from linkage.signals import build_links
 
     pseudo = Pseudonymiser(secret)
-    with tempfile.TemporaryDirectory(prefix="linkage-learn-") as spill:
-        con = connect_duckdb(cfg.engine, Path(spill))
+    with spill_folder(cfg.engine.temp_directory) as spill:
+        con = connect_duckdb(cfg.engine, spill)
         try:
             pseudo.install(con)
             ingest(con, Path(input_dir), cfg.ingest, pseudo)

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import resource
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,8 @@ from linkage.campaigns import cluster_links, publish_campaigns
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
 from linkage.engines import connect_duckdb
-from linkage.errors import ConfigError, InputProblem
+from linkage.engines.spill import spill_folder
+from linkage.errors import ConfigError, InputError, InputProblem
 from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import ingest
 from linkage.labels import label_facts
@@ -89,12 +89,14 @@ def run_pipeline(
     reporter: StageReporter = _log_stage,
     state_dir: Path | None = None,
     incremental: bool = False,
+    allow_shrink: bool = False,
 ) -> RunSummary:
     """Run every stage on ``input_dir`` and publish the result to ``store``.
 
     With ``state_dir`` the run also keeps its normalised input there for the next
     incremental run; with ``incremental`` the input holds only what is new since the latest
     run, whose state in ``state_dir`` it builds on (:mod:`linkage.incremental`).
+    ``allow_shrink`` lifts the ``store.max_shrink`` check (:func:`check_shrink`).
 
     Raises :class:`~linkage.errors.InputError` (nothing written) for bad input,
     :class:`~linkage.errors.ConfigError` when the store was written with another key and
@@ -117,9 +119,9 @@ def run_pipeline(
 
     # The run lock comes first, before ingest: a second run refuses at once (RunLockedError)
     # instead of discovering the first one an hour later, at publish.
-    with run_lock(store), tempfile.TemporaryDirectory(prefix="linkage-") as spill:
-        spark = _spark_engine(cfg, Path(spill))
-        con = connect_duckdb(cfg.engine, Path(spill))
+    with run_lock(store), spill_folder(cfg.engine.temp_directory) as spill:
+        spark = _spark_engine(cfg, spill)
+        con = connect_duckdb(cfg.engine, spill)
         try:
             pseudo.install(con)
             state = _incremental_state(store, state_dir) if incremental else None
@@ -138,6 +140,8 @@ def run_pipeline(
                 n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
             store.ensure_schema()
             store.check_key(pseudo.check_value())
+            if not allow_shrink:
+                check_shrink(store, n_accounts, cfg.store.max_shrink)
             # We hold the lock, so a run still marked running belongs to a dead process.
             store.abandon_running()
             run_id = store.begin_run(
@@ -224,13 +228,13 @@ def run_pipeline(
                                                ingest_cfg=cfg.ingest,
                                                erasures=incr.erasure_count(store))
                         incr.commit_state(tmp, run_id)
-                    store.publish_run(run_id, record)
+                    # The key's check value commits with the first publish: no store holds
+                    # hashes without the check of the key they were made with.
+                    store.publish_run(run_id, record, key_check=pseudo.check_value())
                     if state_dir is not None:
                         incr.prune_states(state_dir, run_id)
                     store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
                                       keep=FINGERPRINT_KEY.format(run_id=run_id))
-                    if store.get_meta(Store.KEY_CHECK) is None:
-                        store.set_meta(Store.KEY_CHECK, pseudo.check_value())
             except BaseException as exc:
                 # Record the failure where it happened (also for Ctrl-C), then re-raise.
                 with contextlib.suppress(Exception):
@@ -266,6 +270,28 @@ def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
     from linkage.engines.spark import SparkEngine
 
     return SparkEngine(cfg.engine.spark, spill)
+
+
+def check_shrink(store: Store, n_accounts: int, max_shrink: float) -> None:
+    """Refuse (:class:`~linkage.errors.InputError`, exit 2) a night whose accounts fall by
+    more than ``max_shrink`` (a share) against the latest published run's.
+
+    A truncated or partial export would otherwise become ``latest``: every cluster
+    dissolved, and the next night compared with almost nothing.
+    """
+    latest = store.latest_run_id()
+    if latest is None:
+        return
+    before = store.run(latest)["n_accounts"] or 0
+    if before == 0 or n_accounts >= before * (1.0 - max_shrink):
+        return
+    fall = 1.0 - n_accounts / before
+    raise InputError(
+        f"the input has {n_accounts:,} accounts, {fall:.1%} fewer than the {before:,} of run "
+        f"{latest}, the latest published run; store.max_shrink = {max_shrink:g} allows "
+        f"{max_shrink:.0%} fewer at most. If the input is complete, run again with "
+        "--allow-shrink; nothing was written"
+    )
 
 
 def _incremental_state(store: Store, state_dir: Path | None) -> Path:

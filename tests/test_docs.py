@@ -61,6 +61,8 @@ def _commands(cmd: typing.Any, path: tuple[str, ...] = ()) -> Iterator[str]:
     # Duck-typed: recent Typer releases vendor click, so there is no click.Group to test for.
     subcommands = getattr(cmd, "commands", None)
     if subcommands is not None:
+        if path and getattr(cmd, "invoke_without_command", False):
+            yield " ".join(path)  # a group that is a command too (`linkage runs`)
         for name, sub in sorted(subcommands.items()):
             if not sub.hidden:
                 yield from _commands(sub, (*path, name))

@@ -60,6 +60,10 @@ def test_unknown_cluster_is_not_found(store: Store):
 def test_label_cli_errors(tmp_path):
     db = f"sqlite:///{tmp_path / 'l.db'}"
     res = invoke("label", "cluster", "cNOPE", "--as", "confirmed", "--note", "x", "--db", db)
+    assert res.exit_code == 2 and "no store at" in res.stderr  # nothing created
+    assert not (tmp_path / "l.db").exists()
+    invoke("db", "upgrade", "--db", db)
+    res = invoke("label", "cluster", "cNOPE", "--as", "confirmed", "--note", "x", "--db", db)
     assert res.exit_code == 2 and "no such cluster" in res.stderr
     res = invoke("label", "account", "a1", "--as", "great", "--note", "x", "--db", db)
     assert res.exit_code == 2

@@ -53,6 +53,8 @@ def test_second_run_refuses_at_once_with_exit_3(db_url: str, folder: Path) -> No
 
 
 def test_erasure_takes_the_lock_too(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.upgrade()  # an erasure refuses a URL that names no store, before any lock
     with Store(db_url) as holder, run_lock(holder, purpose="run"):
         res = invoke("forget", "a1", "--db", db_url)
         assert res.exit_code == 3, res.output

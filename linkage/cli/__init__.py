@@ -16,16 +16,19 @@ import logging
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from linkage import __version__
+from linkage.cli.terminal import cell, printable
 from linkage.config import load_config
 from linkage.errors import LinkageError
+
+if TYPE_CHECKING:
+    from linkage.store import Store
 
 __all__ = ["app", "main"]
 
@@ -40,9 +43,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the store's schema (Alembic migrations).",
                      no_args_is_help=True)
+runs_app = typer.Typer(invoke_without_command=True)
 export_app = typer.Typer(help="Export results of a run.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
+app.add_typer(runs_app, name="runs")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -53,6 +58,8 @@ DbOpt = Annotated[str | None, typer.Option(
     "sqlite:///linkage.db).", show_default=False)]
 RunOpt = Annotated[str, typer.Option(
     "--run", help="Run id, or 'latest' (the newest finished run).")]
+# Counts and limits: bounded so that no number reaches the database that it cannot hold.
+MAX_COUNT = 2**31 - 1
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 InputOpt = Annotated[Path, typer.Option(
@@ -68,7 +75,7 @@ def _errors(verbose: bool = False) -> Iterator[None]:
     try:
         yield
     except LinkageError as exc:
-        err.print(f"Error: {exc}", markup=False, highlight=False)
+        err.print(f"Error: {printable(exc)}", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("Error: interrupted", markup=False)
@@ -76,8 +83,8 @@ def _errors(verbose: bool = False) -> Iterator[None]:
     except Exception as exc:
         if verbose:
             err.print_exception()
-        err.print(f"Error: internal failure: {type(exc).__name__}: {exc}", markup=False,
-                  highlight=False)
+        err.print(f"Error: internal failure: {type(exc).__name__}: {printable(exc)}",
+                  markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -87,10 +94,22 @@ def _setup(quiet: bool, verbose: bool) -> None:
     setup_logging(-1 if quiet else (1 if verbose else 0), err)
 
 
-def _store(db: str | None):
-    from linkage.store import Store, resolve_db_url
+@contextlib.contextmanager
+def _store(db: str | None, *, create: bool = False) -> Iterator[Store]:
+    """The store ``--db`` names, closed afterwards.
 
-    return Store(resolve_db_url(db))
+    Only ``create=True`` (``run``, ``db upgrade``) may make a new one: every other command
+    refuses, exit 2, a URL that names no existing store ("no store at ..."), before SQLite
+    could create a file for a mistyped path.
+    """
+    from linkage.store import Store
+
+    with Store(db) as store:
+        if create:
+            store.check_sqlite_file(must_exist=False)
+        else:
+            store.require()
+        yield store
 
 
 class Engine(StrEnum):
@@ -105,7 +124,8 @@ def run(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML configuration (docs/configuration.md).")] = None,
     secret_file: SecretFileOpt = None,
-    top: Annotated[int, typer.Option(help="Flagged clusters to list at the end.")] = 5,
+    top: Annotated[int, typer.Option(help="Flagged clusters to list at the end.", min=0,
+                                     max=MAX_COUNT)] = 5,
     engine: Annotated[Engine | None, typer.Option(
         help="Relational engine; overrides engine.name of the configuration. spark needs "
         "pip install 'linkage[spark]' (docs/operations.md).")] = None,
@@ -115,6 +135,9 @@ def run(
     incremental: Annotated[bool, typer.Option(
         "--incremental", help="--input holds only what is new since the latest run; build "
         "on that run's --state.")] = False,
+    allow_shrink: Annotated[bool, typer.Option(
+        "--allow-shrink", help="Publish even if the input has fewer accounts than the latest "
+        "published run by more than store.max_shrink (docs/operations.md).")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -135,10 +158,11 @@ def run(
             cfg = dataclasses.replace(
                 cfg, engine=dataclasses.replace(cfg.engine, name=engine.value))
         secret = load_secret(secret_file)
-        with _store(db) as store:
+        with _store(db, create=True) as store:
             with StageProgress(err, enabled=not quiet) as progress:
                 summary = run_pipeline(input, store, cfg, secret, reporter=progress,
-                                       state_dir=state, incremental=incremental)
+                                       state_dir=state, incremental=incremental,
+                                       allow_shrink=allow_shrink)
             if not quiet:
                 _print_summary(summary)
                 _print_top(store, summary.run_id, top)
@@ -185,7 +209,8 @@ def _print_top(store, run_id: int, top: int) -> None:
     table = Table("cluster", "size", "score", "origin", "reasons", title="top flagged clusters")
     for c in flagged:
         reasons = "\n".join(json.loads(c["reasons_json"])[:3])
-        table.add_row(c["cluster_id"], str(c["size"]), f"{c['score']:.2f}", c["origin"], reasons)
+        table.add_row(cell(c["cluster_id"]), str(c["size"]), f"{c['score']:.2f}",
+                      cell(c["origin"]), cell(reasons))
     out.print(table, markup=False)
 
 
@@ -216,7 +241,8 @@ def export_memberships(
                 n = write_memberships(memberships, out_file)
             else:
                 n = write_table(memberships, out_file, fmt)
-    err.print(f"wrote {n:,} memberships of run {run_id} to {out_file}", markup=False)
+    err.print(printable(f"wrote {n:,} memberships of run {run_id} to {out_file}"),
+              markup=False, highlight=False)
 
 
 @app.command()
@@ -241,7 +267,7 @@ def evaluate(
     if as_json:
         print(json.dumps({"run_id": run_id, **result.as_dict()}))
         return
-    table = Table(title=f"run {run_id} against {truth.name}", show_header=False)
+    table = Table(title=cell(f"run {run_id} against {truth.name}"), show_header=False)
     for label, text in result.display_rows():
         table.add_row(label, text)
     out.print(table)
@@ -275,7 +301,7 @@ def generate(
     scenario: Annotated[Scenario, typer.Option(help="Which planted pattern.")] = Scenario.mixed,
     accounts: Annotated[int | None, typer.Option(
         help="Number of accounts [default: 100000; seedscale: 1000000; stockdevice: 5000; "
-        "world: drawn from the seed].", min=100)] = None,
+        "world: drawn from the seed].", min=100, max=MAX_COUNT)] = None,
     operator_share: Annotated[float | None, typer.Option(
         help="Share of operator accounts [default: 0.02; seedscale: 0.025].", min=0.0,
         max=0.5)] = None,
@@ -306,22 +332,57 @@ def generate(
         f"accounts in {summary.n_groups:,} groups) to {out_dir}", markup=False)
 
 
-@app.command()
+@runs_app.callback()
 def runs(
+    ctx: typer.Context,
     db: DbOpt = None,
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=0,
+                                       max=MAX_COUNT)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List runs with status and counts.
+    """List runs with status and counts (newest first); `linkage runs retract RUN`
+    withdraws a published one.
 
     Example: linkage runs --limit 5
     """
+    if ctx.invoked_subcommand is not None:
+        return
     with _errors(), _store(db) as store:
-        store.ensure_schema()
         rows = store.runs(limit)
     print_rows(rows, title="runs", as_json=as_json, columns=(
         "run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
         "n_flagged"))
+
+
+@runs_app.command("retract")
+def runs_retract(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The id of the run to retract.")],
+    db: DbOpt = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Who decided (default: $LINKAGE_USER, else the login name).",
+        show_default=False)] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why, e.g. 'truncated input folder'.")] = None,
+) -> None:
+    """Withdraw a published run: it stays in the store, but is no longer `latest` (views and
+    commands), nor what the next run compares with or warm-starts from.
+
+    Example: linkage runs retract 42 --by ann --reason "input folder was truncated"
+    """
+    with _errors():
+        from linkage.errors import NotFoundError
+        from linkage.labels import default_labeller
+        from linkage.store import parse_run_id
+        from linkage.store.lock import run_lock
+
+        parsed = parse_run_id(run_id)
+        if parsed is None:
+            raise NotFoundError(f"no such run: {printable(run_id)[:60]!r}")
+        with _store(db) as store, run_lock(store, purpose="retract"):
+            store.retract_run(parsed, by=by or default_labeller(), reason=reason)
+            latest = store.latest_run_id()
+    err.print(f"run {parsed} retracted; latest is now "
+              f"{'none' if latest is None else f'run {latest}'}", markup=False, highlight=False)
 
 
 def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
@@ -332,8 +393,8 @@ def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
         return
     table = Table(*columns, title=title)
     for r in rows:
-        # Text(): ids, notes and errors are data, never Rich markup.
-        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))
+        # cell(): ids, notes and errors are data, never Rich markup nor terminal commands.
+        table.add_row(*(cell(r.get(c)) for c in columns))
     out.print(table)
 
 
@@ -343,7 +404,7 @@ def db_upgrade(db: DbOpt = None) -> None:
 
     Example: linkage db upgrade --db postgresql://linkage@db/linkage
     """
-    with _errors(), _store(db) as store:
+    with _errors(), _store(db, create=True) as store:
         store.upgrade()
     err.print("schema is at head", markup=False)
 
@@ -358,7 +419,7 @@ def db_check(db: DbOpt = None) -> None:
         diffs = store.check()
     if diffs:
         for d in diffs:
-            err.print(f"difference: {d}", markup=False)
+            err.print(f"difference: {printable(d)}", markup=False, highlight=False)
         raise typer.Exit(1)
     err.print("models and migrations agree", markup=False)
 
@@ -377,25 +438,25 @@ def _root(
     """linkage: graph-based account linkage."""
 
 
-# The analyst commands (issue 6) live in their own modules, which import the shared options
-# above; hence registration here, after those are defined.
+# The analyst commands live in their own modules, which import the shared options above;
+# hence registration here, after those are defined.
 from linkage.cli import reports as _reports  # noqa: E402
 from linkage.cli import show as _show  # noqa: E402
 
 _show.register(app)
 _reports.register(app, export_app)
 
-from linkage.cli import forget as _forget  # noqa: E402  (issue 9: erasure on request)
+from linkage.cli import forget as _forget  # noqa: E402
 
 _forget.register(app)
 
-from linkage.cli import diff as _diff  # noqa: E402  (issue 5: lineage between runs)
-from linkage.cli import label as _label  # noqa: E402  (issue 5: analyst labels)
+from linkage.cli import diff as _diff  # noqa: E402
+from linkage.cli import label as _label  # noqa: E402
 
 _diff.register(app)
 _label.register(app)
 
-from linkage.cli import learn as _learn  # noqa: E402  (issue 3: weights from labels)
+from linkage.cli import learn as _learn  # noqa: E402
 
 _learn.register(app)
 

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from linkage.cli import DbOpt, _errors, _store, out
+from linkage.cli.terminal import cell
 
 __all__ = ["DiffFormat", "diff", "register"]
 
@@ -82,9 +82,9 @@ def _print_table(before: int, after: int, counts: dict[str, int],
     for col in COLUMNS:
         table.add_column(col, justify="right" if col in ("overlap", "jaccard") else "left")
     for r in rows:
-        # Text(): ids are data, never Rich markup.
+        # cell(): ids are data, never Rich markup nor terminal commands.
         table.add_row(
-            Text(r["cluster_id"]), r["kind"], Text(r["other_cluster_id"] or ""),
+            cell(r["cluster_id"]), cell(r["kind"]), cell(r["other_cluster_id"]),
             "" if r["overlap"] is None else f"{r['overlap']:,}",
             "" if r["jaccard"] is None else f"{r['jaccard']:.3f}",
         )

@@ -27,10 +27,12 @@ def forget(
         "--reason", help="Why, e.g. a ticket number.")] = None,
     secret_file: SecretFileOpt = None,
 ) -> None:
-    """Erase an account's memberships and evidence from every run; record the erasure.
+    """Erase an account's memberships, evidence and quarantined values from every run, and
+    the id from label notes and run errors; record the erasure.
 
     Run totals stay what each run saw; the erasures table names the account only by a keyed
-    hash and counts the rows removed per table.
+    hash and counts the rows removed or rewritten per table. The --reason is stored as
+    given: do not put the account id in it.
 
     Example: linkage forget acct-123 --by ann --reason "GDPR request 2026-0042"
     """
@@ -45,7 +47,10 @@ def forget(
     per_table = ", ".join(f"{n} {t}" for t, n in result.rows_removed.items())
     err.print(
         f"erasure {result.erasure_id}: removed {result.n_rows_removed:,} rows ({per_table}) "
-        f"from {len(result.runs)} run(s)", markup=False, highlight=False)
+        f"from {len(result.runs)} run(s); where quarantined values, label notes and run "
+        f"errors named the account they now say erased:{result.account_key} (the --reason "
+        "text is kept as given)",
+        markup=False, highlight=False)
 
 
 def _login() -> str:

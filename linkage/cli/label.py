@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from linkage.cli import DbOpt, _errors, _store, err, print_rows
+from linkage.cli.terminal import printable
 
 __all__ = ["label", "labels", "register"]
 
@@ -47,8 +48,8 @@ def label(
         with _store(db) as store:
             row = add_label(store, target.value, target_id, verdict.value, note=note,
                             by=by if by is not None else default_labeller())
-    err.print(f"label {row['label_id']}: {target.value} {row['target_id']} is "
-              f"{row['label']} (by {row['by']})", markup=False, highlight=False)
+    err.print(printable(f"label {row['label_id']}: {target.value} {row['target_id']} is "
+                        f"{row['label']} (by {row['by']})"), markup=False, highlight=False)
 
 
 def labels(

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from linkage.cli import (
     InputOpt,
@@ -26,6 +25,7 @@ from linkage.cli import (
     err,
     out,
 )
+from linkage.cli.terminal import cell, printable
 
 __all__ = ["learn", "register"]
 
@@ -87,14 +87,14 @@ def learn(
         table.add_column(col, justify="left" if col == "signal" else "right")
     for i, s in enumerate(fit.signals):
         table.add_row(
-            Text(s),
+            cell(s),
             f"{defaults[s][0]:.2f}" if s in defaults else "-",
             f"{given[s][0]:.2f}" if s in given else "-",
             f"{fit.coef[i]:+.2f}",
             f"{fit.weights[s]:.3f}" if s in fit.weights else "-",
         )
     out.print(table)
-    err.print(f"wrote {out_path}", markup=False)
+    err.print(printable(f"wrote {out_path}"), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from linkage.cli.terminal import PrintableFormatter
+
 __all__ = ["StageProgress", "setup_logging"]
 
 
@@ -29,10 +31,12 @@ def setup_logging(verbosity: int, console: Console) -> None:
     handler: logging.Handler
     if console.is_terminal:
         handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(PrintableFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
+        # PrintableFormatter: log messages quote input values, which must not command the
+        # terminal that shows the log (or `tail -f` on it).
+        handler.setFormatter(PrintableFormatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
     handler.setLevel(level)
     root.addHandler(handler)

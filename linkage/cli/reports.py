@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from linkage.cli import DbOpt, RunOpt, _errors, _store, err
+from linkage.cli.terminal import printable
 
 __all__ = ["TableFormat", "register"]
 
@@ -49,7 +50,7 @@ def export_banlist(
             run_id = store.resolve_run(run_ref)
             table = banlist(store, run_id, min_score=min_score)
         write_csv(table, out_file)
-    err.print(f"wrote {table.num_rows:,} accounts of run {run_id} to {out_file}",
+    err.print(printable(f"wrote {table.num_rows:,} accounts of run {run_id} to {out_file}"),
               markup=False, highlight=False)
 
 
@@ -76,7 +77,7 @@ def export_clusters(
             run_id = store.resolve_run(run_ref)
             table = clusters_table(store, run_id, min_score=min_score)
         n = write_table(table, out_file, fmt.value)
-    err.print(f"wrote {n:,} clusters of run {run_id} to {out_file}", markup=False,
+    err.print(printable(f"wrote {n:,} clusters of run {run_id} to {out_file}"), markup=False,
               highlight=False)
 
 
@@ -98,7 +99,8 @@ def export_case(
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             write_case(store, run_id, cluster_id, out_file)
-    err.print(f"wrote the case packet of cluster {cluster_id!r} (run {run_id}) to {out_file}",
+    err.print(printable(f"wrote the case packet of cluster {cluster_id!r} (run {run_id}) to "
+                        f"{out_file}"),
               markup=False, highlight=False)
 
 
@@ -120,7 +122,8 @@ def report(
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             index = write_report(store, run_id, out_dir, min_score=min_score)
-    err.print(f"wrote the report of run {run_id} to {index}", markup=False, highlight=False)
+    err.print(printable(f"wrote the report of run {run_id} to {index}"), markup=False,
+              highlight=False)
 
 
 def register(app: typer.Typer, export_app: typer.Typer) -> None:

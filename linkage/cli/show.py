@@ -1,9 +1,10 @@
 """``linkage show cluster``, ``linkage show account`` and ``linkage explain``.
 
 Explanations read from the store only (:mod:`linkage.reports.queries`). Rich tables on a
-terminal, ``--format json`` for tools. Every value that came from the input (account ids)
-is wrapped in :class:`rich.text.Text`, so a name such as ``[red]x[/red]`` is printed as
-written rather than read as Rich markup.
+terminal, ``--format json`` for tools. Every value that came from the input or an analyst
+(account ids, notes) goes through :func:`linkage.cli.terminal.cell`: a name such as
+``[red]x[/red]`` is printed as written rather than read as Rich markup, and an escape
+sequence is shown rather than obeyed by the terminal.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from linkage.cli import DbOpt, RunOpt, _errors, _store, out
+from linkage.cli import MAX_COUNT, DbOpt, RunOpt, _errors, _store, out
+from linkage.cli.terminal import cell, printable
 
 __all__ = ["OutputFormat", "explain", "register", "show_app"]
 
@@ -38,8 +40,7 @@ def _json(data: Any) -> None:
     print(json.dumps(data, default=str, indent=2))
 
 
-def _t(value: Any) -> Text:
-    return Text("" if value is None else str(value))
+_t = cell
 
 
 def _signals(signals: list[dict[str, Any]], limit: int = 4) -> Text:
@@ -59,7 +60,8 @@ def show_cluster(
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
     fmt: FormatOpt = OutputFormat.text,
-    max_members: Annotated[int, typer.Option(help="Members to list (text format).")] = 50,
+    max_members: Annotated[int, typer.Option(help="Members to list (text format).", min=0,
+                                             max=MAX_COUNT)] = 50,
 ) -> None:
     """A cluster: score and each feature's contribution, reasons, members, shared keys by
     kind with counts, and lineage.
@@ -77,7 +79,7 @@ def show_cluster(
     if fmt is OutputFormat.json:
         _json(detail)
         return
-    out.print(_kv(f"cluster {detail['cluster_id']} in run {run_id}", [
+    out.print(_kv(printable(f"cluster {detail['cluster_id']} in run {run_id}"), [
         ("size", detail["size"]), ("score", f"{detail['score']:.3f}"),
         ("flagged", "yes" if detail["flagged"] else "no"),
         ("origin", detail["origin"]), ("parents", ", ".join(detail["parents"]) or "-"),
@@ -87,7 +89,7 @@ def show_cluster(
     ]))
     contrib = Table("feature", "value", "contribution", title="score breakdown")
     for name, value in sorted(detail["contributions"].items(), key=lambda kv: -kv[1]):
-        contrib.add_row(name, f"{detail['features'].get(name, 0.0):.3f}", f"{value:.3f}")
+        contrib.add_row(_t(name), f"{detail['features'].get(name, 0.0):.3f}", f"{value:.3f}")
     contrib.add_row("size_factor", f"{detail['features'].get('size_factor', 1.0):.3f}", "x")
     out.print(contrib)
     reasons = Table(title="reasons", show_header=False)
@@ -106,8 +108,8 @@ def show_cluster(
     out.print(history)
     shown = detail["members"][:max_members]
     more = len(detail["members"]) - len(shown)
-    out.print(Text(f"members ({len(detail['members'])}): " + ", ".join(shown)
-                   + (f", … {more} more" if more > 0 else "")))
+    out.print(_t(f"members ({len(detail['members'])}): " + ", ".join(shown)
+                 + (f", … {more} more" if more > 0 else "")))
 
 
 @show_app.command("account")
@@ -116,7 +118,8 @@ def show_account(
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
     fmt: FormatOpt = OutputFormat.text,
-    links: Annotated[int, typer.Option(help="How many strongest links to list.")] = 10,
+    links: Annotated[int, typer.Option(help="How many strongest links to list.", min=0,
+                                       max=MAX_COUNT)] = 10,
 ) -> None:
     """An account: its cluster in each run, the analysts' labels on it and on those
     clusters, and its strongest links in the chosen run.
@@ -124,7 +127,7 @@ def show_account(
     Example: linkage show account a0000013
     """
     with _errors():
-        from linkage.errors import NotFoundError
+        from linkage.errors import NotFoundError, shorten
         from linkage.labels import list_labels
         from linkage.reports.queries import account_history, account_links
 
@@ -133,7 +136,7 @@ def show_account(
             history = account_history(store, account_id)
             if not history:
                 raise NotFoundError(
-                    f"no such account in any cluster: {account_id[:60]!r} (accounts that "
+                    f"no such account in any cluster: {shorten(account_id)} (accounts that "
                     "share nothing with anyone are not stored)")
             strongest = account_links(store, run_id, account_id, limit=links)
             clusters = {h["cluster_id"] for h in history}
@@ -152,7 +155,7 @@ def show_account(
         _json(data)
         return
     table = Table("run", "cluster", "size", "score", "flagged", "origin",
-                  title=Text(f"account {account_id}: cluster by run"))
+                  title=_t(f"account {account_id}: cluster by run"))
     for h in history:
         table.add_row(str(h["run_id"]), _t(h["cluster_id"]), str(h["size"]),
                       f"{h['cluster_score']:.3f}", "yes" if h["flagged"] else "no",
@@ -164,10 +167,10 @@ def show_account(
         for row in labels:
             label_table.add_row(f"{row['created_at']:%Y-%m-%d %H:%M}",
                                 _t(f"{row['target_kind']} {row['target_id']}"),
-                                row["label"], _t(row["by"]), _t(row["note"]))
+                                _t(row["label"]), _t(row["by"]), _t(row["note"]))
         out.print(label_table)
     if current is None:
-        out.print(Text(f"not in a cluster in run {run_id}"))
+        out.print(_t(f"not in a cluster in run {run_id}"))
         return
     link_table = Table("other account", "weight", "signals",
                        title=f"strongest links in run {run_id}")
@@ -199,13 +202,13 @@ def explain(
         _json(result)
         return
     if not result["found"]:
-        out.print(Text(f"no evidence path in run {run_id}: {result['note']} "
-                       f"({result['cluster_a']}, {result['cluster_b']})"))
+        out.print(_t(f"no evidence path in run {run_id}: {result['note']} "
+                     f"({result['cluster_a']}, {result['cluster_b']})"))
         return
     table = Table("from", "to", "weight", "signals (contribution x shared keys)",
-                  title=Text(f"strongest evidence path {a} → {b} in run {run_id} "
-                             f"(strength {result['strength']:.3f}, "
-                             f"{len(result['hops'])} hops)"))
+                  title=_t(f"strongest evidence path {a} → {b} in run {run_id} "
+                           f"(strength {result['strength']:.3f}, "
+                           f"{len(result['hops'])} hops)"))
     for hop in result["hops"]:
         signals = ", ".join(f"{s['signal']} {s['contribution']:.2f} x{s['shared_keys']}"
                             for s in hop["signals"])

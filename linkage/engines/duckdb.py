@@ -1,9 +1,9 @@
 """The DuckDB engine: an in-process, in-memory database that spills to disk.
 
 Memory stays bounded by ``engine.memory_limit`` (1.5 GB unless configured): above it DuckDB's
-operators spill to ``engine.temp_directory`` (a private temporary folder by default) and get
-slower instead of failing. Timestamps are parsed and kept in UTC whatever the machine's time
-zone.
+operators spill to the run's own private folder under ``engine.temp_directory``
+(:mod:`linkage.engines.spill`) and get slower instead of failing. Timestamps are parsed and
+kept in UTC whatever the machine's time zone.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ __all__ = ["connect_duckdb"]
 def connect_duckdb(cfg: EngineConfig, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """Open a configured in-memory DuckDB connection.
 
-    ``temp_dir`` is used for spilling when ``cfg.temp_directory`` is empty; the caller owns
-    its lifetime (a :class:`tempfile.TemporaryDirectory` in the pipeline).
+    ``temp_dir`` is where DuckDB spills: the caller's private folder, which it owns
+    (:func:`linkage.engines.spill.spill_folder`, made under ``cfg.temp_directory``).
+    Without one, ``cfg.temp_directory`` or the system's temporary folder itself.
     """
     con = duckdb.connect(":memory:")
-    spill = cfg.temp_directory or str(temp_dir or tempfile.gettempdir())
+    spill = str(temp_dir or cfg.temp_directory or tempfile.gettempdir())
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET temp_directory = ?", [spill])

@@ -6,14 +6,25 @@ typed Core statements and drift checks. See ``docs/`` for the tables and analyst
 """
 
 from linkage.store.record import RECORD_COLUMNS, RECORD_SCHEMAS, RunRecord
-from linkage.store.store import DEFAULT_DB_URL, Store, create_store_engine, resolve_db_url
+from linkage.store.store import (
+    DEFAULT_DB_URL,
+    MAX_RUN_ID,
+    Store,
+    StoreUnreachableError,
+    create_store_engine,
+    parse_run_id,
+    resolve_db_url,
+)
 
 __all__ = [
     "DEFAULT_DB_URL",
+    "MAX_RUN_ID",
     "RECORD_COLUMNS",
     "RECORD_SCHEMAS",
     "RunRecord",
     "Store",
+    "StoreUnreachableError",
     "create_store_engine",
+    "parse_run_id",
     "resolve_db_url",
 ]

@@ -6,7 +6,16 @@ row that names the account:
 ``memberships``
     the account's cluster in each run;
 ``evidence``, ``evidence_signals``
-    every edge with the account at either end, and that edge's per-signal contributions.
+    every edge with the account at either end, and that edge's per-signal contributions;
+``quarantine``
+    an input row set aside whose recorded value is the account id (an orphan row naming
+    it, a duplicate id): the row stays (which file, row and rule), its ``value`` becomes
+    ``erased:<account key>``.
+
+Free text is scrubbed where linkage wrote it or analysts wrote it through linkage: every
+occurrence of the id as a whole token (not inside a longer id) in a label's ``note`` and in
+a run's ``error`` becomes ``erased:<account key>``. The erasure's own ``--reason`` is stored
+as given: do not put the id in it.
 
 What stays, and why:
 
@@ -55,11 +64,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, func, or_, select
 
 from linkage.errors import NotFoundError, shorten
 from linkage.pseudonymise import Pseudonymiser
@@ -78,7 +88,9 @@ ERASED_TABLES: dict[str, tuple[str, ...]] = {
     "evidence": ("account_a", "account_b"),
     "evidence_signals": ("account_a", "account_b"),
 }
-"""Every table that names an account, and the columns that do."""
+"""Every table whose rows name an account, and the columns that do: those rows are deleted.
+``quarantine`` (its ``value``), label notes and run errors are rewritten instead (see the
+module notes)."""
 
 _NAMESPACE = "erasure-account"
 
@@ -122,10 +134,9 @@ def forget_account(
     RunLockedError
         A run (or another erasure) holds the store.
     """
+    # Before the lock: no lock file, no database is created for a URL naming no store.
+    store.require()
     with run_lock(store, purpose="forget"):
-        if store.is_empty():
-            raise NotFoundError(
-                f"no such account: {shorten(account_id)}: {store.display_url} holds no run")
         store.ensure_schema()
         store.check_key(pseudo.check_value())
         key = account_key(pseudo, account_id)
@@ -140,7 +151,9 @@ def forget_account(
                     table.delete().where(or_(*(table.c[c] == account_id for c in columns)))
                 )
                 removed[name] = int(result.rowcount)
+            removed["quarantine"] = _scrub_quarantine(conn, account_id, key)
             removed["labels"] = _scrub_labels(conn, account_id, key)
+            removed["runs"] = _scrub_text(conn, _T["runs"], "run_id", "error", account_id, key)
             erasures = _T["erasures"]
             inserted = conn.execute(erasures.insert().values(
                 erased_at=datetime.now(UTC), erased_by=by, reason=reason, account_key=key,
@@ -152,6 +165,41 @@ def forget_account(
              len(runs))
     return ErasureResult(erasure_id=erasure_id, account_key=key, runs=runs,
                          rows_removed=removed)
+
+
+def _quarantined(account_id: str) -> ColumnElement[bool]:
+    """The ``quarantine`` rows whose value is the account id, as ingest recorded it."""
+    return _T["quarantine"].c.value == shorten(account_id)
+
+
+def _scrub_quarantine(conn: Connection, account_id: str, key: str) -> int:
+    """Replace the account id in ``quarantine.value`` by ``erased:<key>``; rows changed."""
+    quarantine = _T["quarantine"]
+    result = conn.execute(quarantine.update().where(_quarantined(account_id))
+                          .values(value=f"erased:{key}"))
+    return int(result.rowcount)
+
+
+def _mentions(account_id: str) -> re.Pattern[str]:
+    """The id as a whole token: not inside a longer id such as ``a12`` for ``a1``."""
+    return re.compile(r"(?<![\w-])" + re.escape(account_id) + r"(?![\w-])")
+
+
+def _scrub_text(conn: Connection, table: Table, key_column: str, column: str,
+                account_id: str, key: str) -> int:
+    """Replace the id in a free-text column by ``erased:<key>``; rows changed. A LIKE finds
+    the candidate rows (few), the token pattern decides."""
+    pattern = _mentions(account_id)
+    candidates = conn.execute(select(table.c[key_column], table.c[column]).where(
+        table.c[column].contains(account_id, autoescape=True))).all()
+    changed = 0
+    for row_key, text in candidates:
+        scrubbed = pattern.sub(f"erased:{key}", text)
+        if scrubbed != text:
+            conn.execute(table.update().where(table.c[key_column] == row_key)
+                         .values({column: scrubbed}))
+            changed += 1
+    return changed
 
 
 def _scrub_labels(conn: Connection, account_id: str, key: str) -> int:
@@ -167,7 +215,14 @@ def _scrub_labels(conn: Connection, account_id: str, key: str) -> int:
         for label_id, text in candidates
         if account_id in json.loads(text)
     }
-    if not targets and not members:
+    pattern = _mentions(account_id)
+    notes = {
+        label_id: pattern.sub(f"erased:{key}", text)
+        for label_id, text in conn.execute(select(labels.c.label_id, labels.c.note).where(
+            labels.c.note.contains(account_id, autoescape=True))).all()
+        if pattern.search(text)
+    }
+    if not targets and not members and not notes:
         return 0
     with _append_only_lifted(conn):
         for label_id in targets:
@@ -176,7 +231,10 @@ def _scrub_labels(conn: Connection, account_id: str, key: str) -> int:
         for label_id, kept in members.items():
             conn.execute(labels.update().where(labels.c.label_id == label_id)
                          .values(members_json=json.dumps(kept)))
-    return len(set(targets) | set(members))
+        for label_id, note in notes.items():
+            conn.execute(labels.update().where(labels.c.label_id == label_id)
+                         .values(note=note))
+    return len(set(targets) | set(members) | set(notes))
 
 
 @contextlib.contextmanager
@@ -210,6 +268,9 @@ def _runs_of(conn: Connection, account_id: str) -> list[int]:
         query = select(table.c.run_id).distinct().where(
             or_(*(table.c[c] == account_id for c in columns)))
         found.update(int(r) for r in conn.execute(query).scalars())
+    quarantine = _T["quarantine"]
+    found.update(int(r) for r in conn.execute(
+        select(quarantine.c.run_id).distinct().where(_quarantined(account_id))).scalars())
     return sorted(found)
 
 

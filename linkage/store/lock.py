@@ -11,13 +11,17 @@ so a crashed run never leaves a lock that someone has to clear by hand:
 PostgreSQL
     a session-level advisory lock (``pg_try_advisory_lock``) on a connection kept open, in
     autocommit, for the whole run. The server drops it when that session ends, including when
-    the process is killed or the network goes. The holder's pid and host are in the session's
-    ``application_name``, which the refusal message reads from ``pg_stat_activity``.
+    the process is killed or the network goes. Advisory locks belong to one database of the
+    server, so every URL that reaches that database (another host name, address or role) meets
+    the same lock. The holder's pid and host are in the session's ``application_name``,
+    which the refusal message reads from ``pg_stat_activity``.
 SQLite
-    ``flock(LOCK_EX | LOCK_NB)`` on ``<database file>.lock``. The kernel releases it when the
-    holding process exits, however it exits. The file itself stays (removing it would let two
-    processes lock two different files of the same name); while the lock is held it names the
-    holder. An in-memory database is private to its process and needs no lock.
+    ``flock(LOCK_EX | LOCK_NB)`` on ``<database file>.lock``, where the database file is the
+    resolved one (symbolic links followed, relative paths made absolute): two spellings of
+    one file, a symlink alias included, are one store and take one lock. The kernel releases
+    it when the holding process exits, however it exits. The file itself stays (removing it
+    would let two processes lock two different files of the same name); while the lock is
+    held it names the holder. An in-memory database is private to its process and needs no lock.
 
 Examples
 --------
@@ -39,11 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from linkage.errors import RunLockedError, StoreError
-from linkage.store.store import Store
+from linkage.errors import RunLockedError
+from linkage.store.store import Store, StoreUnreachableError, sqlite_path
 
 __all__ = ["LOCK_KEY", "lock_path", "run_lock"]
 
@@ -57,14 +60,15 @@ _HINT = "wait for it to finish (a scheduler sees exit status 3: try again later)
 
 
 def lock_path(store: Store) -> Path | None:
-    """The lock file of a SQLite store (``None``: PostgreSQL, or SQLite in memory)."""
-    url = make_url(store.url)
-    if store.dialect != "sqlite":
+    """The lock file of a SQLite store (``None``: PostgreSQL, or SQLite in memory): the
+    database file's resolved path plus ``.lock``.
+
+    Hard links to one file are not recognised (they have no resolved name in common).
+    """
+    database = sqlite_path(store.url)
+    if database is None:
         return None
-    database = url.database or ""
-    if database in ("", ":memory:") or url.query.get("mode") == "memory":
-        return None
-    return Path(database + ".lock")
+    return Path(os.path.realpath(database) + ".lock")
 
 
 def _holder_text(purpose: str) -> str:
@@ -93,8 +97,8 @@ def run_lock(store: Store, *, purpose: str = "run") -> Iterator[str]:
     RunLockedError
         Another process holds the lock; nothing was done.
     StoreError
-        The lock could not be taken for another reason (unreachable server, a folder that
-        does not exist).
+        The lock could not be taken for another reason (:class:`StoreUnreachableError`, exit
+        2, for an unreachable server or a folder that does not exist).
     """
     if store.dialect == "postgresql":
         with _pg_lock(store, purpose) as held:
@@ -104,6 +108,9 @@ def run_lock(store: Store, *, purpose: str = "run") -> Iterator[str]:
     if path is None:
         yield "in-memory database: no lock needed"
         return
+    # Before any file is created beside it: a path naming something that is not a SQLite
+    # database (a typo, /etc/passwd) gets no lock file and no store.
+    store.check_sqlite_file(must_exist=False)
     with _file_lock(store, path, purpose) as held:
         yield held
 
@@ -113,7 +120,8 @@ def _file_lock(store: Store, path: Path, purpose: str) -> Iterator[str]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StoreError(
+        # A folder that does not exist or may not be written: the --db path needs fixing.
+        raise StoreUnreachableError(
             f"cannot create the lock file {str(path)!r} of {store.display_url}: {exc.strerror}"
         ) from None
     try:
@@ -150,8 +158,7 @@ def _pg_lock(store: Store, purpose: str) -> Iterator[str]:
         # would hold back VACUUM on the whole server.
         conn = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot connect to {store.display_url} to take the run lock: "
-                         f"{' '.join(str(getattr(exc, 'orig', exc)).split())[:300]}") from None
+        raise store.failure("connecting to take the run lock", exc) from None
     try:
         conn.execute(text("SELECT set_config('application_name', :name, false)"),
                      {"name": _holder_text(purpose)[:63]})

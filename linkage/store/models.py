@@ -78,7 +78,9 @@ NAMING_CONVENTION = {
 }
 
 # abandoned: left running by a process that died; set by the next run (which holds the lock).
-RUN_STATUSES = ("running", "succeeded", "failed", "abandoned")
+# retracted: published, then withdrawn by `linkage runs retract` (migration 0006): its rows
+# stay for the audit trail, but it is never `latest` nor what a later run compares with.
+RUN_STATUSES = ("running", "succeeded", "failed", "abandoned", "retracted")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -129,7 +131,7 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('running', 'succeeded', 'failed', 'abandoned')",
+            "status IN ('running', 'succeeded', 'failed', 'abandoned', 'retracted')",
             name="status",
         ),
         # AUTOINCREMENT on SQLite: a deleted run's id is never handed out again, so an id
@@ -162,6 +164,11 @@ class Run(Base):
     n_flagged: Mapped[int | None] = mapped_column(BigInteger)
     timings_json: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # Set by `linkage runs retract` (migration 0006): when, by whom and why a published run
+    # was withdrawn; NULL for every other run.
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    retracted_by: Mapped[str | None] = mapped_column(String(255))
+    retraction_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Cluster(Base):

@@ -12,7 +12,7 @@ Examples
 >>> record = RunRecord.empty(input_fingerprint="sha256:0")
 >>> record.validate()
 >>> record.memberships.column_names
-['account_id', 'cluster_id']
+['account_id', 'cluster_id', 'created_at']
 >>> from dataclasses import replace
 >>> bad = replace(record, memberships=pa.table({"account_id": ["a"]}))
 >>> bad.validate()  # doctest: +ELLIPSIS

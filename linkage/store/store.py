@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from linkage.errors import ConfigError, LinkageError, NotFoundError, StoreError, shorten
 from linkage.store import migrate
@@ -54,7 +54,9 @@ from linkage.store.record import RECORD_SCHEMAS, RunRecord
 __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_DB_URL",
+    "MAX_RUN_ID",
     "Store",
+    "StoreUnreachableError",
     "create_store_engine",
     "resolve_db_url",
 ]
@@ -65,6 +67,11 @@ DEFAULT_DB_URL = "sqlite:///linkage.db"
 CHUNK_ROWS = 50_000  # rows per executemany: bounds memory, big enough to amortise round trips
 SQLITE_BUSY_TIMEOUT_MS = 60_000  # wait for another writer rather than fail at once
 SQLITE_CACHE_KIB = 65_536  # page cache per connection
+
+MAX_RUN_ID = 2**31 - 1
+"""The largest run id a store can hold (``runs.run_id`` is a 32-bit integer on PostgreSQL)."""
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _ACCEPTED = "sqlite:///PATH, postgresql://USER@HOST/DB (or postgresql+psycopg://)"
 
@@ -148,8 +155,61 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+_WRONG_KEY = (
+    "the pseudonymisation key differs from the one this store was written with: its hashes "
+    "would not match the stored ones. Use the original key (LINKAGE_SECRET / --secret-file) "
+    "or a new store."
+)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class StoreUnreachableError(StoreError):
+    """The store could not be opened at all: a wrong host, port, database, role or password,
+    or a SQLite path that cannot be opened. Exit status 2: the ``--db`` URL needs fixing
+    (a store that was reachable and then failed mid-work stays a :class:`StoreError`, 1)."""
+
+    exit_code = 2
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite store URL (``None``: PostgreSQL or an in-memory database).
+
+    Examples
+    --------
+    >>> sqlite_path("sqlite:///night.db"), sqlite_path("sqlite://"), sqlite_path("postgresql://h/d")
+    ('night.db', None, None)
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    return database
+
+
+def parse_run_id(ref: object) -> int | None:
+    """``ref`` as a run id if it is one a store can hold (digits, 1 to :data:`MAX_RUN_ID`),
+    else ``None``: an id beyond what the column holds names no run rather than overflowing
+    the driver.
+
+    Examples
+    --------
+    >>> parse_run_id("12"), parse_run_id(" 7 "), parse_run_id("99999999999999999999")
+    (12, 7, None)
+    >>> parse_run_id("-1"), parse_run_id("1e3"), parse_run_id(True)
+    (None, None, None)
+    """
+    if isinstance(ref, bool):
+        return None
+    text = str(ref).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        return None
+    run_id = int(text)
+    return run_id if 1 <= run_id <= MAX_RUN_ID else None
 
 
 class Store:
@@ -169,6 +229,13 @@ class Store:
         self.engine = create_store_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        # Whether a connection was ever opened: a failure before that is a URL to fix
+        # (StoreUnreachableError, exit 2); after it, a failure of the store (exit 1).
+        self.reached = False
+
+        @event.listens_for(self.engine, "connect")
+        def _reached(_dbapi_connection: Any, _record: Any) -> None:
+            self.reached = True
 
     @property
     def display_url(self) -> str:
@@ -199,6 +266,44 @@ class Store:
         """Whether the database was never migrated (it has no Alembic version table)."""
         with self._guard("inspecting the schema"):
             return not migrate.has_version_table(self.engine)
+
+    def require(self) -> None:
+        """Refuse (:class:`NotFoundError`, exit 2) a URL that names no existing store.
+
+        What every command that only reads (or adds to) a store calls first: SQLite would
+        otherwise create an empty database file for a mistyped path, and a migration would
+        write a schema into any database named by mistake. For a SQLite file nothing is
+        opened before the file is known to exist and to start with SQLite's header.
+        """
+        self.check_sqlite_file(must_exist=True)
+        if self.is_empty():
+            path = sqlite_path(self.url)
+            where = repr(path) if path is not None else self.display_url
+            raise NotFoundError(
+                f"no store at {where}: it holds no linkage schema (a first `linkage run` or "
+                "`linkage db upgrade` creates one)")
+
+    def check_sqlite_file(self, *, must_exist: bool) -> None:
+        """Refuse (exit 2) a SQLite path that is not a SQLite database file: a folder, a
+        device, a text file; with ``must_exist``, also one that does not exist. Nothing is
+        created or opened for writing. No-op for PostgreSQL and in-memory databases."""
+        path = sqlite_path(self.url)
+        if path is None:
+            return
+        if not os.path.exists(path):
+            if must_exist:
+                raise NotFoundError(f"no store at {path!r}: no such file")
+            return
+        if not os.path.isfile(path):
+            raise NotFoundError(f"no store at {path!r}: not a regular file")
+        try:
+            with open(path, "rb") as file:
+                header = file.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreUnreachableError(f"cannot read {path!r}: {exc.strerror}") from None
+        # An empty file is a valid, empty SQLite database (what `touch` makes).
+        if header and header != _SQLITE_HEADER:
+            raise NotFoundError(f"no store at {path!r}: the file is not a SQLite database")
 
     def ensure_schema(self) -> None:
         """Upgrade the database if it is empty or behind; refuse one newer than this code."""
@@ -285,11 +390,44 @@ class Store:
                         run_id)
         return stale
 
-    def publish_run(self, run_id: int, result: RunRecord) -> None:
+    def retract_run(self, run_id: int, *, by: str, reason: str | None = None) -> None:
+        """Mark a succeeded run ``retracted``: its rows stay (the audit trail of what was
+        published), but it is no longer ``latest`` nor what later runs compare with.
+
+        Only for a caller holding the run lock: a run in progress has already read the
+        previous run it builds on. Raises :class:`NotFoundError` for an unknown run or one
+        that is not ``succeeded``.
+        """
+        if parse_run_id(run_id) is None:
+            raise NotFoundError(f"no such run: {shorten(run_id)} in {self.display_url}")
+        with self._guard(f"retracting run {run_id}"), self.engine.begin() as conn:
+            result = conn.execute(
+                _RUNS.update()
+                .where(_RUNS.c.run_id == run_id, _RUNS.c.status == "succeeded")
+                .values(status="retracted", retracted_at=_now(), retracted_by=by,
+                        retraction_reason=reason)
+            )
+            if result.rowcount == 1:
+                log.warning("run %d retracted by %s", run_id, by)
+                return
+            status = conn.execute(
+                select(_RUNS.c.status).where(_RUNS.c.run_id == run_id)).scalar()
+        if status is None:
+            raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
+        raise NotFoundError(
+            f"run {run_id} is {status}: only a succeeded run can be retracted")
+
+    def publish_run(self, run_id: int, result: RunRecord, *, key_check: str | None = None,
+                    ) -> None:
         """Write a run's results and mark it ``succeeded``, all in one transaction.
 
         If anything fails, nothing of it remains and the run is still ``running`` (for the
         caller to :meth:`fail_run`); ``latest`` is unchanged either way until the commit.
+
+        ``key_check``: the check value of the pseudonymisation key the results were hashed
+        with. The store's first publish records it in the same transaction (so no store can
+        hold hashes without the check of their key), and every later one is refused
+        (:class:`~linkage.errors.ConfigError`) if it differs.
         """
         result.validate()
         started = time.perf_counter()
@@ -324,6 +462,13 @@ class Store:
             self._write(conn, "lineage", run_id, _numbered(result.table("lineage")))
             for key, value in result.meta.items():
                 self._upsert_meta(conn, key, value)
+            if key_check is not None:
+                stored = conn.execute(
+                    select(_META.c.value).where(_META.c.key == self.KEY_CHECK)).scalar()
+                if stored is None:
+                    self._upsert_meta(conn, self.KEY_CHECK, key_check)
+                elif stored != key_check:
+                    raise ConfigError(_WRONG_KEY)
         log.info("published run %d in %.1fs", run_id, time.perf_counter() - started)
 
     # -- reading -------------------------------------------------------------------------
@@ -337,7 +482,8 @@ class Store:
         """Turn ``None``, ``'latest'`` or a run id (int or digits) into a succeeded run's id.
 
         Raises :class:`NotFoundError` for an unknown id, a run that did not succeed, or a
-        store without any finished run.
+        store without any finished run. A retracted run is never ``latest`` but can be
+        named by its id.
         """
         if self.is_empty():
             # A store that was never written (or a mistyped path, which SQLite would create)
@@ -349,21 +495,22 @@ class Store:
                 if latest is None:
                     raise NotFoundError(f"no finished run in {self.display_url}")
                 return latest
-            text = str(ref).strip()
-            if isinstance(ref, bool) or not text.isascii() or not text.isdigit():
-                raise NotFoundError(
-                    f"no such run: {shorten(ref)} (expected a run id or 'latest')"
-                )
-            run_id = int(text)
+            run_id = parse_run_id(ref)
+            if run_id is None:
+                raise NotFoundError(f"no such run: {shorten(ref)} (expected a run id or 'latest')")
             status = conn.execute(
                 select(_RUNS.c.status).where(_RUNS.c.run_id == run_id)
             ).scalar()
             if status is None:
                 raise NotFoundError(f"no such run: {run_id} in {self.display_url}")
-            if status != "succeeded":
+            if status not in ("succeeded", "retracted"):
                 raise NotFoundError(
                     f"no such run: {run_id} is {status}; only succeeded runs have results"
                 )
+            if status == "retracted":
+                # Kept for the audit trail, and readable when named: never `latest`.
+                log.warning("run %d is retracted: its results are shown as they were "
+                            "published, but no later run builds on them", run_id)
             return run_id
 
     def runs(self, limit: int | None = 20) -> list[dict[str, Any]]:
@@ -373,12 +520,15 @@ class Store:
         """
         query = select(_RUNS).order_by(_RUNS.c.run_id.desc())
         if limit is not None:
-            query = query.limit(max(limit, 0))
+            # Never more rows than ids exist, and never a number the driver cannot bind.
+            query = query.limit(min(max(limit, 0), MAX_RUN_ID))
         with self._guard("listing runs"), self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run's ``runs`` row as a dict, whatever its status."""
+        if parse_run_id(run_id) is None:
+            raise NotFoundError(f"no such run: {shorten(run_id)} in {self.display_url}")
         with self._guard(f"reading run {run_id}"), self.engine.connect() as conn:
             row = conn.execute(select(_RUNS).where(_RUNS.c.run_id == run_id)).first()
         if row is None:
@@ -459,11 +609,7 @@ class Store:
         pseudonymisation key than the one whose check value is ``check_value``."""
         stored = self.get_meta(self.KEY_CHECK)
         if stored is not None and stored != check_value:
-            raise ConfigError(
-                "the pseudonymisation key differs from the one this store was written with: "
-                "its hashes would not match the stored ones. Use the original key "
-                "(LINKAGE_SECRET / --secret-file) or a new store."
-            )
+            raise ConfigError(_WRONG_KEY)
 
     def get_meta(self, key: str) -> str | None:
         """A value of ``store_meta``, or ``None`` when unset."""
@@ -504,11 +650,20 @@ class Store:
         except LinkageError:
             raise
         except (SQLAlchemyError, CommandError, self._driver_error) as exc:
-            detail = getattr(exc, "orig", None) or exc
-            text = " ".join(str(detail).split())
-            raise StoreError(
-                f"{doing} failed on {self.display_url}: {text[:500]}"
-            ) from exc
+            raise self.failure(doing, exc) from exc
+
+    def failure(self, doing: str, exc: BaseException) -> StoreError:
+        """The :class:`StoreError` for a database error met while ``doing`` something.
+
+        An :class:`~sqlalchemy.exc.OperationalError` before any connection was ever opened is
+        a :class:`StoreUnreachableError` (exit 2: a wrong port, database, role or path);
+        the message is the same either way.
+        """
+        detail = getattr(exc, "orig", None) or exc
+        text = " ".join(str(detail).split())
+        unreachable = not self.reached and isinstance(exc, OperationalError)
+        kind = StoreUnreachableError if unreachable else StoreError
+        return kind(f"{doing} failed on {self.display_url}: {text[:500]}")
 
     def _latest(self, conn: Connection) -> int | None:
         query = select(func.max(_RUNS.c.run_id)).where(_RUNS.c.status == "succeeded")
