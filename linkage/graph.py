@@ -55,6 +55,8 @@ __all__ = [
     "edge_arrays",
     "graph_from_arrays",
     "key_cohesion",
+    "org_resources",
+    "weigh_keys",
 ]
 
 
@@ -72,9 +74,11 @@ class EdgeArrays:
 
 
 def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
-    """Weigh every key by its cohesion (:func:`key_cohesion`), then create ``edge_signals``
-    and ``edges`` in ``con``; return the number of edges."""
-    key_cohesion(con, cfg.clique_max)
+    """Weigh every key against its background (:func:`weigh_keys`), then create
+    ``edge_signals`` and ``edges`` in ``con``; return the number of edges."""
+    orgs = con.execute("SELECT count(*) FROM accounts WHERE org_key IS NOT NULL").fetchone()
+    has_org = cfg.suppress_org and bool(orgs and orgs[0])
+    weigh_keys(con, cfg, has_org)
     d = cfg.ring_degree
     con.execute(
         f"""
@@ -161,19 +165,16 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
         WHERE e.signal = m.signal AND e.n_keys < m.min_shared
         """
     )
-    if cfg.suppress_org:
+    if has_org:
         # Colleagues share a corporate card and an office range by design: evidence between
         # two accounts of one organisation says nothing about an operator.
-        has_org = con.execute(
-            "SELECT count(*) FROM accounts WHERE org_key IS NOT NULL").fetchone()
-        if has_org and has_org[0]:
-            con.execute(
-                """
-                DELETE FROM edge_signals e
-                USING accounts x, accounts y
-                WHERE x.idx = e.a AND y.idx = e.b AND x.org_key = y.org_key
-                """
-            )
+        con.execute(
+            """
+            DELETE FROM edge_signals e
+            USING accounts x, accounts y
+            WHERE x.idx = e.a AND y.idx = e.b AND x.org_key = y.org_key
+            """
+        )
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edges AS
@@ -186,6 +187,50 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+def weigh_keys(con: SQLConnection, cfg: GraphConfig, has_org: bool) -> None:
+    """Set every key's evidence ``p`` from ``p_key`` (its signal's weight times its
+    specificity) and its background: 0 for an organisation's own keys
+    (:func:`org_resources`), times its cohesion (:func:`key_cohesion`, stored as
+    ``keys.cohesion``). Recomputed from ``p_key`` each time, so building edges twice (other
+    graph settings on the same keys) gives the same weights."""
+    owned = "SELECT kid FROM owned_keys" if has_org else "SELECT NULL::INTEGER WHERE false"
+    if has_org:
+        org_resources(con)
+    key_cohesion(con, cfg.clique_max)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE keys AS
+        SELECT k.kid, k.signal, k.key, k.n, k.p_key,
+               CASE WHEN k.kid IN ({owned}) THEN 0::DOUBLE
+                    ELSE k.p_key * coalesce(c.cohesion, 1::DOUBLE) END AS p,
+               coalesce(c.cohesion, 1::DOUBLE) AS cohesion
+        FROM keys k LEFT JOIN key_cohesion c USING (kid)
+        ORDER BY k.kid
+        """
+    )
+    con.execute("DROP TABLE key_cohesion")
+    if has_org:
+        con.execute("DROP TABLE owned_keys")
+
+
+def org_resources(con: SQLConnection) -> None:
+    """Create ``owned_keys(kid)``: the keys that are an organisation's own, more than half of
+    whose carriers share one ``org_id`` (the corporate card, the office range, the onboarding
+    days, internal templates). Their other carriers (contractors, visitors on the office
+    network, the card's other holders) are tied to the organisation, not to each other: such
+    a key explains nothing about an operator, and gives no evidence."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE owned_keys AS
+        SELECT o.kid FROM (
+            SELECT km.kid, a.org_key, count(*) AS held
+            FROM key_members km JOIN accounts a USING (idx)
+            WHERE a.org_key IS NOT NULL GROUP BY km.kid, a.org_key
+        ) o JOIN keys k USING (kid) WHERE 2 * o.held > k.n
+        """
+    )
 
 
 # Signals whose keys are tested against the background (:func:`key_cohesion`): exact values
@@ -201,9 +246,9 @@ _ROOT = ("CASE WHEN {s} IN ('card', 'bin_postal') THEN 'payment' "
 
 
 def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
-    """Scale each tested key's evidence by how much more its carriers are tied to each other
-    by *independent* evidence than chance predicts (the background model; see
-    ``docs/algorithm.md``), and record that factor as ``keys.cohesion``.
+    """Create ``key_cohesion(kid, c, e, cohesion)``: for each tested key, how much more its
+    carriers are tied to each other by *independent* evidence than chance predicts (the
+    background model; see ``docs/algorithm.md``).
 
     For a key ``k`` of ``n > min_carriers`` carriers among ``N`` accounts (the keys the graph
     links as a crowd rather than a clique, ``graph.clique_max``):
@@ -219,8 +264,8 @@ def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
     bursts (cohesion near 1); a stock device fingerprint or a popular range links accounts
     that are otherwise strangers (near 0), whatever the population's size. Smaller keys (a
     family's card, a camouflage chain's card shared by three accounts, whose carriers are
-    tied through the chain rather than directly) and untested signals keep cohesion 1.
-    ``p`` becomes ``p * cohesion``.
+    tied through the chain rather than directly) and untested signals have no row
+    (cohesion 1).
     """
     tested = ", ".join(f"'{s}'" for s in COHESION_TESTED)
     root = _ROOT.format(s="k.signal")
@@ -258,16 +303,6 @@ def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
         FROM expected x LEFT JOIN tied USING (kid)
         """
     )
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE keys AS
-        SELECT k.kid, k.signal, k.key, k.n, k.p * coalesce(c.cohesion, 1::DOUBLE) AS p,
-               coalesce(c.cohesion, 1::DOUBLE) AS cohesion
-        FROM keys k LEFT JOIN key_cohesion c USING (kid)
-        ORDER BY k.kid
-        """
-    )
-    con.execute("DROP TABLE key_cohesion")
 
 
 def _ring_order(key: str, account: str) -> str:

@@ -15,11 +15,11 @@ Output (DuckDB tables in the same connection):
     ``prompt_sync``, which keeps only keys of two or more accounts.
 ``signal_min_shared(signal VARCHAR, min_shared INTEGER)``
     signals whose pairs must share at least ``min_shared`` keys before any counts.
-``keys(kid INTEGER, signal VARCHAR, key VARCHAR, n INTEGER, p DOUBLE)``
+``keys(kid INTEGER, signal VARCHAR, key VARCHAR, n INTEGER, p_key DOUBLE, p DOUBLE)``
     every key carried by 2..cap accounts, its popularity ``n`` and the evidence ``p`` it gives
-    each pair of its accounts (the graph stage scales ``p`` by the key's cohesion,
-    :func:`linkage.graph.key_cohesion`). ``kid`` is dense and ordered by (signal, key), so it is
-    deterministic.
+    each pair of its accounts, ``weight * specificity(n, cap)`` (``p_key``; the graph stage
+    sets ``p`` from it and the key's background, :func:`linkage.graph.weigh_keys`). ``kid``
+    is dense and ordered by (signal, key), so it is deterministic.
 ``key_members(kid INTEGER, idx INTEGER)``
     the links of those keys, by ``kid``.
 
@@ -284,6 +284,7 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         )
         SELECT (row_number() OVER (ORDER BY c.signal, c.key) - 1)::INTEGER AS kid,
                c.signal, c.key, c.n,
+               sp.weight * {_specificity_sql('c.n', 'sp.cap')} AS p_key,
                sp.weight * {_specificity_sql('c.n', 'sp.cap')} AS p
         FROM counted c JOIN signal_params sp USING (signal)
         WHERE c.n >= 2 AND c.n < sp.cap

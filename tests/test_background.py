@@ -160,3 +160,21 @@ def test_privacy_weighs_multi_valued_evidence_by_the_members_share_of_its_users(
     # are all its own, the public group's members are 8 of the 13 users of each
     assert private["features"]["behaviour_reuse"] == pytest.approx(1.0)
     assert public["features"]["behaviour_reuse"] == pytest.approx(8 / 13, abs=1e-4)
+
+
+def test_an_organisations_own_keys_link_neither_members_nor_contractors():
+    # Ten members of one org and three contractors (no org_id) carry the corporate card and
+    # sit in the office range; two contractors also share a personal card. A key with most
+    # of its carriers outside any org (the personal card) still links.
+    orgs = {i: "acme" for i in range(10)}
+    cards = [(i, "corp") for i in range(13)] + [(11, "own"), (12, "own")]
+    ips = [(i, f"ip{i}", "office") for i in range(13)]
+    con = ingested(20, cards=cards, ips=ips, orgs=orgs)
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig())
+    assert con.execute("SELECT a, b, signal FROM edge_signals").fetchall() == [(11, 12, "card")]
+    # the same keys without org suppression link everyone, and rebuilding gives the same
+    build_edges(con, GraphConfig(suppress_org=False))
+    assert con.execute("SELECT count(*) FROM edges").fetchone()[0] == 13 * 12 // 2
+    build_edges(con, GraphConfig())
+    assert con.execute("SELECT a, b FROM edges").fetchall() == [(11, 12)]
