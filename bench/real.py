@@ -478,8 +478,13 @@ def render(res: dict[str, Any]) -> str:
             f"Flagged, created_at spread: {_flagged_list(spread['flagged'], 'banned')}. "
             f"Flagged, created_at same: {_flagged_list(same['flagged'], 'banned')}.",
             "",
-            f"With the neutral value nothing is flagged: the engine does not take overlapping "
-            f"interests for operator groups (the check this set is for). The ranking still "
+            ("With the neutral value nothing is flagged: the engine does not take "
+             "overlapping interests for operator groups (the check this set is for). "
+             if not spread["flagged_accounts"] else
+             f"With the neutral value {spread['flagged_accounts']} accounts are flagged "
+             f"({_pct(spread['flagged_rate'])} banned): overlapping interests alone made "
+             "them (the check this set is for). ") +
+            f"The ranking still "
             f"carries some signal: banned users are {_pct(spread['clustered_rate'])} of "
             f"clustered accounts and {_pct(spread['precision_at_k']['50']['precision'])} of the "
             f"50 top-ranked ones, against the 3.66% base. The {same['flagged_accounts']} "
@@ -601,7 +606,10 @@ def render(res: dict[str, Any]) -> str:
         lines += [
             "Popular domains and hashtags are hubs shared by thousands of accounts; at or "
             "above the cap they give no evidence. The biggest cluster is a sparse crowd (its "
-            "weighted density is in the table) and is not flagged; what is flagged are small "
+            "weighted density is in the table) and "
+            + ("is not flagged" if not any(r["flagged_over_100"] for r in runs.values())
+               else "**a cluster above 100 accounts is flagged** (listed above)")
+            + "; what is flagged are small "
             "groups, each sharing ids *and* a `burst`: `created_at` is an account's first "
             "post in the data, so the burst says the members first appeared within two "
             "hours of each other, in practice posting the same hashtag, link or image. Given "
