@@ -47,6 +47,7 @@ __all__ = [
     "SignalConfig",
     "SignalsConfig",
     "StoreConfig",
+    "TemplatePoolConfig",
     "load_config",
 ]
 
@@ -148,6 +149,25 @@ class PromptConfig(SetBandsConfig):
 
 
 @dataclass(frozen=True)
+class TemplatePoolConfig(SetBandsConfig):
+    """Private template pools: templates whose sets of *users* are nearly the same (MinHash-LSH
+    over each template's set of accounts, ``bands`` keys of ``rows`` values; two templates
+    sharing ``min_shared`` band keys are one pool's) form a pool; an account that uses at
+    least ``min_used`` templates of a pool carries the pool's key. A pool's key is evidence
+    however many accounts use it: a pipeline's accounts all draw from its pool, so its
+    templates have the same users, while the users of popular public templates are random
+    slices of everyone. ``cap`` is the population itself (no cap)."""
+
+    weight: float = 0.5
+    cap: int = 2_000_000_000
+    min_carriers: int = 3
+    """Templates used by fewer accounts are not compared."""
+    min_templates: int = 3
+    """A pool has at least this many templates."""
+    min_used: int = 2
+
+
+@dataclass(frozen=True)
 class ActivitySyncConfig(SetBandsConfig):
     """Synchronised activity whatever the template (SynchroTrap with MinHash-LSH): each
     account's *set* of active time buckets (``window_minutes`` wide, from
@@ -210,6 +230,7 @@ class SignalsConfig:
     # is weak alone; noisy-OR makes dozens of them strong.
     prompt: PromptConfig = PromptConfig()
     template: SignalConfig = SignalConfig(weight=0.3)
+    template_pool: TemplatePoolConfig = TemplatePoolConfig()
     activity_sync: ActivitySyncConfig = ActivitySyncConfig()
     # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
@@ -280,7 +301,7 @@ class ScoringConfig:
             "issuer_reuse": 0.3,
             "network_concentration": 0.3,
             "observation_reuse": 0.3,
-            "behaviour_reuse": 0.5,
+            "behaviour_reuse": 0.75,
             "usage_campaign": 0.4,
             "known_bad": 0.9,
         }

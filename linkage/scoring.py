@@ -354,6 +354,10 @@ def score_clusters(
     # through it: counted as it is, like the burst.
     contrib = {f: weights[f] * (feats[f] if f in _UNSQUARED else feats[f] ** 2)
                for f in FEATURES}
+    # Shared templates count as far as they are the members' work: a pipeline's accounts
+    # spend most of their requests on their own templates, a team a part of its day.
+    contrib["behaviour_reuse"] = contrib["behaviour_reuse"] * np.array(
+        [usage[c]["own_work"] if c in usage else 1.0 for c in range(n)])
     evidence = [f for f in FEATURES if f != "known_bad"]
     raw = 1.0 - np.prod([1.0 - contrib[f] for f in evidence], axis=0) if n else np.zeros(0)
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
@@ -490,8 +494,9 @@ def _false_positives(
     return out
 
 
-# Families of multi-valued signals, whose linked share is weighted by :func:`_privacy`.
-_PRIVATE_FAMILIES = ("behaviour", "observation")
+# Families of multi-valued signals whose linked share is weighted by :func:`_privacy`
+# (templates are weighed by the members' own work instead, see score_clusters).
+_PRIVATE_FAMILIES = ("observation",)
 
 
 def _privacy(sql: SQLConnection, n: int) -> dict[str, np.ndarray]:
@@ -507,7 +512,8 @@ def _privacy(sql: SQLConnection, n: int) -> dict[str, np.ndarray]:
             SELECT ck.cluster, f.family, ck.n_members::DOUBLE AS n_members, ck.n_global,
                    ln(f.cap::DOUBLE / ck.n_global) / ln(f.cap::DOUBLE / 2) AS w
             FROM cluster_keys ck JOIN families f USING (signal)
-            WHERE f.family IN ('behaviour', 'observation') AND ck.n_global < f.cap
+            WHERE f.family = 'observation'
+              AND ck.n_global < f.cap
         ) k GROUP BY cluster, family ORDER BY cluster, family
         """
     ).fetchnumpy()
@@ -638,21 +644,57 @@ def _usage(con: SQLConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
         GROUP BY p.cluster
         """
     )
+    # The members' own templates: used by two or more members, and by more members than
+    # anyone else (whatever their popularity: a pipeline of 500 accounts on 100 templates),
+    # or the templates of a private pool the members share (a piece of a larger pipeline).
+    # own_work: the share of the members' requests on them.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE member_own AS
+        WITH used AS (
+            SELECT m.cluster, i.prompt_key, count(DISTINCT i.idx) AS k
+            FROM interactions i JOIN members m USING (idx) WHERE i.prompt_key IS NOT NULL
+            GROUP BY m.cluster, i.prompt_key HAVING count(DISTINCT i.idx) >= 2
+        ),
+        popularity AS (
+            SELECT i.prompt_key, count(DISTINCT i.idx) AS n FROM interactions i
+            SEMI JOIN used u ON u.prompt_key = i.prompt_key GROUP BY i.prompt_key
+        ),
+        pooled AS (
+            -- templates of a private pool that two or more members carry
+            SELECT DISTINCT ck.cluster, pt.prompt_key FROM cluster_keys ck
+            JOIN pool_templates pt ON pt.key = ck.key WHERE ck.signal = 'template_pool'
+        ),
+        own AS (
+            SELECT u.cluster, u.prompt_key FROM used u JOIN popularity p USING (prompt_key)
+            WHERE 2 * u.k > p.n
+            UNION
+            SELECT cluster, prompt_key FROM pooled
+        )
+        SELECT m.cluster, count(o.prompt_key)::DOUBLE / count(*) AS own_work
+        FROM interactions i JOIN members m USING (idx)
+        LEFT JOIN own o ON o.cluster = m.cluster AND o.prompt_key = i.prompt_key
+        GROUP BY m.cluster
+        """
+    )
     rows = con.execute(
         """
         SELECT u.cluster, sum(requests), count(*), sum(input_tokens), sum(output_tokens),
                sum(coding) / sum(requests), (epoch(max(last)) - epoch(min(first))) / 86400,
                sum(n_top) / sum(requests), sum(n_model) / sum(requests),
                coalesce(any_value(p.private_templates), 0),
-               coalesce(any_value(p.template_sharers), 0)
+               coalesce(any_value(p.template_sharers), 0),
+               coalesce(any_value(o.own_work), 0)
         FROM member_usage u LEFT JOIN member_private p USING (cluster)
+        LEFT JOIN member_own o USING (cluster)
         GROUP BY u.cluster
         """
     ).fetchall()
     con.execute("DROP TABLE member_usage")
     con.execute("DROP TABLE member_private")
+    con.execute("DROP TABLE member_own")
     out: dict[int, dict[str, float]] = {}
-    for c, req, active, tin, tout, share, days, top, model, tpl, sharers in rows:
+    for c, req, active, tin, tout, share, days, top, model, tpl, sharers, own in rows:
         out[int(c)] = {
             "requests": int(req), "usage_accounts": int(active),
             "input_tokens": int(tin), "output_tokens": int(tout),
@@ -663,6 +705,7 @@ def _usage(con: SQLConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
             "timing_regularity": round(float(top), 4),
             "model_concentration": round(float(model), 4),
             "private_templates": int(tpl), "template_sharers": int(sharers),
+            "own_work": round(float(own), 4),
         }
         out[int(c)]["usage_campaign"] = round(usage_campaign(out[int(c)]), 4)
     return out

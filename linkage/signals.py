@@ -22,6 +22,8 @@ Output (DuckDB tables in the same connection):
     is dense and ordered by (signal, key), so it is deterministic.
 ``key_members(kid INTEGER, idx INTEGER)``
     the links of those keys, by ``kid``.
+``pool_templates(key VARCHAR, prompt_key VARCHAR)``
+    the templates of each private template pool (:func:`template_pools`).
 
 Signals
 -------
@@ -55,6 +57,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from linkage._igraph import ig
 from linkage.config import (
     ActivitySyncConfig,
     CoactivityConfig,
@@ -62,6 +65,7 @@ from linkage.config import (
     SetBandsConfig,
     SignalConfig,
     SignalsConfig,
+    TemplatePoolConfig,
 )
 from linkage.engines import SQLConnection
 
@@ -109,6 +113,7 @@ SIGNAL_FAMILIES: dict[str, str] = {
     # what the accounts do: the same private prompt templates, used in the same minutes
     "prompt": "behaviour",
     "template": "behaviour",
+    "template_pool": "behaviour",
     PROMPT_SYNC: "behaviour",
     ACTIVITY_SYNC: "behaviour",
 }
@@ -213,8 +218,10 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
     # Per-signal weight and cap as a small table, so the key weights are one set-based query.
     # Signals whose pairs must share several keys before any counts (read by the graph).
     con.execute("CREATE OR REPLACE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
+    # (template_pool's min_shared is about pairs of templates, not of accounts.)
     minimums = [(f.name, sig.min_shared) for f in fields(cfg)
                 if isinstance(sig := getattr(cfg, f.name), _HAS_MIN_SHARED)
+                and not isinstance(sig, TemplatePoolConfig)
                 and sig.min_shared > 1 and f.name in weights]
     if minimums:
         con.executemany("INSERT INTO signal_min_shared VALUES (?, ?)", minimums)
@@ -265,9 +272,16 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         parts += [f"SELECT idx, signal, key FROM (SELECT idx, signal, key, count(*) OVER "
                   f"(PARTITION BY key) AS n_rows FROM ({q}) t(idx, signal, key)) w "
                   "WHERE n_rows >= 2" for q in sync]
+    # Per-key factors of the evidence a signal's own rule sets (template pools' dedication).
+    con.execute("CREATE OR REPLACE TEMP TABLE key_factors "
+                "(signal VARCHAR, key VARCHAR, factor DOUBLE)")
+    # The templates of each private pool (scoring counts work on them as the members' own).
+    con.execute("CREATE OR REPLACE TABLE pool_templates (key VARCHAR, prompt_key VARCHAR)")
     band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
               for signal, table in BAND_TABLES.items() if signal in weights]
+    if "template_pool" in weights and template_pools(con, cfg.template_pool):
+        parts.append("SELECT idx, 'template_pool', key FROM template_pool_links")
     if not parts:
         parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR WHERE false")
     con.execute(
@@ -284,12 +298,16 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         )
         SELECT (row_number() OVER (ORDER BY c.signal, c.key) - 1)::INTEGER AS kid,
                c.signal, c.key, c.n,
-               sp.weight * {_specificity_sql('c.n', 'sp.cap')} AS p_key,
-               sp.weight * {_specificity_sql('c.n', 'sp.cap')} AS p
+               sp.weight * {_specificity_sql('c.n', 'sp.cap')}
+                   * coalesce(f.factor, 1::DOUBLE) AS p_key,
+               sp.weight * {_specificity_sql('c.n', 'sp.cap')}
+                   * coalesce(f.factor, 1::DOUBLE) AS p
         FROM counted c JOIN signal_params sp USING (signal)
+        LEFT JOIN key_factors f USING (signal, key)
         WHERE c.n >= 2 AND c.n < sp.cap
         """
     )
+    con.execute("DROP TABLE key_factors")
     con.execute(
         """
         CREATE OR REPLACE TABLE key_members AS
@@ -358,6 +376,101 @@ def prompt_bands(con: SQLConnection, cfg: PromptConfig) -> int:
         WHERE n < {int(cfg.cap)} AND uses >= {int(cfg.min_uses)}
     """
     return _set_bands(con, sets, "prompt_bands", cfg.bands, cfg.rows, cfg.min_templates)
+
+
+def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
+    """Create ``template_pool_links(idx INTEGER, key VARCHAR)``: the accounts that use a
+    private template pool, and the pool's key; return the number of pools.
+
+    The transpose of :func:`prompt_bands`: each template used by at least
+    ``cfg.min_carriers`` accounts gets MinHash-LSH band keys of its *set of users*
+    (:func:`set_band_keys`, with the template as the set and account numbers as elements).
+    Two templates sharing ``cfg.min_shared`` band keys have nearly the same users; the
+    connected groups of such templates (igraph, on the driver: one row per template pair)
+    of at least ``cfg.min_templates`` templates are pools, keyed ``pool:`` and their smallest
+    ``prompt_key``. An account that used at least ``cfg.min_used`` templates of a pool
+    carries its key.
+    """
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE template_users AS
+        WITH used AS (
+            SELECT DISTINCT prompt_key, idx FROM interactions WHERE prompt_key IS NOT NULL
+        ),
+        compared AS (
+            SELECT prompt_key FROM used GROUP BY prompt_key
+            HAVING count(*) >= {int(cfg.min_carriers)}
+        )
+        SELECT u.prompt_key, u.idx,
+               (dense_rank() OVER (ORDER BY u.prompt_key) - 1)::INTEGER AS tid
+        FROM used u SEMI JOIN compared c USING (prompt_key)
+        """
+    )
+    _set_bands(con, "SELECT tid AS idx, idx::BIGINT AS e FROM template_users",
+               "template_bands", cfg.bands, cfg.rows, int(cfg.min_carriers))
+    pairs = con.execute(
+        f"""
+        SELECT x.idx AS a, y.idx AS b FROM template_bands x
+        JOIN template_bands y ON x.key = y.key AND x.idx < y.idx
+        GROUP BY x.idx, y.idx HAVING count(*) >= {int(cfg.min_shared)}
+        """
+    ).fetchnumpy()
+    con.execute("DROP TABLE template_bands")
+    a = np.asarray(pairs["a"], dtype=np.int64)
+    b = np.asarray(pairs["b"], dtype=np.int64)
+    n_templates = int(max(a.max(), b.max()) + 1) if len(a) else 0
+    pool_graph = ig.Graph(n=n_templates, directed=False)
+    if len(a):
+        pool_graph.add_edges(np.column_stack([a, b]))
+    labels = np.asarray(pool_graph.connected_components().membership, dtype=np.int64)
+    sizes = np.bincount(labels, minlength=int(labels.max()) + 1 if len(labels) else 0)
+    keep = np.flatnonzero(sizes[labels] >= int(cfg.min_templates))
+    pools = pa.table({"tid": pa.array(keep, pa.int32()),
+                      "pool": pa.array(labels[keep], pa.int32())})
+    con.register("pools_in", pools)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE template_pool_links AS
+            WITH named AS (
+                SELECT p.pool, 'pool:' || min(u.prompt_key) AS key
+                FROM pools_in p JOIN template_users u USING (tid) GROUP BY p.pool
+            )
+            SELECT u.idx, n.key FROM template_users u JOIN pools_in p USING (tid)
+            JOIN named n USING (pool)
+            GROUP BY u.idx, n.key HAVING count(DISTINCT u.tid) >= {int(cfg.min_used)}
+            """
+        )
+        # How much of its users' work a pool is: a pipeline's accounts do little else
+        # (about 0.9 of their requests), a team's internal templates are part of people's
+        # work, a popular app's templates a small part of its users'.
+        con.execute(
+            """
+            CREATE OR REPLACE TABLE pool_templates AS
+            SELECT DISTINCT n.key, u.prompt_key FROM pools_in p
+            JOIN template_users u USING (tid)
+            JOIN (SELECT p2.pool, 'pool:' || min(u2.prompt_key) AS key FROM pools_in p2
+                  JOIN template_users u2 USING (tid) GROUP BY p2.pool) n USING (pool)
+            """
+        )
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE key_factors AS
+            WITH requests AS (
+                SELECT l.key, i.prompt_key FROM template_pool_links l
+                JOIN interactions i USING (idx)
+            )
+            SELECT 'template_pool' AS signal, r.key,
+                   count(pt.prompt_key)::DOUBLE / count(*) AS factor
+            FROM requests r LEFT JOIN pool_templates pt
+                 ON pt.key = r.key AND pt.prompt_key = r.prompt_key
+            GROUP BY r.key
+            """
+        )
+    finally:
+        con.unregister("pools_in")
+    con.execute("DROP TABLE template_users")
+    return len(np.unique(labels[keep]))
 
 
 def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:

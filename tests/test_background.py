@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,6 +22,8 @@ from linkage.config import (
     CosignupConfig,
     GraphConfig,
     PromptConfig,
+    ScoringConfig,
+    SignalConfig,
     SignalsConfig,
 )
 from linkage.graph import build_edges
@@ -147,19 +151,18 @@ def test_strong_edges_of_one_family_are_not_identifier_reuse():
     assert all(c["features"]["observation_reuse"] > 0 for c in big)
 
 
-def test_privacy_weighs_multi_valued_evidence_by_the_members_share_of_its_users():
-    # Accounts 0-7 use templates t0..t5, nobody else does (private). Accounts 8-15 use
-    # pub0..pub5, and so do 30 outsiders, five per template: each pub template has 13 users.
-    rows = [(i, BASE + timedelta(minutes=j), f"t{j}") for i in range(8) for j in range(6)]
-    rows += [(i, BASE + timedelta(minutes=j), f"pub{j}") for i in range(8, 16)
-             for j in range(6)]
-    rows += [(i, BASE + timedelta(minutes=i % 6), f"pub{i % 6}") for i in range(16, 46)]
-    _, _, clusters = run_scoring(ingested(46, interactions=rows))
+def test_privacy_weighs_observed_values_by_the_members_share_of_their_users():
+    # Accounts 0-7 share six observed values nobody else has (private). Accounts 8-15 share
+    # six values that 30 outsiders have too, five per value: each has 13 carriers.
+    obs = [(i, "url", f"t{j}", None) for i in range(8) for j in range(6)]
+    obs += [(i, "url", f"pub{j}", None) for i in range(8, 16) for j in range(6)]
+    obs += [(i, "url", f"pub{i % 6}", None) for i in range(16, 46)]
+    _, _, clusters = run_scoring(ingested(46, observations=obs))
     private, public = (c for c in clusters if c["size"] == 8)
-    # both are linked whole by their templates (linked share 1); the private group's values
-    # are all its own, the public group's members are 8 of the 13 users of each
-    assert private["features"]["behaviour_reuse"] == pytest.approx(1.0)
-    assert public["features"]["behaviour_reuse"] == pytest.approx(8 / 13, abs=1e-4)
+    # both are linked whole by their values (linked share 1); the private group's values are
+    # all its own, the public group's members are 8 of the 13 carriers of each
+    assert private["features"]["observation_reuse"] == pytest.approx(1.0)
+    assert public["features"]["observation_reuse"] == pytest.approx(8 / 13, abs=1e-4)
 
 
 def test_an_organisations_own_keys_link_neither_members_nor_contractors():
@@ -178,3 +181,43 @@ def test_an_organisations_own_keys_link_neither_members_nor_contractors():
     assert con.execute("SELECT count(*) FROM edges").fetchone()[0] == 13 * 12 // 2
     build_edges(con, GraphConfig())
     assert con.execute("SELECT a, b FROM edges").fetchall() == [(11, 12)]
+
+
+def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_work():
+    # Accounts 0-11 each use all ten templates of a pool once and a personal template twice;
+    # accounts 12-41 use public templates, each by a random-looking third of them.
+    rows = [(i, BASE + timedelta(minutes=i + 60 * j), f"pool{j}") for i in range(12)
+            for j in range(10)]
+    rows += [(i, BASE + timedelta(hours=200 + h), f"own{i}") for i in range(12) for h in (0, 1)]
+    rng = random.Random(1)
+    rows += [(i, BASE + timedelta(hours=j), f"pub{j}") for i in range(12, 42) for j in range(6)
+             if rng.random() < 1 / 3]
+    con = ingested(42, interactions=rows)
+    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False))
+    build_links(con, signals)
+    carriers = con.execute(
+        "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
+        "GROUP BY key").fetchall()
+    assert [ids for _, ids in carriers] == [list(range(12))]
+    (key,) = (k for k, _ in carriers)
+    (first,) = con.execute("SELECT min(md5('pool' || j)) FROM range(10) t(j)").fetchone()
+    assert key == f"pool:{first}"
+    (p_key,) = con.execute("SELECT p_key FROM keys WHERE signal = 'template_pool'").fetchone()
+    cfg = signals.template_pool
+    # ten of each user's twelve requests are on the pool's templates
+    assert p_key == pytest.approx(cfg.weight * specificity(12, cfg.cap) * 10 / 12)
+    assert con.execute("SELECT count(DISTINCT prompt_key) FROM pool_templates").fetchone() == (10,)
+
+
+def test_shared_templates_count_as_far_as_they_are_the_members_own_work():
+    # Ten accounts share four templates nobody else uses (8 requests each) and send 2
+    # requests each on public templates that 40 others use: own_work = 8 / 10.
+    rows = [(i, BASE + timedelta(minutes=5 * i + k), f"t{k % 4}") for i in range(10)
+            for k in range(8)]
+    rows += [(i, BASE + timedelta(hours=100 + k), f"pub{k}") for i in range(50) for k in range(2)]
+    _, _, clusters = run_scoring(ingested(50, interactions=rows))
+    (ring,) = [c for c in clusters if c["size"] == 10]
+    assert ring["features"]["own_work"] == pytest.approx(0.8)
+    w = ScoringConfig().weights["behaviour_reuse"]
+    share = ring["features"]["behaviour_reuse"]
+    assert ring["contributions"]["behaviour_reuse"] == pytest.approx(w * share**2 * 0.8, abs=1e-4)

@@ -21,12 +21,13 @@ from tests.helpers import ingested
 def signals(**over):
     from dataclasses import replace
 
-    from linkage.config import CosignupConfig
+    from linkage.config import CosignupConfig, TemplatePoolConfig
 
-    # one signal at a time where a test says so: co-signup and single shared templates
-    # (tests/test_background.py) would add their own pairs
+    # one signal at a time where a test says so: co-signup and single shared templates and template
+    # pools (tests/test_background.py) would add their own pairs
     base = SignalsConfig(cosignup=CosignupConfig(enabled=False),
-                         template=SignalConfig(weight=0.3, enabled=False))
+                         template=SignalConfig(weight=0.3, enabled=False),
+                         template_pool=TemplatePoolConfig(enabled=False))
     return replace(base, **over)
 
 
