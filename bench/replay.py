@@ -570,15 +570,16 @@ def main() -> None:
                                     len(result["nights"]) - 1)
         argv = result.get("argv", "")
     else:
+        # The code that runs the nights: taken before them, since the tree may move meanwhile.
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False,
+                                cwd=Path(__file__).parent).stdout.strip()
         root = ensure_nights(args.accounts, args.seed)
         result = replay(root, nights=args.nights, incremental=args.incremental)
         if args.incremental and args.compare_full:
             same = same_clusters(f"sqlite:///{root / 'work' / 'store.db'}",
                                  f"sqlite:///{root / 'work-incremental' / 'store.db'}")
             result["same_as_full"] = {"nights": len(same), "same": sum(same)}
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False,
-                                cwd=Path(__file__).parent).stdout.strip()
         argv = " ".join(sys.argv[1:])
         result = {"accounts": args.accounts, "seed": args.seed,
                   "incremental": args.incremental, "campaign_nights": USAGE_DAYS,
