@@ -51,9 +51,13 @@ through one kind of evidence alone, as a share of the cluster):
                             an operator mixes them (a chain linked card-device-card-device)
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
-``observation_reuse``       linked share through shared ``observations`` values
-``behaviour_reuse``         linked share through near-identical prompt-template sets and their
-                            synchronised use (``interactions``)
+``observation_reuse``       linked share through shared ``observations`` values, times how
+                            much those values are the members' own (:func:`_privacy`)
+``behaviour_reuse``         linked share through shared templates, private template pools,
+                            near-identical template sets and their synchronised use
+                            (``interactions``); its contribution is multiplied by the
+                            members' ``own_work`` (the share of their requests on their own
+                            templates)
 ``usage_campaign``          how campaign-like the members' usage is (see :func:`usage_campaign`);
                             counted as it is, like ``burst``
 ``known_bad``               share of members that analysts confirmed as operators
