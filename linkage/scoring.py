@@ -321,20 +321,24 @@ def score_clusters(
         """
     )
     for family, name in _FAMILY_FEATURE.items():
-        # Identifier links also run through strong edges that weaker signals of at least two
-        # families make together (an exact IP and a BIN+postal code and a co-signup): a
-        # camouflage ring chained by such edges is still one linked group. A strong edge made
-        # by one family alone (many shared observed values) is that family's evidence only.
+        # Identifier links also run through strong edges that weaker signals make together
+        # (an exact IP and a BIN+postal code and a co-signup): a camouflage ring chained by
+        # such edges is still one linked group. A strong edge made by multi-valued evidence
+        # alone (many shared observed values or templates, each weak, which noisy-OR adds up)
+        # is that family's evidence only.
+        multi = ", ".join(f"'{f}'" for f in _MULTI_VALUED)
         strong = (f"""UNION SELECT f.a, f.b FROM intra_families f JOIN intra_edges ie
                       USING (a, b) WHERE ie.weight >= {float(cfg.strong_edge)}
-                      GROUP BY f.a, f.b HAVING count(DISTINCT f.family) >= 2"""
+                      GROUP BY f.a, f.b
+                      HAVING count(DISTINCT f.family) >= 2
+                          OR max(CASE WHEN f.family IN ({multi}) THEN 0 ELSE 1 END) = 1"""
                   if family == "identifier" else "")
         pairs = sql.execute(
             f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],
         ).fetchnumpy()
         feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
-    # Multi-valued evidence (templates, observed values) counts as far as the shared values
-    # are the cluster's own: heavy users meet on values that many others use too.
+    # Observed values count as far as they are the cluster's own: a crowd that shares
+    # popular values (the same news links) meets on values many others have too.
     privacy = _privacy(sql, n)
     for family in _PRIVATE_FAMILIES:
         feats[_FAMILY_FEATURE[family]] *= privacy.get(family, np.ones(n))
@@ -498,6 +502,8 @@ def _false_positives(
     return out
 
 
+# Families whose signals an account carries many values of (observed values, templates).
+_MULTI_VALUED = ("observation", "behaviour")
 # Families of multi-valued signals whose linked share is weighted by :func:`_privacy`
 # (templates are weighed by the members' own work instead, see score_clusters).
 _PRIVATE_FAMILIES = ("observation",)
@@ -505,9 +511,9 @@ _PRIVATE_FAMILIES = ("observation",)
 
 def _privacy(sql: SQLConnection, n: int) -> dict[str, np.ndarray]:
     """Per family of :data:`_PRIVATE_FAMILIES` and cluster: the members' share of all the
-    carriers of the values two or more members share (``sum n_members / sum n_global`` over
-    ``cluster_keys``): 1 when no one outside uses them, small when the members only met on
-    values a crowd uses."""
+    carriers of the values two or more members share (the mean of ``n_members / n_global``
+    over ``cluster_keys``, each value weighted by its specificity): 1 when no one outside has
+    them, small when the members only met on values a crowd has."""
     rows = sql.execute(
         """
         -- rounded: a float sum's order and the JVM's ln() may change the last bits

@@ -221,3 +221,13 @@ def test_shared_templates_count_as_far_as_they_are_the_members_own_work():
     w = ScoringConfig().weights["behaviour_reuse"]
     share = ring["features"]["behaviour_reuse"]
     assert ring["contributions"]["behaviour_reuse"] == pytest.approx(w * share**2 * 0.8, abs=1e-4)
+
+
+def test_strong_edges_of_shared_exact_ips_still_link_like_identifiers():
+    # Ten accounts, each consecutive pair on one exact IP (and so its /24): 1 - 0.5 * 0.8 =
+    # 0.6, a strong edge made by the network family, which is not multi-valued evidence.
+    ips = [(i, f"ip{k}", f"net{k}") for k in range(9) for i in (k, k + 1)]
+    _, _, clusters = run_scoring(ingested(20, ips=ips))
+    big = max(clusters, key=lambda c: c["size"])
+    assert big["size"] >= 5
+    assert big["features"]["identifier_reuse"] == pytest.approx(1.0)
