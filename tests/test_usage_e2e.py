@@ -43,7 +43,9 @@ def test_usage_finds_operators_with_clean_metadata(data: Path, tmp_path: Path) -
 
 def test_metadata_alone_cannot(data: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "meta.toml"
-    cfg.write_text("[signals.prompt]\nenabled = false\n[signals.prompt_sync]\nenabled = false\n")
+    # every signal that reads interactions off
+    cfg.write_text("".join(f"[signals.{name}]\nenabled = false\n" for name in
+                           ("prompt", "prompt_sync", "template", "template_pool")))
     db = f"sqlite:///{tmp_path / 'm.db'}"
     run_ok(data, db, "--quiet", "--config", cfg)
     q = _evaluate(data, db)
