@@ -160,6 +160,10 @@ class TemplatePoolConfig(SetBandsConfig):
 
     weight: float = 0.5
     cap: int = 2_000_000_000
+    enabled: bool = False
+    """Off by default: at a million accounts with interactions its pool keys made the graph
+    stage run for many minutes (docs/benchmarks.md); on for worlds of up to a few hundred
+    thousand accounts."""
     min_carriers: int = 3
     """Templates used by fewer accounts are not compared."""
     min_templates: int = 3

@@ -25,6 +25,7 @@ from linkage.config import (
     ScoringConfig,
     SignalConfig,
     SignalsConfig,
+    TemplatePoolConfig,
 )
 from linkage.graph import build_edges
 from linkage.signals import build_links, specificity
@@ -193,7 +194,8 @@ def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_wor
     rows += [(i, BASE + timedelta(hours=j), f"pub{j}") for i in range(12, 42) for j in range(6)
              if rng.random() < 1 / 3]
     con = ingested(42, interactions=rows)
-    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False))
+    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
+                      template_pool=TemplatePoolConfig(enabled=True))
     build_links(con, signals)
     carriers = con.execute(
         "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
@@ -210,17 +212,20 @@ def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_wor
 
 
 def test_shared_templates_count_as_far_as_they_are_the_members_own_work():
-    # Ten accounts share four templates nobody else uses (8 requests each) and send 2
-    # requests each on public templates that 40 others use: own_work = 8 / 10.
-    rows = [(i, BASE + timedelta(minutes=5 * i + k), f"t{k % 4}") for i in range(10)
-            for k in range(8)]
+    # Ten accounts share six templates nobody else uses (12 requests each, the same set:
+    # MinHash bands link them) and send 2 requests each on public templates that 40 others
+    # use: own_work = 12 / 14.
+    rows = [(i, BASE + timedelta(days=i, minutes=k), f"t{k % 6}") for i in range(10)
+            for k in range(12)]
     rows += [(i, BASE + timedelta(hours=100 + k), f"pub{k}") for i in range(50) for k in range(2)]
     _, _, clusters = run_scoring(ingested(50, interactions=rows))
     (ring,) = [c for c in clusters if c["size"] == 10]
-    assert ring["features"]["own_work"] == pytest.approx(0.8)
+    assert ring["features"]["own_work"] == pytest.approx(12 / 14, abs=1e-4)
     w = ScoringConfig().weights["behaviour_reuse"]
     share = ring["features"]["behaviour_reuse"]
-    assert ring["contributions"]["behaviour_reuse"] == pytest.approx(w * share**2 * 0.8, abs=1e-4)
+    assert share > 0
+    assert ring["contributions"]["behaviour_reuse"] == pytest.approx(
+        w * share**2 * 12 / 14, abs=1e-4)
 
 
 def test_strong_edges_of_shared_exact_ips_still_link_like_identifiers():
