@@ -72,6 +72,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).parent))
+from marked import write_marked
+
 CACHE = Path(__file__).parent / ".cache" / "replay"
 JSON_OUT = Path(__file__).parent / "replay.json"
 DOC = Path(__file__).parent.parent / "docs" / "quality.md"
@@ -548,21 +551,6 @@ def section(result: dict[str, Any], argv: str) -> str:
     return "\n".join(lines)
 
 
-def write_doc(path: Path, text: str) -> None:
-    """Replace the text between the replay markers; without them, append the section.
-
-    The markers sit under the section's heading, so scripts that rewrite other sections
-    (which split the page at ``## `` headings) carry them along.
-    """
-    old = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + f"\n\n{HEADING}\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     from linkage.synth.usage import USAGE_DAYS
 
@@ -617,7 +605,7 @@ def main() -> None:
     text = section(result, argv)
     print(text)
     if not args.no_doc:
-        write_doc(args.out, text)
+        write_marked(args.out, HEADING, BEGIN, END, text)
         print(f"updated {args.out}", file=sys.stderr)
 
 

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 sys.path.insert(0, str(Path(__file__).parent))
+from marked import write_marked
 from quality import run_linkage
 
 from linkage.evaluate import evaluate_flagged, read_truth
@@ -243,21 +244,6 @@ def section(rows: list[dict], argv: str, max_accounts: int) -> str:
     return "\n".join(lines)
 
 
-def write_doc(path: Path, text: str) -> None:
-    """Replace the text between the robustness markers; without them, append the section.
-
-    The markers sit under the section's heading, so scripts that rewrite other sections
-    (which split the page at ``## `` headings) carry them along.
-    """
-    old = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + f"\n\n{HEADING}\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int,
@@ -284,7 +270,7 @@ def main() -> None:
     text = section(rows, " ".join(sys.argv[1:]), max_accounts)
     print(text)
     if not args.no_doc:
-        write_doc(args.out, text)
+        write_marked(args.out, HEADING, BEGIN, END, text)
 
 
 if __name__ == "__main__":
