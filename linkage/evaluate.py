@@ -1,7 +1,7 @@
 """Evaluate a run's flagged accounts against a truth file.
 
 A truth file is a CSV with the columns ``account_id,group_id``; ``group_id`` is empty for a
-legitimate account and names the operator group otherwise (CONTRACT.md, section 2). An
+legitimate account and names the operator group otherwise (docs/input.md). An
 account missing from the truth file counts as legitimate.
 """
 

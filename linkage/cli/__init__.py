@@ -1,6 +1,6 @@
 """The ``linkage`` command line (Typer + Rich).
 
-Exit statuses (CONTRACT.md, section 2): 0 done; 2 bad input, configuration or usage, or no
+Exit statuses (docs/operations.md): 0 done; 2 bad input, configuration or usage, or no
 such run; 1 internal failure; 3 another run holds the store (try again later). Errors are
 printed to standard error as ``Error: ...``.
 Tables go to standard output; progress and logs to standard error, so ``linkage run``'s last
@@ -63,7 +63,7 @@ MAX_COUNT = 2**31 - 1
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 InputOpt = Annotated[Path, typer.Option(
-    "--input", "-i", help="Folder of input tables (CONTRACT.md section 1).", file_okay=False)]
+    "--input", "-i", help="Folder of input tables (docs/input.md).", file_okay=False)]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help="File holding the pseudonymisation key (default: "
     "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")]

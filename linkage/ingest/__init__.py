@@ -1,7 +1,7 @@
 """Ingest: read the input folder, validate it, normalise and pseudonymise it.
 
-The first stage of a nightly run (DESIGN.md). :func:`ingest` reads every contract table of the
-input folder (CONTRACT.md section 1) through DuckDB, checks it, and leaves six tables in the
+The first stage of a nightly run (docs/algorithm.md). :func:`ingest` reads every contract
+table of the input folder (docs/input.md) through DuckDB, checks it, and leaves six tables in the
 connection, the hand-off to the signals stage (schemas in :data:`OUTPUT_SCHEMAS`):
 
 ``accounts``
@@ -168,7 +168,7 @@ def ingest(
         DuckDB connection that receives the output tables (:data:`OUTPUT_SCHEMAS`). Its
         ``TimeZone`` is set to UTC.
     input_dir
-        The input folder (CONTRACT.md section 1).
+        The input folder (docs/input.md).
     cfg
         Validation mode and normalisation rules.
     pseudo

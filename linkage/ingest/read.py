@@ -151,7 +151,7 @@ SPECS: dict[str, TableSpec] = {
         )),
     )
 }
-"""The contract's tables (CONTRACT.md section 1), in contract order."""
+"""The contract's tables (docs/input.md), in contract order."""
 
 TABLE_NAMES: tuple[str, ...] = tuple(SPECS)
 
