@@ -42,7 +42,7 @@ import networkx as nx
 import numpy as np
 import pyarrow as pa
 
-from linkage.config import RunConfig
+from linkage.config import RunConfig, load_config
 from linkage.engines import connect_duckdb
 from linkage.evaluate import evaluate_flagged, read_truth
 from linkage.ingest import ingest
@@ -133,9 +133,11 @@ def baseline_leiden_idf(ids, n, a, b, w) -> list[pa.Table]:
     return flag_by_size(ids, np.asarray(part.membership))
 
 
-def run_linkage(data: Path) -> pa.Table:
+def run_linkage(data: Path, config: Path | None = None) -> pa.Table:
+    """Run linkage on ``data`` with the default configuration (or the TOML ``config``)."""
+    cfg = load_config(config) if config is not None else RunConfig()
     with tempfile.TemporaryDirectory() as tmp, Store(f"sqlite:///{tmp}/q.db") as store:
-        summary = run_pipeline(data, store, RunConfig(), SECRET)
+        summary = run_pipeline(data, store, cfg, SECRET)
         # With campaign_id: evaluate_flagged reports campaign fragmentation too.
         return memberships_table(store, summary.run_id)
 

@@ -118,13 +118,14 @@ def breakdown(data: Path, memberships: pa.Table) -> dict:
             "campaign_fragmentation": campaign}
 
 
-def measure(seed: int, max_accounts: int) -> dict:
-    """Generate (or reuse) one world, run linkage on it and score it."""
+def measure(seed: int, max_accounts: int, config: Path | None = None) -> dict:
+    """Generate (or reuse) one world, run linkage on it (the default configuration, or the
+    TOML ``config``) and score it."""
     drawn = draw_world(seed)
     params = drawn.scaled(max_accounts)
     data, gen_secs = ensure_world(seed, params)
     start = time.perf_counter()
-    memberships = run_linkage(data)
+    memberships = run_linkage(data, config)
     run_secs = time.perf_counter() - start
     ev = evaluate_flagged(read_truth(data / "truth.csv"), memberships)
     row = {
@@ -256,20 +257,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DOC)
     parser.add_argument("--json", type=Path, default=JSON_OUT)
     parser.add_argument("--no-doc", action="store_true", help="Only print and write JSON.")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="A linkage TOML configuration to measure instead of the default "
+                             "(implies --no-doc: the page reports the default).")
     args = parser.parse_args()
     seeds = args.seeds or (QUICK_SEEDS if args.quick else TUNING + REPORT)
     max_accounts = args.max_accounts or (QUICK_MAX if args.quick else 200_000)
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(measure, seeds, [max_accounts] * len(seeds)))
+            rows = list(pool.map(measure, seeds, [max_accounts] * len(seeds),
+                                 [args.config] * len(seeds)))
     else:
-        rows = [measure(s, max_accounts) for s in seeds]
+        rows = [measure(s, max_accounts, args.config) for s in seeds]
     args.json.write_text(json.dumps(
         {"argv": sys.argv[1:], "max_accounts": max_accounts, "rows": rows}, indent=1) + "\n")
     text = section(rows, " ".join(sys.argv[1:]), max_accounts)
     print(text)
-    if not args.no_doc:
+    if not (args.no_doc or args.config):
         write_marked(args.out, HEADING, BEGIN, END, text)
 
 

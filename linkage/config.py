@@ -160,15 +160,15 @@ class TemplatePoolConfig(SetBandsConfig):
 
     weight: float = 0.5
     cap: int = 2_000_000_000
-    enabled: bool = False
-    """Off by default: at a million accounts with interactions its pool keys made the graph
-    stage run for many minutes (docs/benchmarks.md); on for worlds of up to a few hundred
-    thousand accounts."""
+    enabled: bool = True
     min_carriers: int = 3
     """Templates used by fewer accounts are not compared."""
     min_templates: int = 3
     """A pool has at least this many templates."""
     min_used: int = 2
+    min_lift: float = 2.0
+    """Two templates are one pool's when they share at least this many times the users
+    chance predicts from their popularity (``|A & B| >= min_lift |A| |B| / N``)."""
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,13 @@ class ActivitySyncConfig(SetBandsConfig):
     account's *set* of active time buckets (``window_minutes`` wide, from
     ``interactions.ts``), compared like :class:`PromptConfig` compares template sets:
     ``bands`` keys of ``rows`` MinHash values each, for accounts active in at least
-    ``min_buckets`` buckets. Off by default (see ``docs/algorithm.md``)."""
+    ``min_buckets`` buckets. A pair's shared bands count only as far as they exceed the
+    overlap chance predicts from both accounts' volumes (see ``docs/algorithm.md``)."""
 
     weight: float = 0.3
-    enabled: bool = False
+    cap: int = 2_000_000_000
+    """No cap: a band key is judged by the chance overlap of its pairs' schedules
+    (:func:`linkage.graph.build_edges`), not by how many accounts share it."""
     window_minutes: int = 10
     min_buckets: int = 20
 
@@ -306,6 +309,7 @@ class ScoringConfig:
             "network_concentration": 0.3,
             "observation_reuse": 0.3,
             "behaviour_reuse": 0.75,
+            "schedule_sync": 0.6,
             "usage_campaign": 0.4,
             "known_bad": 0.9,
         }
@@ -541,6 +545,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     known_weak = {"signup_net", "bin", "user_agent"}
     for k in cfg.signals.cosignup.weak_keys:
         need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
+    need(cfg.signals.template_pool.min_lift >= 1, "signals.template_pool.min_lift",
+         "at least 1", cfg.signals.template_pool.min_lift)
     for name in ("coactivity", "prompt_sync"):
         minutes = getattr(cfg.signals, name).window_minutes
         need(minutes > 0, f"signals.{name}.window_minutes", "positive", minutes)

@@ -137,7 +137,11 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
         CREATE OR REPLACE TABLE edge_signals AS
         SELECT a, b, signal, p, n_keys FROM (
             SELECT r.a, r.b, r.signal, r.n_keys,
-                   CASE WHEN c.q IS NULL THEN r.p
+                   CASE WHEN bg.q IS NOT NULL THEN r.p * coalesce(round(
+                            {_lift_factor(_chance_jaccard('ca.d', 'cb.d', 'bg.q'),
+                                          _band_jaccard('r.n_keys', 'bg.bands',
+                                                        'bg.band_rows'))}, 9), 1::DOUBLE)
+                        WHEN c.q IS NULL THEN r.p
                         ELSE r.p * round(greatest(0::DOUBLE,
                                                   1 - x.d::DOUBLE * y.d * c.q / r.n_keys), 9)
                    END AS p
@@ -152,6 +156,9 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
             LEFT JOIN chance c USING (signal)
             LEFT JOIN carried x ON x.signal = r.signal AND x.idx = r.a
             LEFT JOIN carried y ON y.signal = r.signal AND y.idx = r.b
+            LEFT JOIN band_background bg ON bg.signal = r.signal
+            LEFT JOIN band_chance ca ON ca.signal = r.signal AND ca.idx = r.a
+            LEFT JOIN band_chance cb ON cb.signal = r.signal AND cb.idx = r.b
         ) w WHERE p > 0
         """
     )
@@ -187,6 +194,28 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     )
     row = con.execute("SELECT count(*) FROM edges").fetchone()
     return int(row[0]) if row else 0
+
+
+def _chance_jaccard(d_a: str, d_b: str, q: str) -> str:
+    """SQL: the Jaccard similarity two sets of ``d_a`` and ``d_b`` elements have by chance
+    when any two elements coincide with probability ``q``: they share ``E = d_a d_b q``
+    elements, of ``d_a + d_b - E``."""
+    e = f"({d_a}::DOUBLE * {d_b} * {q})"
+    return f"({e} / greatest({d_a} + {d_b} - {e}, 1::DOUBLE))"
+
+
+def _band_jaccard(shared: str, bands: str, rows: str) -> str:
+    """SQL: the Jaccard similarity ``shared`` of ``bands`` MinHash band keys of ``rows``
+    values estimate (each band is shared with probability ``J ** rows``)."""
+    return (f"least(1::DOUBLE, power({shared}::DOUBLE / {bands}, "
+            f"1 / {rows}::DOUBLE))")
+
+
+def _lift_factor(chance: str, observed: str) -> str:
+    """SQL: the share of an observed similarity that chance does not explain,
+    ``1 - chance / observed``, and 0 below twice chance (a lift under 2 is no evidence)."""
+    return (f"CASE WHEN {observed} >= 2 * {chance} THEN 1 - {chance} / {observed} "
+            "ELSE 0::DOUBLE END")
 
 
 def weigh_keys(con: SQLConnection, cfg: GraphConfig, has_org: bool) -> None:

@@ -102,6 +102,7 @@ FEATURES = (
     "network_concentration",
     "observation_reuse",
     "behaviour_reuse",
+    "schedule_sync",
     "usage_campaign",
     "known_bad",
 )
@@ -112,6 +113,7 @@ _FAMILY_FEATURE = {
     "network": "network_concentration",
     "observation": "observation_reuse",
     "behaviour": "behaviour_reuse",
+    "schedule": "schedule_sync",
 }
 _NOUNS = {
     "card": ("card", "cards"),
@@ -503,7 +505,7 @@ def _false_positives(
 
 
 # Families whose signals an account carries many values of (observed values, templates).
-_MULTI_VALUED = ("observation", "behaviour")
+_MULTI_VALUED = ("observation", "behaviour", "schedule")
 # Families of multi-valued signals whose linked share is weighted by :func:`_privacy`
 # (templates are weighed by the members' own work instead, see score_clusters).
 _PRIVATE_FAMILIES = ("observation",)

@@ -43,8 +43,8 @@ Signals
 ``prompt``              a MinHash-LSH band of the account's set of prompt templates
                         (``interactions.prompt_fingerprint``; see :func:`prompt_bands`)
 ``prompt_sync``         the same prompt template used within the same window
-``activity_sync``       a MinHash-LSH band of the account's set of active time buckets
-                        (off by default; see :func:`activity_bands`)
+``activity_sync``       a MinHash-LSH band of the account's set of active time buckets,
+                        judged against chance (see :func:`activity_bands`)
 ======================  ==========================================================
 """
 
@@ -115,7 +115,8 @@ SIGNAL_FAMILIES: dict[str, str] = {
     "template": "behaviour",
     "template_pool": "behaviour",
     PROMPT_SYNC: "behaviour",
-    ACTIVITY_SYNC: "behaviour",
+    # what the accounts' clocks say: the same moments of activity, whatever the templates
+    ACTIVITY_SYNC: "schedule",
 }
 
 _HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, SetBandsConfig)
@@ -275,8 +276,16 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
     # Per-key factors of the evidence a signal's own rule sets (template pools' dedication).
     con.execute("CREATE OR REPLACE TEMP TABLE key_factors "
                 "(signal VARCHAR, key VARCHAR, factor DOUBLE)")
+    if "bin_postal" in weights:
+        instrument_independence(con)
     # The templates of each private pool (scoring counts work on them as the members' own).
     con.execute("CREATE OR REPLACE TABLE pool_templates (key VARCHAR, prompt_key VARCHAR)")
+    if ACTIVITY_SYNC not in weights:
+        # No set-similarity signal judged against chance (activity_bands makes these).
+        con.execute("CREATE OR REPLACE TABLE band_chance "
+                    "(signal VARCHAR, idx INTEGER, d INTEGER)")
+        con.execute("CREATE OR REPLACE TABLE band_background "
+                    "(signal VARCHAR, q DOUBLE, bands INTEGER, band_rows INTEGER)")
     band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
               for signal, table in BAND_TABLES.items() if signal in weights]
@@ -378,6 +387,30 @@ def prompt_bands(con: SQLConnection, cfg: PromptConfig) -> int:
     return _set_bands(con, sets, "prompt_bands", cfg.bands, cfg.rows, cfg.min_templates)
 
 
+def instrument_independence(con: SQLConnection) -> None:
+    """Add to ``key_factors`` each shared ``bin_postal`` key's independence: how many
+    *different* cards stand behind it, ``(d - 1) / (n - 1)`` for ``n`` carriers and ``d``
+    distinct cards (a row without a fingerprint counts as a card of its own), at most 1.
+
+    A BIN and billing postal code is evidence of its own when different cards share it (one
+    issuer's batch of virtual cards: ``d = n``, factor 1). When every carrier holds the same
+    card (a family card, an operator's one card), the BIN and postal code are that card's and
+    the card signal already says all there is: factor 0, so one card is not counted twice.
+    """
+    con.execute(
+        """
+        INSERT INTO key_factors
+        SELECT 'bin_postal', bin_postal_key,
+               least(1::DOUBLE, greatest(0::DOUBLE,
+                   (count(DISTINCT card_key)
+                    + sum(CASE WHEN card_key IS NULL THEN 1 ELSE 0 END) - 1)::DOUBLE
+                   / (count(DISTINCT idx) - 1)))
+        FROM payment_instruments WHERE bin_postal_key IS NOT NULL
+        GROUP BY bin_postal_key HAVING count(DISTINCT idx) >= 2
+        """
+    )
+
+
 def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
     """Create ``template_pool_links(idx INTEGER, key VARCHAR)``: the accounts that use a
     private template pool, and the pool's key; return the number of pools.
@@ -408,11 +441,31 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
     )
     _set_bands(con, "SELECT tid AS idx, idx::BIGINT AS e FROM template_users",
                "template_bands", cfg.bands, cfg.rows, int(cfg.min_carriers))
+    # Candidates (shared band keys), then the background: two templates belong to one pool
+    # when they share at least min_lift times the users chance predicts from their
+    # popularity, |A & B| >= min_lift * |A| |B| / N (N: accounts that sent any request). The
+    # users of two popular public templates overlap as much as chance says (a template
+    # used by half of everyone shares half of its users with any other); a pipeline's
+    # templates share nearly all of theirs, however many they are.
     pairs = con.execute(
         f"""
-        SELECT x.idx AS a, y.idx AS b FROM template_bands x
-        JOIN template_bands y ON x.key = y.key AND x.idx < y.idx
-        GROUP BY x.idx, y.idx HAVING count(*) >= {int(cfg.min_shared)}
+        WITH candidates AS (
+            SELECT x.idx AS a, y.idx AS b FROM template_bands x
+            JOIN template_bands y ON x.key = y.key AND x.idx < y.idx
+            GROUP BY x.idx, y.idx HAVING count(*) >= {int(cfg.min_shared)}
+        ),
+        sizes AS (SELECT tid, count(*) AS n FROM template_users GROUP BY tid),
+        common AS (
+            SELECT c.a, c.b, count(*) AS k FROM candidates c
+            JOIN template_users ua ON ua.tid = c.a
+            JOIN template_users ub ON ub.tid = c.b AND ub.idx = ua.idx
+            GROUP BY c.a, c.b
+        ),
+        active AS (SELECT count(DISTINCT idx) AS n FROM interactions)
+        SELECT c.a, c.b FROM common c
+        JOIN sizes sa ON sa.tid = c.a JOIN sizes sb ON sb.tid = c.b CROSS JOIN active t
+        WHERE c.k::DOUBLE * t.n >= {float(cfg.min_lift)} * sa.n * sb.n
+        ORDER BY c.a, c.b
         """
     ).fetchnumpy()
     con.execute("DROP TABLE template_bands")
@@ -455,7 +508,7 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
         )
         con.execute(
             """
-            CREATE OR REPLACE TEMP TABLE key_factors AS
+            INSERT INTO key_factors
             WITH requests AS (
                 SELECT l.key, i.prompt_key FROM template_pool_links l
                 JOIN interactions i USING (idx)
@@ -479,11 +532,45 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     in at least ``cfg.min_buckets`` of them (:func:`_set_bands`). A bucket's element id is its
     number (whole windows since the epoch). Two accounts driven on one schedule have nearly
     the same set whatever templates they use; people active at random moments do not.
-    Returns the number of accounts with band keys."""
+
+    Also creates the signal's background, ``band_chance(signal, idx, d)`` (each keyed
+    account's number of active buckets) and ``band_background(signal, q, bands, band_rows)``
+    (``q``: the chance that two of everyone's active buckets are the same one), from which
+    :func:`linkage.graph.build_edges` judges each pair's shared bands against the overlap
+    their volumes alone predict: two heavy users active at every hour share many buckets by
+    chance, two scripts of one schedule far more than chance. Returns the number of accounts
+    with band keys."""
     window = int(cfg.window_minutes) * 60
-    sets = (f"SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e "
-            "FROM interactions WHERE ts IS NOT NULL")
-    return _set_bands(con, sets, "activity_bands", cfg.bands, cfg.rows, cfg.min_buckets)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE activity_sets AS
+        SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e
+        FROM interactions WHERE ts IS NOT NULL
+        """
+    )
+    # The background (graph.build_edges): how many buckets each account is active in, and
+    # how often two of everyone's active buckets coincide.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE band_chance AS
+        SELECT '{ACTIVITY_SYNC}' AS signal, idx, count(*)::INTEGER AS d FROM activity_sets
+        GROUP BY idx HAVING count(*) >= {int(cfg.min_buckets)}
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE band_background AS
+        SELECT '{ACTIVITY_SYNC}' AS signal,
+               sum(n::DOUBLE * (n - 1)) / (sum(n::DOUBLE) * sum(n::DOUBLE)) AS q,
+               {int(cfg.bands)} AS bands, {int(cfg.rows)} AS band_rows
+        FROM (SELECT e, count(*) AS n FROM activity_sets GROUP BY e) t
+        """
+    )
+    try:
+        return _set_bands(con, "SELECT idx, e FROM activity_sets", "activity_bands", cfg.bands,
+                          cfg.rows, cfg.min_buckets)
+    finally:
+        con.execute("DROP TABLE activity_sets")
 
 
 def _set_bands(con: SQLConnection, sets_sql: str, table: str, bands: int, rows: int,

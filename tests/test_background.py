@@ -236,3 +236,92 @@ def test_strong_edges_of_shared_exact_ips_still_link_like_identifiers():
     big = max(clusters, key=lambda c: c["size"])
     assert big["size"] >= 5
     assert big["features"]["identifier_reuse"] == pytest.approx(1.0)
+
+
+def test_a_bin_and_postal_code_behind_one_card_is_that_card():
+    # bp1: six accounts on one family card; bp2: five accounts, five cards of one issuer
+    # batch; bp3: three accounts, two of them on one card (d = 2 of n = 3).
+    rows = ([(i, "fam", "bp1") for i in range(6)] + [(i, f"v{i}", "bp2") for i in range(6, 11)]
+            + [(11, "c3", "bp3"), (12, "c3", "bp3"), (13, "c4", "bp3")])
+    con = ingested(20)
+    con.executemany("INSERT INTO payment_instruments VALUES (?, ?, NULL, ?, NULL, NULL)", rows)
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig())
+    p_key = dict(con.execute("SELECT min(km.idx), k.p_key FROM keys k JOIN key_members km "
+                             "USING (kid) WHERE k.signal = 'bin_postal' GROUP BY k.kid, k.p_key"
+                             ).fetchall())
+    w, cap = ONLY_IDENTIFIERS.bin_postal.weight, ONLY_IDENTIFIERS.bin_postal.cap
+    assert p_key[0] == 0.0  # (1 - 1) / (6 - 1): the family card's BIN and postal code
+    assert p_key[6] == pytest.approx(w * specificity(5, cap))  # (5 - 1) / (5 - 1)
+    assert p_key[11] == pytest.approx(w * specificity(3, cap) * (2 - 1) / (3 - 1))
+    # the family is linked by its card alone: no BIN+postal evidence between its members
+    signals = {s for (s,) in con.execute(
+        "SELECT DISTINCT signal FROM edge_signals WHERE a < 6 AND b < 6").fetchall()}
+    assert signals == {"card"}
+
+
+def test_templates_everyone_uses_are_no_pool_and_a_pipelines_are():
+    # Twelve accounts use ten pool templates each; all 40 accounts use the same five public
+    # templates, whose users are identical sets (Jaccard 1) but no more than chance: a
+    # template used by everyone shares all of its users with any other (lift 1).
+    rows = [(i, BASE + timedelta(minutes=i + 60 * j), f"pool{j}") for i in range(12)
+            for j in range(10)]
+    rows += [(i, BASE + timedelta(hours=300 + j), f"pub{j}") for i in range(40) for j in range(5)]
+    con = ingested(40, interactions=rows)
+    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
+                      template_pool=TemplatePoolConfig(enabled=True))
+    build_links(con, signals)
+    carriers = con.execute(
+        "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
+        "GROUP BY key").fetchall()
+    assert [ids for _, ids in carriers] == [list(range(12))]
+    # pool templates: 12 users each of 40 active accounts: 12 shared >= 2 * 12 * 12 / 40
+    assert con.execute("SELECT count(DISTINCT prompt_key) FROM pool_templates").fetchone() == (10,)
+
+
+SCHEDULE_ONLY = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
+                        activity_sync=ActivitySyncConfig())
+
+
+def test_synchronised_activity_is_judged_against_the_overlap_of_volumes():
+    # Ten heavy users are active in every one of 100 ten-minute buckets; ten scripts in the
+    # same 30 other buckets. Both pairs share every bucket (Jaccard 1: all 20 bands).
+    # Per bucket n = 10: q = sum n(n-1) / (sum n)^2 = 130 * 90 / 1300^2.
+    rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
+            for b in range(100)]
+    rows += [(i, BASE + timedelta(minutes=10 * b + 1), f"s{i}-{b}") for i in range(10, 20)
+             for b in range(100, 130)]
+    con = ingested(20, interactions=rows)
+    build_links(con, SCHEDULE_ONLY)
+    build_edges(con, GraphConfig())
+    q = 130 * 90 / 1300**2
+    (got_q,) = con.execute("SELECT q FROM band_background").fetchone()
+    assert got_q == pytest.approx(q)
+    ev = {(a, b): (p, k) for a, b, p, k in con.execute(
+        "SELECT a, b, p, n_keys FROM edge_signals WHERE signal = 'activity_sync'").fetchall()}
+    # heavy users: chance alone shares 100 * 100 * q = 69.2 buckets, Jaccard 0.53; the
+    # observed Jaccard (1) is less than twice that: no evidence
+    assert not any(a < 10 for a, _ in ev)
+    # scripts: chance shares 30 * 30 * q = 6.2 buckets, Jaccard 0.116 of the observed 1
+    e = 30 * 30 * q
+    j0 = e / (60 - e)
+    cfg = SCHEDULE_ONLY.activity_sync
+    p_band = cfg.weight * specificity(10, cfg.cap)
+    assert len(ev) == 45
+    for p, k in ev.values():
+        assert k == cfg.bands
+        assert p == pytest.approx((1 - (1 - p_band) ** k) * (1 - j0))
+
+
+def test_scripts_on_one_schedule_are_scored_by_their_synchronised_activity():
+    rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
+            for b in range(100)]
+    rows += [(i, BASE + timedelta(minutes=10 * b + 1), f"s{i}-{b}") for i in range(10, 20)
+             for b in range(100, 130)]
+    _, _, clusters = run_scoring(ingested(30, interactions=rows))
+    scripts = [c for c in clusters if c["size"] == 10 and c["features"]["schedule_sync"] > 0]
+    assert len(scripts) == 1
+    assert scripts[0]["features"]["schedule_sync"] == pytest.approx(1.0)
+    w = ScoringConfig().weights["schedule_sync"]
+    assert scripts[0]["contributions"]["schedule_sync"] == pytest.approx(w)
+    assert any("activity schedule" in r for r in scripts[0]["reasons"])
