@@ -58,6 +58,8 @@ through one kind of evidence alone, as a share of the cluster):
                             (``interactions``); its contribution is multiplied by the
                             members' ``own_work`` (the share of their requests on their own
                             templates)
+``schedule_sync``           linked share through synchronised activity whatever the templates
+                            (``activity_sync``, judged against the overlap chance predicts)
 ``usage_campaign``          how campaign-like the members' usage is (see :func:`usage_campaign`);
                             counted as it is, like ``burst``
 ``known_bad``               share of members that analysts confirmed as operators
