@@ -264,14 +264,17 @@ def main() -> None:
     seeds = args.seeds or (QUICK_SEEDS if args.quick else TUNING + REPORT)
     max_accounts = args.max_accounts or (QUICK_MAX if args.quick else 200_000)
     CACHE.mkdir(parents=True, exist_ok=True)
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(measure, seeds, [max_accounts] * len(seeds),
-                                 [args.config] * len(seeds)))
-    else:
-        rows = [measure(s, max_accounts, args.config) for s in seeds]
-    args.json.write_text(json.dumps(
-        {"argv": sys.argv[1:], "max_accounts": max_accounts, "rows": rows}, indent=1) + "\n")
+    def save(rows: list[dict]) -> None:
+        args.json.write_text(json.dumps(
+            {"argv": sys.argv[1:], "max_accounts": max_accounts, "rows": rows}, indent=1) + "\n")
+
+    rows: list[dict] = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        # Rows are saved as worlds finish: a long sweep that is stopped keeps what it measured.
+        for row in pool.map(measure, seeds, [max_accounts] * len(seeds),
+                            [args.config] * len(seeds)):
+            rows.append(row)
+            save(rows)
     text = section(rows, " ".join(sys.argv[1:]), max_accounts)
     print(text)
     if not (args.no_doc or args.config):

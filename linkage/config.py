@@ -295,7 +295,11 @@ class ScoringConfig:
     threshold: float = 0.5
     full_size: int = 10
     """Clusters of this size or more get the full size factor; smaller ones are damped so
-    that families of 2-4 sharing a card cannot reach the threshold."""
+    that a handful of accounts cannot reach the threshold on little evidence."""
+    household_full_size: int = 24
+    """What households share too (cards, devices, emails, phones, BIN and postal codes,
+    networks, observed values) gets its full weight only from this size: a family card
+    shared by two households of four is what families do, not an operator."""
     burst_window_minutes: int = 120
     strong_edge: float = 0.6
     """An edge at least this heavy is a strong link: in the reasons ("12 of 14 have at least
@@ -565,6 +569,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(0.0 < cfg.scoring.threshold <= 1.0, "scoring.threshold", "in (0, 1]",
          cfg.scoring.threshold)
     need(cfg.scoring.full_size >= 3, "scoring.full_size", "at least 3", cfg.scoring.full_size)
+    need(cfg.scoring.household_full_size >= 3, "scoring.household_full_size", "at least 3",
+         cfg.scoring.household_full_size)
     known_features = set(ScoringConfig().weights)
     for name, w in cfg.scoring.weights.items():
         need(name in known_features, "scoring.weights", f"keys among {sorted(known_features)}",

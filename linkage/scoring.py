@@ -34,11 +34,14 @@ shares below are squared (``e_f = f**2``; ``e_burst = burst``): evidence that ru
 the whole cluster counts fully, evidence that covers a corner of it (a family of four inside
 a neighbourhood of sixteen: 0.25) counts little (0.06). The contribution of a feature is
 ``c_f = w_f * e_f``, read as "how sure this feature alone makes us". Contributions combine by
-noisy-OR and small clusters are damped::
+noisy-OR, in two groups damped by size differently: what households share too (cards,
+devices, emails, phones, BIN and postal codes, networks, observed values: the
+:data:`HOUSEHOLD` features) reaches full weight only at ``household_full_size`` members (a
+family's card shared by eight is what families do), everything else at ``full_size``::
 
-    raw   = 1 - prod_f (1 - c_f)
-    size  = clamp(log(size / 2) / log(full_size / 2), 0, 1)
-    score = size * raw
+    raw_h = 1 - prod_{f in HOUSEHOLD} (1 - c_f)      raw_o = 1 - prod_{other f} (1 - c_f)
+    size(s, full) = clamp(log(s / 2) / log(full / 2), 0, 1)
+    score = 1 - (1 - size(s, household_full_size) * raw_h) * (1 - size(s, full_size) * raw_o)
 
 The features (a *linked share* is the largest group of members connected to each other
 through one kind of evidence alone, as a share of the cluster):
@@ -95,7 +98,8 @@ from linkage.config import ScoringConfig
 from linkage.engines import SQLConnection
 from linkage.signals import SIGNAL_FAMILIES
 
-__all__ = ["FEATURES", "score_clusters", "size_factor", "usage_campaign"]
+__all__ = ["FEATURES", "HOUSEHOLD", "combine", "score_clusters", "size_factor",
+           "usage_campaign"]
 
 FEATURES = (
     "burst",
@@ -109,6 +113,8 @@ FEATURES = (
     "known_bad",
 )
 _UNSQUARED = ("burst", "usage_campaign", "known_bad")
+# Evidence that a household or a family shares too: damped up to ``household_full_size``.
+HOUSEHOLD = ("identifier_reuse", "issuer_reuse", "network_concentration", "observation_reuse")
 _FAMILY_FEATURE = {
     "identifier": "identifier_reuse",
     "issuer": "issuer_reuse",
@@ -135,6 +141,20 @@ _NOUNS = {
     "coactivity": ("moment of activity on one observed value",
                    "moments of activity on one observed value"),
 }
+
+
+def combine(contrib: dict[str, np.ndarray], damp: np.ndarray,
+            damp_household: np.ndarray) -> np.ndarray:
+    """The score from the contributions ``c_f`` (arrays, one entry per cluster) and the two
+    size factors (module docstring): household evidence and the rest by noisy-OR, each
+    damped by its own factor, then the analysts' ``known_bad``."""
+    def noisy_or(features: list[str]) -> np.ndarray:
+        return 1.0 - np.prod([1.0 - contrib[f] for f in features], axis=0)
+
+    household = noisy_or([f for f in FEATURES if f in HOUSEHOLD])
+    other = noisy_or([f for f in FEATURES if f not in HOUSEHOLD and f != "known_bad"])
+    evidence = 1.0 - (1.0 - damp_household * household) * (1.0 - damp * other)
+    return np.clip(1.0 - (1.0 - evidence) * (1.0 - contrib["known_bad"]), 0.0, 1.0)
 
 
 def size_factor(size: int, full_size: int) -> float:
@@ -370,10 +390,9 @@ def score_clusters(
     # spend most of their requests on their own templates, a team a part of its day.
     contrib["behaviour_reuse"] = contrib["behaviour_reuse"] * np.array(
         [usage[c]["own_work"] if c in usage else 1.0 for c in range(n)])
-    evidence = [f for f in FEATURES if f != "known_bad"]
-    raw = 1.0 - np.prod([1.0 - contrib[f] for f in evidence], axis=0) if n else np.zeros(0)
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
-    score = np.clip(1.0 - (1.0 - damp * raw) * (1.0 - contrib["known_bad"]), 0.0, 1.0)
+    damp_h = np.array([size_factor(int(s), cfg.household_full_size) for s in size])
+    score = combine(contrib, damp, damp_h) if n else np.zeros(0)
     flagged = score >= cfg.threshold
     suppressed = _false_positives(sql, false_positive, n, cfg.suppress_min_jaccard)
     density = 2 * base["w"] / np.maximum(size * (size - 1), 1)
@@ -384,10 +403,12 @@ def score_clusters(
         return [round(v, 4) for v in np.asarray(values, dtype=np.float64).tolist()]
 
     feature_rows = zip(*(rounded(feats[f]) for f in FEATURES), rounded(density), rounded(damp),
+                       rounded(damp_h),
                        strict=True)
     contrib_rows = zip(*(rounded(contrib[f]) for f in FEATURES), strict=True)
-    feature_names = (*FEATURES, "density", "size_factor")
+    feature_names = (*FEATURES, "density", "size_factor", "household_factor")
     damps = np.asarray(damp, dtype=np.float64).tolist()
+    damps_h = np.asarray(damp_h, dtype=np.float64).tolist()
     sizes = size.tolist()
     features_json, contrib_json, reasons_json = [], [], []
     for c, (frow, crow) in enumerate(zip(feature_rows, contrib_rows, strict=True)):
@@ -397,7 +418,7 @@ def score_clusters(
         features_json.append(json.dumps(fv, sort_keys=True))
         contrib_json.append(json.dumps(dict(zip(FEATURES, crow, strict=True)), sort_keys=True))
         reasons = _reasons(c, sizes[c], base, signals.get(c, []), net_ranges.get(c, 0),
-                           damps[c], cfg)
+                           damps[c], damps_h[c], cfg)
         if known[c]:
             reasons.insert(0, f"{int(known[c])} of {int(size[c])} accounts were confirmed "
                               f"operators {known_text[c]}")
@@ -772,6 +793,7 @@ def _reasons(
     signals: list[tuple[str, int, int]],
     n_ranges: int,
     damp: float,
+    damp_household: float,
     cfg: ScoringConfig,
 ) -> list[str]:
     """Plain sentences with numbers, strongest evidence first."""
@@ -796,6 +818,8 @@ def _reasons(
                          f"(evidence >= {cfg.strong_edge:g})"))
     out.sort(key=lambda t: -t[0])
     reasons = [t for _, t in out]
-    if damp < 1.0:
-        reasons.append(f"small cluster ({size} accounts): score damped to {damp:.0%}")
+    if damp_household < 1.0:
+        reasons.append(f"small cluster ({size} accounts): identifiers and networks, which "
+                       f"households share too, count {damp_household:.0%}, other evidence "
+                       f"{damp:.0%}")
     return reasons

@@ -19,7 +19,7 @@ from linkage.config import (
     SignalsConfig,
 )
 from linkage.graph import build_edges, build_graph, edge_arrays
-from linkage.scoring import FEATURES, score_clusters, size_factor, usage_campaign
+from linkage.scoring import FEATURES, HOUSEHOLD, score_clusters, size_factor, usage_campaign
 from linkage.signals import build_links
 from tests.helpers import BASE, ingested
 
@@ -68,11 +68,17 @@ def test_score_follows_the_documented_formula():
     _, _, clusters = run_scoring(ring_and_family(), cfg)
     for c in clusters:
         evidence = {f: c["features"][f] ** (1 if f == "burst" else 2) for f in FEATURES}
-        raw = 1 - math.prod(1 - cfg.weights[f] * evidence[f] for f in FEATURES)
+        household = 1 - math.prod(1 - cfg.weights[f] * evidence[f] for f in HOUSEHOLD)
+        other = 1 - math.prod(1 - cfg.weights[f] * evidence[f] for f in FEATURES
+                              if f not in HOUSEHOLD)
         for f in FEATURES:
             assert c["contributions"][f] == pytest.approx(cfg.weights[f] * evidence[f],
                                                           abs=1e-3)
-        assert c["score"] == pytest.approx(size_factor(c["size"], cfg.full_size) * raw, abs=1e-3)
+        damp_h = size_factor(c["size"], cfg.household_full_size)
+        damp = size_factor(c["size"], cfg.full_size)
+        assert c["features"]["household_factor"] == pytest.approx(damp_h, abs=1e-4)
+        assert c["score"] == pytest.approx(1 - (1 - damp_h * household) * (1 - damp * other),
+                                           abs=1e-3)
         assert 0.0 <= c["score"] <= 1.0
         assert c["flagged"] == (c["score"] >= cfg.threshold)
 
@@ -112,6 +118,30 @@ def test_threshold_is_configurable():
 def test_families_of_two_to_four_cannot_be_flagged():
     for size in (2, 3, 4):
         assert size_factor(size, ScoringConfig().full_size) < ScoringConfig().threshold
+
+
+def test_an_extended_family_on_one_card_is_not_flagged_and_a_ring_of_eight_is():
+    # Two households of four (each on its own card, home IP and device) joined by one
+    # family card: everything a household shares, and nothing else. A ring of eight shares
+    # one card and signs up within minutes.
+    cards = [(i, "family") for i in range(8)] + [(i, f"home{i // 4}") for i in range(8)]
+    cards += [(i, "ring") for i in range(20, 28)]
+    ips = [(i, f"ip{i // 4}", f"net{i // 4}") for i in range(8)]
+    devices = [(i, f"dev{i // 4}") for i in range(8)]
+    created = {i: BASE + timedelta(days=40 * i) for i in range(8)}
+    created |= {i: BASE + timedelta(minutes=3 * i) for i in range(20, 28)}
+    con = ingested(40, cards=cards, ips=ips, devices=devices, created=created)
+    _, _, clusters = run_scoring(con)
+    family = next(c for c in clusters if c["size"] == 8 and c["features"]["burst"] < 0.5)
+    ring = next(c for c in clusters if c["size"] == 8 and c["features"]["burst"] == 1.0)
+    assert family["features"]["identifier_reuse"] == 1.0
+    cfg = ScoringConfig()
+    # 1 - (1 - log 4 / log 12 * 0.75 ...) stays under the threshold
+    assert family["features"]["household_factor"] == pytest.approx(
+        math.log(4) / math.log(cfg.household_full_size / 2), abs=1e-4)
+    assert not family["flagged"]
+    assert ring["flagged"]
+    assert any("which households share too" in r for r in family["reasons"])
 
 
 def test_cluster_keys_and_intra_edges():
