@@ -65,6 +65,8 @@ __all__ = [
 # Drawing thousands of nodes helps no one and makes a page slow: bigger clusters are drawn
 # by groups of accounts joined by strong links (svg.groups_svg).
 MAX_DRAWN_ACCOUNTS = 400
+# A cluster page lists its strongest related clusters; the case packet lists them all.
+MAX_RELATED_SHOWN = 20
 
 _ENV = Environment(
     loader=PackageLoader("linkage.reports", "templates"),
@@ -144,6 +146,7 @@ def cluster_context(
     detail["labels"] = q.cluster_labels(store, cluster_id, detail["members"])
     detail["related"] = (related if related is not None else
                          q.related_clusters(store, run_id, [cluster_id])[cluster_id])
+    detail["max_related"] = MAX_RELATED_SHOWN
     detail["strong_link"] = q.STRONG_LINK
     detail["max_drawn"] = MAX_DRAWN_ACCOUNTS
     return detail
@@ -158,7 +161,7 @@ def campaign_context(store: Store, run_id: int, campaign_id: str) -> dict[str, A
     g["signup_span"] = _span(times) if times else None
     g["n_flagged"] = sum(1 for c in g["clusters"] if c["flagged"])
     ids = [c["cluster_id"] for c in g["clusters"]]
-    related = q.related_clusters(store, run_id, ids, limit=len(ids) + 25)
+    related = q.related_clusters(store, run_id, ids)
     g["links"] = [
         {"a": a, "b": r["cluster_id"], "strength": r["strength"], "signals": r["signals"]}
         for a in ids for r in related[a] if r["cluster_id"] in ids and a < r["cluster_id"]

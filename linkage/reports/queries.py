@@ -520,10 +520,10 @@ def _key_strength(config: dict[str, Any]) -> dict[str, tuple[float, int]]:
 
 
 def related_clusters(
-    store: Store, run_id: int, cluster_ids: Sequence[str], *, limit: int = 25
+    store: Store, run_id: int, cluster_ids: Sequence[str], *, limit: int | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Per cluster of ``cluster_ids``, the other clusters of the run that share a stored key
-    with it, strongest first (at most ``limit`` each).
+    with it, strongest first (the ``limit`` strongest when given).
 
     Keys come from ``cluster_keys``: values carried by two or more members of a cluster,
     kept for clusters scoring at least ``store.evidence_min_score``, so a relation is seen
@@ -578,7 +578,7 @@ def related_clusters(
         out[here].append(rel)
     for here, rels in out.items():
         rels.sort(key=lambda x: (-x["strength"], -x["n_keys"], x["cluster_id"]))
-        out[here] = rels[:limit]
+        out[here] = rels if limit is None else rels[:limit]
     return out
 
 
