@@ -620,9 +620,10 @@ def campaign_detail(store: Store, run_id: int, campaign_id: str) -> dict[str, An
     c, m = _CLUSTERS, _MEMBERS
     ids = [x["cluster_id"] for x in found["clusters"]]
     with _connect(store, f"reading campaign {shorten(campaign_id)}") as conn:
-        times = sorted(_utc(t) for t in conn.execute(
+        read = (_utc(t) for t in conn.execute(
             select(m.c.created_at).where(m.c.run_id == run_id, m.c.cluster_id.in_(ids),
                                          m.c.created_at.is_not(None))).scalars())
+        times = sorted(t for t in read if t is not None)
         extra = {r.cluster_id: r for r in conn.execute(
             select(c.c.cluster_id, c.c.flagged, c.c.reasons_json)
             .where(c.c.run_id == run_id, c.c.cluster_id.in_(ids)))}

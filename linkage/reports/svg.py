@@ -293,10 +293,10 @@ def groups_svg(
     for e in edges:
         if e["account_a"] not in index or e["account_b"] not in index:
             continue
-        x, y = sorted((int(g[index[e["account_a"]]]), int(g[index[e["account_b"]]])))
-        if x == y and e["weight"] >= strong:
-            has_strong.add(x)
-        bucket = inside.setdefault(x, {}) if x == y else between.setdefault((x, y), {})
+        ga, gb = sorted((int(g[index[e["account_a"]]]), int(g[index[e["account_b"]]])))
+        if ga == gb and e["weight"] >= strong:
+            has_strong.add(ga)
+        bucket = inside.setdefault(ga, {}) if ga == gb else between.setdefault((ga, gb), {})
         top = e["signals"][0]["signal"] if e.get("signals") else ""
         bucket[top] = bucket.get(top, 0.0) + e["weight"]
     graph = ig.Graph(n=n_nodes, edges=list(between))
