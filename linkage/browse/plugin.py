@@ -54,7 +54,11 @@ def render_cell(row: Any, value: Any, column: str, database: str, datasette: Any
         keys = row.keys()
     except AttributeError:
         keys = ()
-    run = row["run_id"] if "run_id" in keys and row["run_id"] is not None else "latest"
+    run = row["run_id"] if "run_id" in keys else None
+    if isinstance(run, dict):  # a table page expands the foreign key to {value, label}
+        run = run.get("value")
+    if not isinstance(run, int):
+        run = "latest"
     href = page_path(datasette, database, run, _LINKED[column], value)
     # Markup is safe here: the address is percent-encoded, the text escaped.
     return Markup(  # noqa: S704
