@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,7 +60,8 @@ def _record() -> RunRecord:
                          json.dumps({"identifier_reuse": 0.75, "issuer_reuse": 0.0}),
                          json.dumps([f"{len(accounts)} of {len(accounts)} accounts share "
                                      "one card"]), None, campaign))
-        members += [(a, cid, None) for a in accounts]
+        members += [(a, cid, datetime(2025, 6, 1, 10, 7 * i % 60, tzinfo=UTC))
+                    for i, a in enumerate(accounts)]
         for a, b in itertools.pairwise(accounts):
             evidence.append((cid, a, b, 0.9))
             signals.append((a, b, "device", 0.9, 1))
