@@ -104,3 +104,17 @@ def test_the_plugin_links_clusters_to_their_pages(tmp_path):
     assert alone.status_code == 302 and alone.headers["location"].endswith("/clusters/cC")
     assert asyncio.run(get("/-/linkage/night/runs/latest/clusters/nope")).status_code == 404
     assert asyncio.run(get("/-/linkage/night/runs/latest/glossary")).status_code == 200
+
+
+def test_browse_refuses_what_datasette_cannot_open(tmp_path, db_url):
+    from tests.helpers import invoke
+
+    missing = invoke("browse", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert missing.exit_code == 2 and "no store" in missing.output
+    assert not (tmp_path / "none.db").exists()
+    if db_url.startswith("sqlite"):
+        return  # a SQLite store is served: test_datasette_in_chromium does that
+    with Store(db_url) as store:
+        store.upgrade()
+    res = invoke("browse", "--db", db_url)
+    assert res.exit_code == 2 and "SQLite stores only" in res.output
