@@ -82,8 +82,7 @@ def serve(
     clusters? Runs until SIGTERM. Needs LINKAGE_API_TOKEN_FILE (or LINKAGE_API_TOKEN) and the
     pseudonymisation key (docs/operations.md#the-online-check-linkage-serve).
 
-    Example: LINKAGE_API_TOKEN_FILE=api-token linkage serve --db sqlite:///linkage.db
-    --secret-file .linkage-secret --port 8080
+    Example: linkage serve --db sqlite:///linkage.db --secret-file .linkage-secret
     """
     _setup(quiet, verbose)
     with _errors(verbose):

@@ -189,13 +189,16 @@ def create_app(state: ServeState) -> FastAPI:
                 await watcher
             checks = sum(s.value for s in _samples(state, "linkage_serve_requests_total",
                                                    endpoint="/v1/check"))
-            log.info("stopped after %d checks", checks)
+            log.info("stopped after %d checks", int(checks))
 
     app = FastAPI(
         title="linkage online check",
         summary="Does a new or changed account share keys with the clusters of the latest run?",
         version="1",
         lifespan=lifespan,
+        # No OpenTelemetry spans or logs: their exception records may quote request values.
+        telemetry={"tracing": False, "metrics": False, "logs": False,
+                   "operation_spans": False, "auto_configure": False},
     )
     m = state.metrics
     request_body, definitions = request_schema()

@@ -45,9 +45,10 @@ def key_codes(signals: pa.Array | pa.ChunkedArray | list[str],
     """Two ``uint64`` arrays ``(hi, lo)``: the 128-bit code of each ``signal 0x1F key``.
 
     The text's bytes are laid out in a zero-padded matrix, read as little-endian 64-bit
-    words, and folded word by word into a SplitMix64 state started from the text's length
-    (:func:`linkage.signals._mix64`), once per seed: equal texts have equal codes, and two
-    different texts share a code with probability about 2**-128.
+    words, and its own words (not the padding) folded one by one into a SplitMix64 state
+    started from the text's length (:func:`linkage.signals._mix64`), once per seed: a text
+    has one code whatever it is computed with, and two different texts share a code with
+    probability about 2**-128.
     """
     text = pc.binary_join_element_wise(pa.array(signals, pa.string()) if isinstance(
         signals, list) else signals, pa.array(keys, pa.string()) if isinstance(keys, list)
@@ -75,10 +76,11 @@ def key_codes(signals: pa.Array | pa.ChunkedArray | list[str],
         matrix = np.zeros((stop - start, width), np.uint8)
         matrix[inside] = data[(offsets[start:stop, None].astype(np.int64) + cols)[inside]]
         words = matrix.view("<u8")
+        n_words = (length + 7) // 8  # a text's own words only: codes are width-independent
         for seed, out in zip(_SEEDS, (hi, lo), strict=True):
             h = _mix64(length.astype(np.uint64), seed)
             for j in range(words.shape[1]):
-                h = _mix64(h ^ words[:, j], seed)
+                h = np.where(j < n_words, _mix64(h ^ words[:, j], seed), h)
             out[start:stop] = h
     return hi, lo
 
