@@ -543,7 +543,9 @@ def test_serve_usage_errors_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_path):
-    url, run_id = night
+    url, _ = night
+    with Store(url) as store:
+        run_id = store.latest_run_id()  # another test may have published a newer run
     port = _free_port()
     token_file = tmp_path / "api-token"
     token_file.write_text(TOKEN + "\n")
@@ -584,5 +586,5 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes its pipes
 

@@ -76,6 +76,9 @@ class _Value:
     moment: datetime | None = None
 
 
+_MISSING = _Value()
+
+
 class KeyMaker:
     """Turns one request's tables into ``(signal, key)`` pairs, as stored in
     ``cluster_keys`` (``signal``, ``key_hash``).
@@ -91,6 +94,8 @@ class KeyMaker:
         self._ingest = ingest
         self._signals = signals
         self.weights = signal_weights(signals, kinds)
+        self._columns = {t: [(c, is_required(t, c)) for c in request_columns(t)]
+                         for t in ("accounts", *REQUEST_TABLES)}
         email = (ingest.email_ignore_dots, ingest.email_ignore_plus, ingest.email_domain_aliases)
         self._norms: dict[str, Callable[[str], str | None]] = {
             "text": lambda v: v,
@@ -135,11 +140,15 @@ class KeyMaker:
         if not isinstance(row, Mapping):
             raise BadField(where, "expected an object")
         out: dict[str, _Value] = {}
-        for column in request_columns(table):
-            field = f"{where}.{column.name}"
-            out[column.name] = self._value(field, column, row.get(column.name))
-            if is_required(table, column) and out[column.name].text is None:
-                raise BadField(field, "required")
+        for column, required in self._columns[table]:
+            raw = row.get(column.name)
+            if raw is None and not required:
+                out[column.name] = _MISSING
+                continue
+            value = self._value(f"{where}.{column.name}", column, raw)
+            if required and value.text is None:
+                raise BadField(f"{where}.{column.name}", "required")
+            out[column.name] = value
         return out
 
     # -- keys -----------------------------------------------------------------------------
