@@ -130,8 +130,14 @@ async def _client(port: int, requests: list[bytes], deadline: float,
         writer.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _level(port: int, bodies_: list[bytes], clients: int, total: int,
-                 seconds: float) -> dict:
+                 seconds: float, pid: int) -> dict:
     raws = [b"POST /v1/check HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(b)}\r\n\r\n".encode() + b
             for b in bodies_]
@@ -140,16 +146,19 @@ async def _level(port: int, bodies_: list[bytes], clients: int, total: int,
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     load = os.getloadavg()[0]
+    cpu = _cpu_seconds(pid)
     started = time.perf_counter()
     await asyncio.gather(*(_client(port, p, started + seconds, latencies, statuses)
                            for p in per))
     elapsed = time.perf_counter() - started
+    cpu_ms = (_cpu_seconds(pid) - cpu) * 1000 / max(1, len(latencies))
     lat = np.array(latencies) * 1000
     return {"clients": clients, "requests": len(latencies), "seconds": round(elapsed, 2),
             "rps": round(len(latencies) / elapsed, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 2),
             "p99_ms": round(float(np.percentile(lat, 99)), 2),
             "max_ms": round(float(lat.max()), 2), "statuses": statuses,
+            "server_cpu_ms": round(cpu_ms, 3),
             "load_before": round(load, 2)}
 
 
@@ -212,12 +221,14 @@ def render(result: dict) -> str:
         f"2 cores, loopback. Bodies: {result['bodies']:,} real accounts' rows under new ids, "
         "a third from operator groups.",
         "",
-        "| clients | requests | seconds | requests/s | p50 ms | p99 ms | max ms | load before |",
-        "|---|---|---|---|---|---|---|---|",
+        "| clients | requests | seconds | requests/s | p50 ms | p99 ms | max ms | "
+        "server CPU ms / request | load before |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["levels"]:
         lines.append(f"| {r['clients']} | {r['requests']:,} | {r['seconds']} | {r['rps']:,} | "
-                     f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['load_before']} |")
+                     f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_ms']} | "
+                     f"{r['load_before']} |")
     lines += [
         "",
         f"Index build (fresh process, store already on disk): **{b['build_seconds']} s**, "
@@ -252,9 +263,10 @@ def main() -> None:
     proc = serve(db, secret, port)
     levels = []
     try:
-        asyncio.run(_level(port, bodies_, 4, args.warmup, args.seconds))
+        asyncio.run(_level(port, bodies_, 4, args.warmup, args.seconds, proc.pid))
         for clients in args.levels:
-            r = asyncio.run(_level(port, bodies_, clients, args.requests, args.seconds))
+            r = asyncio.run(_level(port, bodies_, clients, args.requests, args.seconds,
+                                   proc.pid))
             print(r, flush=True)
             levels.append(r)
     finally:
