@@ -131,9 +131,17 @@ async def _client(port: int, requests: list[bytes], deadline: float,
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its child processes (the workers) have used
+    (``/proc/PID/stat``)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def _level(port: int, bodies_: list[bytes], clients: int, total: int,
@@ -190,10 +198,11 @@ print(json.dumps({{"run_id": run_id, "build_seconds": round(seconds, 2),
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def serve(db: str, secret: Path, port: int) -> subprocess.Popen[bytes]:
+def serve(db: str, secret: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LINKAGE_API_TOKEN": TOKEN}
     proc = subprocess.Popen([sys.executable, "-m", "linkage", "serve", "--db", db,
-                             "--port", str(port), "--secret-file", str(secret), "--quiet"],
+                             "--port", str(port), "--secret-file", str(secret), "--quiet",
+                             "--workers", str(workers)],
                             env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -217,16 +226,18 @@ def render(result: dict) -> str:
         f"Measured {result['date']} at commit `{result['commit']}` on {result['accounts']:,} "
         f"accounts (`mixed`, seed 7; run {b['run_id']}: {b['clusters']:,} clusters with "
         f"stored keys, {b['keys']:,} keys, {b['pairs']:,} key-cluster pairs), one "
-        "`linkage serve` process (uvicorn, one worker) and the load generator on the same "
+        "`linkage serve` service (uvicorn; `--workers` processes) and the load generator on "
+        "the same "
         f"2 cores, loopback. Bodies: {result['bodies']:,} real accounts' rows under new ids, "
         "a third from operator groups.",
         "",
-        "| clients | requests | seconds | requests/s | p50 ms | p99 ms | max ms | "
+        "| workers | clients | requests | seconds | requests/s | p50 ms | p99 ms | max ms | "
         "server CPU ms / request | load before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["levels"]:
-        lines.append(f"| {r['clients']} | {r['requests']:,} | {r['seconds']} | {r['rps']:,} | "
+        lines.append(f"| {r['workers']} | {r['clients']} | {r['requests']:,} | {r['seconds']} | "
+                     f"{r['rps']:,} | "
                      f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_ms']} | "
                      f"{r['load_before']} |")
     lines += [
@@ -245,6 +256,8 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--prepare", action="store_true", help="generate and run the store first")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="linkage serve --workers values to measure, one service each")
     ap.add_argument("--requests", type=int, default=20_000, help="per level")
     ap.add_argument("--seconds", type=float, default=60.0, help="time limit per level")
     ap.add_argument("--warmup", type=int, default=500)
@@ -259,24 +272,28 @@ def main() -> None:
     build = measure_build(db, secret)
     print("build:", build, flush=True)
     bodies_ = bodies(args.folder / "data", args.bodies)
-    port = _free_port()
-    proc = serve(db, secret, port)
     levels = []
-    try:
-        asyncio.run(_level(port, bodies_, 4, args.warmup, args.seconds, proc.pid))
-        for clients in args.levels:
-            r = asyncio.run(_level(port, bodies_, clients, args.requests, args.seconds,
-                                   proc.pid))
-            print(r, flush=True)
-            levels.append(r)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    exits = []
+    for workers in args.workers:
+        port = _free_port()
+        proc = serve(db, secret, port, workers)
+        try:
+            asyncio.run(_level(port, bodies_, 4, args.warmup, args.seconds, proc.pid))
+            for clients in args.levels:
+                r = asyncio.run(_level(port, bodies_, clients, args.requests, args.seconds,
+                                       proc.pid))
+                r = {"workers": workers, **r}
+                print(r, flush=True)
+                levels.append(r)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            exits.append(proc.returncode)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "commit": commit,
               "accounts": args.accounts, "bodies": len(bodies_), "build": build,
-              "levels": levels, "serve_exit": proc.returncode,
+              "levels": levels, "serve_exits": exits,
               "client_cpu_s": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime, 1)}
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.doc:

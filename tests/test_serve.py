@@ -542,7 +542,8 @@ def test_serve_usage_errors_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_path, workers):
     url, _ = night
     with Store(url) as store:
         run_id = store.latest_run_id()  # another test may have published a newer run
@@ -553,7 +554,8 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_pat
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("LINKAGE_API_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linkage", "serve", "--db", url, "--port", str(port)],
+        [sys.executable, "-m", "linkage", "serve", "--db", url, "--port", str(port),
+         "--workers", str(workers)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
