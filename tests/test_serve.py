@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -27,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linkage.config import EngineConfig, IngestConfig, RunConfig, SignalsConfig
 from linkage.engines import connect_duckdb
@@ -356,6 +359,51 @@ def test_request_keys_equal_a_nights_keys_on_odd_values(tmp_path):
     shared = links["odd1"] & links["odd2"]
     assert {s for s, _ in shared} >= {"card", "email", "phone", "device", "bin_postal",
                                       "ip_net", "obs:referral_code", "cosignup"}
+
+
+_TEXT = st.text(alphabet=" \tAaBb.+@-_:09\u00a0é", min_size=0, max_size=12)
+_IP = st.ip_addresses().flatmap(lambda ip: st.sampled_from([
+    str(ip), str(ip).upper(), ip.exploded,
+    *([f"::ffff:{ip}"] if ip.version == 4 else [])]))
+_WHEN = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 1, 1)).flatmap(
+    lambda t: st.sampled_from([t.isoformat(timespec="seconds"),
+                               t.isoformat(sep=" ", timespec="seconds"),
+                               t.isoformat(timespec="seconds") + "Z",
+                               t.isoformat(timespec="seconds") + "+05:30"]))
+
+
+@st.composite
+def _accounts(draw: st.DrawFn) -> dict[str, list[dict]]:
+    tables: dict[str, list[dict]] = {t: [] for t in TABLES}
+    for a in ("h1", "h2"):
+        tables["accounts"].append({
+            "account_id": a, "created_at": draw(_WHEN), "email": draw(_TEXT),
+            "phone": draw(_TEXT), "signup_ip": draw(st.none() | _IP),
+            "user_agent": draw(_TEXT)})
+        fingerprint = "tok" + draw(_TEXT)
+        tables["payment_instruments"].append({
+            "account_id": a, "fingerprint": fingerprint, "bin": draw(_TEXT),
+            "billing_postal": draw(_TEXT)})
+        tables["ip_events"].append({"account_id": a, "ip": draw(_IP), "seen_at": draw(_WHEN)})
+        tables["devices"].append({"account_id": a, "device_id": "d" + draw(_TEXT)})
+        tables["observations"].append({"account_id": a, "kind": "k" + draw(_TEXT).strip(),
+                                       "value": "v" + draw(_TEXT), "seen_at": draw(_WHEN)})
+    return tables
+
+
+@settings(max_examples=12, deadline=None)
+@given(tables=_accounts())
+def test_request_keys_equal_a_nights_keys_on_drawn_values(tables):
+    with tempfile.TemporaryDirectory() as tmp:
+        _write(Path(tmp) / "in", tables)
+        links, cfg = night_links(Path(tmp) / "in")
+    kinds = sorted({s[4:] for keys in links.values() for s, _ in keys if s.startswith("obs:")})
+    maker = KeyMaker(PSEUDO, cfg.ingest, cfg.signals, kinds)
+    for account in tables["accounts"]:
+        body = {"account": account, **{t: [r for r in tables[t]
+                                          if r["account_id"] == account["account_id"]]
+                                       for t in TABLES[1:]}}
+        assert maker.keys(body) == links.get(account["account_id"], set())
 
 
 @pytest.mark.slow
