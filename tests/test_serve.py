@@ -592,6 +592,10 @@ def test_serve_usage_errors_exit_2(tmp_path):
     assert res.exit_code == 2 and "at least 16" in res.stderr
     res = invoke("serve", "--db", f"sqlite:///{tmp_path}/none.db", LINKAGE_API_TOKEN=TOKEN)
     assert res.exit_code == 2 and "no store at" in res.stderr
+    assert not (tmp_path / "none.db").exists()  # only reads: never creates a store
+    res = invoke("serve", "--db", f"sqlite:///{tmp_path}/none.db", LINKAGE_API_TOKEN=TOKEN,
+                 LINKAGE_SECRET=None, LINKAGE_SECRET_FILE=None)
+    assert res.exit_code == 2 and "pseudonymisation key" in res.stderr
     res = invoke("serve", "--port", "70000", LINKAGE_API_TOKEN=TOKEN)
     assert res.exit_code == 2
     assert "Example: linkage " in invoke("serve", "--help").stdout
@@ -646,3 +650,11 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(night, data, tmp_pat
             proc.kill()
         proc.communicate()  # reaps it and closes its pipes
 
+
+
+@pytest.mark.slow
+def test_a_key_that_is_not_the_stores_is_refused(night):
+    url, _ = night
+    res = invoke("serve", "--db", url, "--port", _free_port(), LINKAGE_API_TOKEN=TOKEN,
+                 LINKAGE_SECRET="another-key-0123456789abcdef")
+    assert res.exit_code == 2 and "key" in res.stderr
