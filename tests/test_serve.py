@@ -213,6 +213,7 @@ def test_a_flagged_members_device_links_to_its_cluster(client, night, data):
     ({"account": {"account_id": "a"}, "observations": [{"kind": "ref"}]},
      "observations.0.value"),
     ({"account": {"account_id": "a", "email": "x" * 10_001}}, "account.email"),
+    ({"account": {"account_id": "a"}, "devices": [{"device_id": "d"}] * 1001}, "devices"),
 ])
 def test_bad_bodies_are_400_naming_the_field(client, body, field):
     c, _ = client

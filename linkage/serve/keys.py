@@ -33,12 +33,16 @@ from linkage.ingest.read import SPECS, Column
 from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import COACTIVITY, COSIGNUP, signal_weights
 
-__all__ = ["REQUEST_TABLES", "BadField", "KeyMaker", "request_columns"]
+__all__ = ["MAX_ROWS", "REQUEST_TABLES", "BadField", "KeyMaker", "is_required", "request_columns"]
 
 REQUEST_TABLES: tuple[str, ...] = ("payment_instruments", "ip_events", "devices", "observations")
 """The row tables a request may carry beside ``account`` (the input tables minus usage)."""
 
 _EPOCH = datetime(1970, 1, 1)
+
+MAX_ROWS = 1000
+"""Most rows a request may give for one table: one account's cards, addresses and devices
+are a handful; a thousand already bound the work one request can cost."""
 
 
 class BadField(ValueError):
@@ -181,6 +185,8 @@ class KeyMaker:
             given = request.get(table) or []
             if not isinstance(given, list):
                 raise BadField(table, "expected a list")
+            if len(given) > MAX_ROWS:
+                raise BadField(table, f"more than {MAX_ROWS} rows")
             rows[table] = [self._row(table, f"{table}.{i}", r) for i, r in enumerate(given)]
         for p in rows["payment_instruments"]:
             add("card", h("card", p["fingerprint"].text))
