@@ -30,6 +30,10 @@ demo: $(STAMP) $(DEMO)/secret $(DEMO)/data/truth.csv
 	$(BIN)/linkage run --input $(DEMO)/data --db $(DEMO_DB) --secret-file $(DEMO)/secret
 	$(BIN)/linkage evaluate --truth $(DEMO)/data/truth.csv --db $(DEMO_DB)
 	$(BIN)/linkage export memberships --db $(DEMO_DB) --out $(DEMO)/memberships.csv
+	@echo "The online check against this store (docs/operations.md), then POST /v1/check:"
+	@echo "  $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $(DEMO)/api-token"
+	@echo "  LINKAGE_API_TOKEN_FILE=$(DEMO)/api-token $(BIN)/linkage serve --db $(DEMO_DB) --secret-file $(DEMO)/secret --port 8080"
+	@echo "  curl -s localhost:8080/healthz; open http://localhost:8080/docs"
 
 lint: $(STAMP)
 	$(BIN)/ruff check linkage tests bench migrations

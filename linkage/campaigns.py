@@ -132,7 +132,10 @@ def join_clusters(
     flagged = np.asarray(flagged, dtype=bool)
     n = len(flagged)
     both = flagged[links.left] & flagged[links.right]
-    keep = both & (links.weight >= min_evidence) & (links.weight >= min_lift * links.expected())
+    # Compared at 9 digits: a sum of edge weights lands a last bit under a threshold it
+    # equals (0.3 + 0.3 < 0.6 in floating point), depending on the order of the sum.
+    weight = np.round(links.weight, 9)
+    keep = both & (weight >= min_evidence) & (weight >= np.round(min_lift * links.expected(), 9))
     graph = graph_from_arrays(n, links.left[keep], links.right[keep])
     component = np.asarray(graph.connected_components().membership, dtype=np.int64)
     # Components numbered among flagged clusters only, by their smallest cluster number.

@@ -392,7 +392,7 @@ def _record(
         JOIN accounts x ON x.idx = es.a JOIN accounts y ON y.idx = es.b
     """)
     cluster_keys = _arrow(con, """
-        SELECT i.cluster_id, k.signal, k.key AS key_hash, k.n_members
+        SELECT i.cluster_id, k.signal, k.key AS key_hash, k.n_members, k.n_global
         FROM evidence_keys k JOIN cluster_ids i USING (cluster)
     """)
     lineage = _arrow(con, """

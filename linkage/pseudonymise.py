@@ -72,7 +72,8 @@ class Pseudonymiser:
     def __init__(self, secret: bytes) -> None:
         key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
         key = key.ljust(_BLOCK, b"\0")
-        self._secret = secret
+        # HMAC's keyed state, copied per value: the key is not re-derived for each one.
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
         self._ipad = bytes(b ^ 0x36 for b in key)
         self._opad = bytes(b ^ 0x5C for b in key)
 
@@ -80,8 +81,9 @@ class Pseudonymiser:
         """Keyed hash of one value (``None`` stays ``None``)."""
         if value is None:
             return None
-        msg = f"{namespace}{_SEP}{value}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
+        mac = self._keyed.copy()
+        mac.update(f"{namespace}{_SEP}{value}".encode())
+        return mac.hexdigest()[:HASH_HEX_CHARS]
 
     def check_value(self) -> str:
         """A value stored beside the data to detect a run made with a different key."""

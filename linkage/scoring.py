@@ -426,7 +426,7 @@ def score_clusters(
             reasons.append(_usage_reason(usage[c]))
         if c in suppressed:
             text, keep_quiet = suppressed[c]
-            reasons.append(text)
+            reasons.insert(0, text)  # an analyst's verdict leads, before any evidence
             flagged[c] &= not keep_quiet
         reasons_json.append(json.dumps(reasons))
     table = pa.table({
@@ -810,7 +810,10 @@ def _reasons(
         text = (f"{burst_n} of {size} signed up within "
                 f"{_duration(float(base['burst_span'][c]))}")
         if n_ranges:
-            text += f"; the cluster uses {n_ranges} IP range{'s' if n_ranges != 1 else ''}"
+            # Every range its accounts used, shared or not: said so, so that it does not
+            # read as a contradiction of "N of M accounts share K IP ranges".
+            text += (f"; all its accounts together used {n_ranges} IP "
+                     f"range{'s' if n_ranges != 1 else ''}")
         out.append((0.9 * burst_n / size, text))
     n_strong = int(base["n_strong"][c])
     if n_strong:

@@ -303,8 +303,9 @@ def test_store_round_trip_views_and_export(store: Store, tmp_path: Path) -> None
     index = write_report(store, run_id, tmp_path / "report").read_text()
     assert "Campaigns (1)" in index and 'href="clusters/cb.html"' in index
     page = (tmp_path / "report" / "clusters" / "cb.html").read_text()
-    assert "Campaign <span class=\"mono\">ca</span>, with 1 other cluster" in page
-    assert 'href="ca.html"' in page
+    assert ('Campaign <a class="mono" href="../campaigns/ca.html">ca</a>, with 1 other cluster'
+            in page)
+    assert 'href="../clusters/ca.html"' in page
 
 
 def test_runs_without_campaigns_stay_valid(store: Store) -> None:

@@ -460,6 +460,10 @@ from linkage.cli import learn as _learn  # noqa: E402
 
 _learn.register(app)
 
+from linkage.cli import serve as _serve  # noqa: E402
+
+_serve.register(app)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -1,5 +1,5 @@
-"""``linkage report`` and the analyst exports: ``export banlist``, ``export clusters`` and
-``export case``.
+"""``linkage report``, ``linkage browse`` and the analyst exports: ``export banlist``,
+``export clusters`` and ``export case``.
 
 All of them read from the store only; CSV output is spreadsheet-safe
 (:func:`linkage.reports.write_csv`) and HTML output escapes everything that came from the input.
@@ -126,9 +126,41 @@ def report(
               highlight=False)
 
 
+def browse(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8001,
+) -> None:
+    """Open a SQLite store in Datasette (pip install 'linkage[browse]'): every table, view
+    and column described, the SQL recipes as canned queries, and every cluster id linked to
+    its page. Read-only; stop it with Ctrl-C.
+
+    Example: linkage browse --db sqlite:///linkage.db --port 8001
+    """
+    with _errors():
+        from linkage.browse import app as datasette_app
+        from linkage.errors import ConfigError
+        from linkage.store.store import sqlite_path
+
+        with _store(db) as store:
+            path = sqlite_path(store.url)
+            if path is None:
+                raise ConfigError(
+                    f"linkage browse opens SQLite stores only, not {store.display_url}: on "
+                    "PostgreSQL query the views with the linkage_analyst role (docs/schema.md)")
+        ds = datasette_app(Path(path))
+    import uvicorn
+
+    err.print(printable(f"Datasette on http://{host}:{port}/ (Ctrl-C stops it)"),
+              markup=False, highlight=False)
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer, export_app: typer.Typer) -> None:
-    """Add ``report`` to the root application and the analyst exports to ``export``."""
+    """Add ``report`` and ``browse`` to the root application and the analyst exports to
+    ``export``."""
     app.command("report")(report)
+    app.command("browse")(browse)
     export_app.command("banlist")(export_banlist)
     export_app.command("clusters")(export_clusters)
     export_app.command("case")(export_case)

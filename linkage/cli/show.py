@@ -62,35 +62,55 @@ def show_cluster(
     fmt: FormatOpt = OutputFormat.text,
     max_members: Annotated[int, typer.Option(help="Members to list (text format).", min=0,
                                              max=MAX_COUNT)] = 50,
+    max_related: Annotated[int, typer.Option(
+        help="Related clusters to list (text format; json lists them all).", min=0,
+        max=MAX_COUNT)] = 10,
 ) -> None:
-    """A cluster: score and each feature's contribution, reasons, members, shared keys by
-    kind with counts, and lineage.
+    """A cluster: analysts' labels first, then score and each feature's contribution,
+    reasons, shared keys by kind with counts, related clusters (other clusters sharing keys
+    with it, flagged or not), lineage and members.
 
     Example: linkage show cluster c503c28b60cd5 --run latest
     """
     with _errors():
-        from linkage.reports.queries import cluster_detail
+        from linkage.reports.glossary import feature_name, signal_name, signal_phrase
+        from linkage.reports.queries import cluster_detail, cluster_labels, related_clusters
 
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             detail = cluster_detail(store, run_id, cluster_id)
+            detail["labels"] = cluster_labels(store, cluster_id, detail["members"])
+            detail["related"] = related_clusters(store, run_id, [cluster_id])[cluster_id]
     edges = detail.pop("edges")
     detail["n_evidence_edges"] = len(edges)
     if fmt is OutputFormat.json:
         _json(detail)
         return
+    if detail["labels"]:  # an analyst's verdict comes before everything else
+        verdicts = Table("label", "on", "note", "by", "when", title="verdicts and labels")
+        for row in detail["labels"]:
+            on = ("this cluster" if row["target_kind"] == "cluster"
+                  else f"account {row['target_id']}")
+            verdicts.add_row(_t(row["label"] + ("" if row["current"] else " (superseded)")),
+                             _t(on), _t(row["note"]), _t(row["by"]),
+                             f"{row['created_at']:%Y-%m-%d %H:%M}")
+        out.print(verdicts)
     out.print(_kv(printable(f"cluster {detail['cluster_id']} in run {run_id}"), [
         ("size", detail["size"]), ("score", f"{detail['score']:.3f}"),
         ("flagged", "yes" if detail["flagged"] else "no"),
         ("origin", detail["origin"]), ("parents", ", ".join(detail["parents"]) or "-"),
         ("first seen in run", detail["first_seen_run_id"]),
+        ("campaign", (detail["campaign_id"] or "-") + (
+            f" (with {len(detail['siblings'])} other clusters)" if detail["siblings"] else "")),
         ("evidence edges", len(edges) if edges else "not kept (score below "
          "store.evidence_min_score)"),
     ]))
     contrib = Table("feature", "value", "contribution", title="score breakdown")
     for name, value in sorted(detail["contributions"].items(), key=lambda kv: -kv[1]):
-        contrib.add_row(_t(name), f"{detail['features'].get(name, 0.0):.3f}", f"{value:.3f}")
-    contrib.add_row("size_factor", f"{detail['features'].get('size_factor', 1.0):.3f}", "x")
+        contrib.add_row(_t(feature_name(name)), f"{detail['features'].get(name, 0.0):.3f}",
+                        f"{value:.3f}")
+    contrib.add_row(feature_name("size_factor"),
+                    f"{detail['features'].get('size_factor', 1.0):.3f}", "x")
     out.print(contrib)
     reasons = Table(title="reasons", show_header=False)
     for r in detail["reasons"]:
@@ -98,8 +118,24 @@ def show_cluster(
     out.print(reasons)
     keys = Table("signal", "keys", "most members on one key", title="shared keys by kind")
     for k in detail["shared_keys"]:
-        keys.add_row(_t(k["signal"]), str(k["n_keys"]), str(k["max_members"]))
+        keys.add_row(_t(signal_name(k["signal"], plural=True)), str(k["n_keys"]),
+                     str(k["max_members"]))
     out.print(keys)
+    shown_related = detail["related"][:max_related]
+    related = Table("cluster", "size", "score", "flagged", "campaign", "strength",
+                    "shared keys (members on one: here/there)",
+                    title=f"related clusters: {len(detail['related'])} share keys with this one"
+                    + (f", the {len(shown_related)} strongest" if
+                       len(shown_related) < len(detail["related"]) else ""))
+    for r in shown_related:
+        related.add_row(
+            _t(r["cluster_id"]), str(r["size"]), f"{r['score']:.3f}",
+            "yes" if r["flagged"] else "no",
+            "same" if r["same_campaign"] else _t(r["campaign_id"] or "-"),
+            f"{r['strength']:.2f}",
+            _t(", ".join(f"{signal_phrase(x['signal'], x['n_keys'])} ({x['here']} / "
+                         f"{x['there']})" for x in r["signals"])))
+    out.print(related)
     history = Table("run", "size", "score", "flagged", "origin",
                     title="lineage: this cluster id across runs")
     for h in detail["history"]:

@@ -45,10 +45,12 @@ __all__ = [
     "account_history",
     "account_links",
     "banlist",
+    "campaign_detail",
     "campaign_siblings",
     "campaigns",
     "cluster_detail",
     "cluster_history",
+    "cluster_labels",
     "cluster_summary",
     "clusters_table",
     "evidence_edges",
@@ -57,6 +59,7 @@ __all__ = [
     "memberships_table",
     "new_since_previous",
     "previous_run_id",
+    "related_clusters",
     "run_summary",
     "shared_keys",
     "signup_times",
@@ -493,3 +496,140 @@ def _utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _key_strength(config: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    """(weight, cap) per signal from a run's stored configuration, the defaults where the
+    configuration does not say (an older run); observation kinds as ``obs:<kind>`` and the
+    observation default under ``obs:``."""
+    from linkage.config import SignalsConfig
+
+    signals = config.get("signals", {})
+    out: dict[str, tuple[float, int]] = {}
+    defaults = SignalsConfig()
+    for name in defaults.__dataclass_fields__:
+        base = getattr(defaults, name)
+        given = signals.get(name) if isinstance(signals.get(name), dict) else {}
+        weight, cap = float(given.get("weight", base.weight)), int(given.get("cap", base.cap))
+        if name == "observation":
+            kinds = {**base.kinds, **given.get("kinds", {})}
+            out.update({f"obs:{k}": (float(w), cap) for k, w in kinds.items()})
+            name = "obs:"
+        out[name] = (weight, cap)
+    return out
+
+
+def related_clusters(
+    store: Store, run_id: int, cluster_ids: Sequence[str], *, limit: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per cluster of ``cluster_ids``, the other clusters of the run that share a stored key
+    with it, strongest first (the ``limit`` strongest when given).
+
+    Keys come from ``cluster_keys``: values carried by two or more members of a cluster,
+    kept for clusters scoring at least ``store.evidence_min_score``, so a relation is seen
+    when both clusters kept their keys. Each related cluster is ``{cluster_id, size, score,
+    flagged, campaign_id, same_campaign, n_keys, signals, strength}``: ``signals`` lists
+    ``{signal, n_keys, here, there}`` (keys of that signal shared, and the most members on
+    one of them in each cluster); ``strength`` is what the strongest shared key gives a pair
+    of accounts: the signal's weight times :func:`linkage.signals.specificity` over the
+    accounts of both clusters that carry it (an upper bound: accounts outside the two
+    clusters may carry it too). One query for all of ``cluster_ids``.
+    """
+    from linkage.signals import specificity
+
+    ids = list(dict.fromkeys(cluster_ids))
+    if not ids:
+        return {}
+    a, b, c = _KEYS.alias("a"), _KEYS.alias("b"), _CLUSTERS
+    shared = (
+        select(a.c.cluster_id.label("here_id"), b.c.cluster_id.label("other"), b.c.signal,
+               func.count().label("n_keys"), func.max(a.c.n_members).label("here"),
+               func.max(b.c.n_members).label("there"),
+               func.min(a.c.n_members + b.c.n_members).label("fewest"))
+        .join(b, (b.c.run_id == a.c.run_id) & (b.c.signal == a.c.signal)
+              & (b.c.key_hash == a.c.key_hash) & (b.c.cluster_id != a.c.cluster_id))
+        .where(a.c.run_id == run_id, a.c.cluster_id.in_(ids))
+        .group_by(a.c.cluster_id, b.c.cluster_id, b.c.signal)
+    )
+    caps = _key_strength(run_summary(store, run_id)["config"])
+    with _connect(store, "reading related clusters") as conn:
+        rows = [dict(r._mapping) for r in conn.execute(shared)]
+        others = {r["other"] for r in rows}
+        info = {r.cluster_id: dict(r._mapping) for r in conn.execute(
+            select(c.c.cluster_id, c.c.size, c.c.score, c.c.flagged, c.c.campaign_id)
+            .where(c.c.run_id == run_id, c.c.cluster_id.in_(others | set(ids))))
+        } if others else {}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        other = info[r["other"]]
+        rel = found.setdefault((r["here_id"], r["other"]), {
+            **other, "n_keys": 0, "signals": [], "strength": 0.0,
+            "same_campaign": other["campaign_id"] is not None
+            and other["campaign_id"] == info[r["here_id"]]["campaign_id"],
+        })
+        weight, cap = caps.get(r["signal"], caps.get(r["signal"].split(":")[0] + ":", (0, 2)))
+        rel["n_keys"] += r["n_keys"]
+        rel["strength"] = max(rel["strength"], weight * specificity(int(r["fewest"]), cap))
+        rel["signals"].append({"signal": r["signal"], "n_keys": r["n_keys"],
+                               "here": r["here"], "there": r["there"]})
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for (here, _), rel in found.items():
+        rel["signals"].sort(key=lambda s: (-s["n_keys"], s["signal"]))
+        out[here].append(rel)
+    for here, rels in out.items():
+        rels.sort(key=lambda x: (-x["strength"], -x["n_keys"], x["cluster_id"]))
+        out[here] = rels if limit is None else rels[:limit]
+    return out
+
+
+def cluster_labels(store: Store, cluster_id: str, members: Sequence[str]) -> list[dict[str, Any]]:
+    """Analysts' labels on a cluster and on any of its members, newest first.
+
+    Each is the ``labels`` row (``label_id, target_kind, target_id, label, note, by,
+    created_at, run_id``) plus ``current``: whether it is the latest label of its target
+    (a later label on the same target supersedes it).
+    """
+    lab = _T["labels"]
+    query = select(lab.c.label_id, lab.c.target_kind, lab.c.target_id, lab.c.label,
+                   lab.c.note, lab.c["by"], lab.c.created_at, lab.c.run_id).where(
+        ((lab.c.target_kind == "cluster") & (lab.c.target_id == cluster_id))
+        | ((lab.c.target_kind == "account") & lab.c.target_id.in_(list(members))))
+    with _connect(store, f"reading the labels of cluster {shorten(cluster_id)}") as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    rows.sort(key=lambda r: -r["label_id"])
+    seen: set[tuple[str, str]] = set()
+    for r in rows:  # newest first: the first of each target is its current label
+        target = (r["target_kind"], r["target_id"])
+        r["current"] = target not in seen
+        seen.add(target)
+    return rows
+
+
+def campaign_detail(store: Store, run_id: int, campaign_id: str) -> dict[str, Any]:
+    """One campaign of a run: :func:`campaigns`' entry plus ``signup_times`` (every member's
+    creation time, oldest first) and each cluster's ``flagged`` and ``top_reason``.
+
+    Raises :class:`NotFoundError` when the run has no campaign of that id with two or more
+    clusters.
+    """
+    found = next((g for g in campaigns(store, run_id) if g["campaign_id"] == campaign_id),
+                 None)
+    if found is None:
+        raise NotFoundError(f"no such campaign of two or more clusters: "
+                            f"{shorten(campaign_id)} in run {run_id}")
+    c, m = _CLUSTERS, _MEMBERS
+    ids = [x["cluster_id"] for x in found["clusters"]]
+    with _connect(store, f"reading campaign {shorten(campaign_id)}") as conn:
+        read = (_utc(t) for t in conn.execute(
+            select(m.c.created_at).where(m.c.run_id == run_id, m.c.cluster_id.in_(ids),
+                                         m.c.created_at.is_not(None))).scalars())
+        times = sorted(t for t in read if t is not None)
+        extra = {r.cluster_id: r for r in conn.execute(
+            select(c.c.cluster_id, c.c.flagged, c.c.reasons_json)
+            .where(c.c.run_id == run_id, c.c.cluster_id.in_(ids)))}
+    for x in found["clusters"]:
+        reasons = json.loads(extra[x["cluster_id"]].reasons_json)
+        x["flagged"] = bool(extra[x["cluster_id"]].flagged)
+        x["top_reason"] = reasons[0] if reasons else ""
+    found["signup_times"] = times
+    return found

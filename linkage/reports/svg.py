@@ -26,8 +26,11 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from linkage.reports.glossary import signal_name
+
 __all__ = [
-    "SIGNAL_COLOURS", "bars_svg", "graph_svg", "histogram_svg", "signal_colour",
+    "SIGNAL_COLOURS", "bars_svg", "graph_svg", "groups_svg", "histogram_svg", "member_groups",
+    "signal_colour",
     "timeline_svg",
 ]
 
@@ -146,7 +149,7 @@ def bars_svg(
     max_value: float = 1.0,
 ) -> Markup:
     """Horizontal bars, one per ``(label, value)``, value on a 0..``max_value`` scale."""
-    label_w, gap = 170, 4
+    label_w, gap = 230, 4
     height = max(1, len(items)) * (bar_h + gap) + 8
     plot_w = width - label_w - 60
     body = [f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
@@ -173,6 +176,7 @@ def graph_svg(
     thicker the heavier they are. Every node and edge has a ``<title>`` tooltip.
     """
     import igraph as ig
+
 
     names = sorted(set(accounts))
     index = {name: i for i, name in enumerate(names)}
@@ -204,7 +208,7 @@ def graph_svg(
         (x1, y1), (x2, y2) = pos(a), pos(b)
         top = e["signals"][0]["signal"] if e["signals"] else ""
         tip = f"{e['account_a']} - {e['account_b']}: {e['weight']:.3f} (" + ", ".join(
-            f"{s['signal']} {s['contribution']:.2f}" for s in e["signals"]) + ")"
+            f"{signal_name(s['signal'])} {s['contribution']:.2f}" for s in e["signals"]) + ")"
         body.append(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
             f'stroke="{signal_colour(top)}" stroke-opacity="0.75" '
@@ -218,3 +222,135 @@ def graph_svg(
             f'<title>{escape(name)} (degree {graph.degree(i)})</title></circle>'
         )
     return _svg(size, size, body, "evidence graph of the cluster")
+
+
+def member_groups(
+    accounts: Sequence[str], edges: Sequence[dict[str, Any]],
+) -> list[int]:
+    """Group a cluster's accounts for the aggregated drawing: the tightly knit parts of its
+    evidence graph (igraph's greedy modularity, on the edge weights: deterministic), so
+    that accounts sharing one device or one card fall into one group.
+
+    Returns the group of each account of ``sorted(set(accounts))``, groups numbered by
+    size desc, then by their first account. An account without an edge is a group alone.
+
+    >>> e = [{"account_a": a, "account_b": b, "weight": 0.9}
+    ...      for a, b in ("ab", "ac", "bc", "de", "df", "ef", "dg", "eg", "fg")]
+    >>> e.append({"account_a": "c", "account_b": "d", "weight": 0.2})
+    >>> member_groups(list("abcdefgh"), e)
+    [1, 1, 1, 0, 0, 0, 0, 2]
+    """
+    import igraph as ig
+    import numpy as np
+
+    names = sorted(set(accounts))
+    index = {name: i for i, name in enumerate(names)}
+    kept = [e for e in edges if e["account_a"] in index and e["account_b"] in index]
+    graph = ig.Graph(n=len(names), edges=[(index[e["account_a"]], index[e["account_b"]])
+                                          for e in kept])
+    if not kept:
+        return list(range(len(names)))
+    weights = [e["weight"] for e in kept]
+    comp = np.asarray(graph.community_fastgreedy(weights=weights).as_clustering().membership,
+                      dtype=np.int64)
+    ids, first, counts = np.unique(comp, return_index=True, return_counts=True)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.lexsort((first, -counts))] = np.arange(len(ids))
+    return rank[np.searchsorted(ids, comp)].tolist()
+
+
+def groups_svg(
+    accounts: Sequence[str], edges: Sequence[dict[str, Any]], *, size: int = 560,
+    strong: float = 0.6, max_groups: int = 60,
+) -> tuple[Markup, dict[str, int]]:
+    """A large cluster drawn by groups: one circle per group of :func:`member_groups`
+    (area = accounts; dark when a strong link joins accounts inside it), one line per pair
+    of groups with evidence between them (width = summed weight, colour = the signal that
+    carries most of it). Groups beyond the ``max_groups`` largest are drawn as one circle.
+    Returns the figure and its counts (``accounts, groups, drawn``).
+    """
+    import igraph as ig
+    import numpy as np
+
+    names = sorted(set(accounts))
+    index = {name: i for i, name in enumerate(names)}
+    g = np.asarray(member_groups(names, edges), dtype=np.int64)
+    n_groups = int(g.max(initial=-1)) + 1
+    rest = -1
+    if n_groups > max_groups:  # the smallest groups share one circle
+        rest = max_groups - 1
+        g = np.minimum(g, rest)
+    n_nodes = int(g.max(initial=-1)) + 1
+    sizes = np.bincount(g, minlength=n_nodes)
+    sample: dict[int, list[str]] = {}
+    for i in np.argsort(g, kind="stable").tolist():
+        if len(sample.setdefault(int(g[i]), [])) < 5:
+            sample[int(g[i])].append(names[i])
+    # Evidence per pair of groups and inside each group, by the edges' strongest signal.
+    between: dict[tuple[int, int], dict[str, float]] = {}
+    inside: dict[int, dict[str, float]] = {}
+    has_strong: set[int] = set()
+    for e in edges:
+        if e["account_a"] not in index or e["account_b"] not in index:
+            continue
+        ga, gb = sorted((int(g[index[e["account_a"]]]), int(g[index[e["account_b"]]])))
+        if ga == gb and e["weight"] >= strong:
+            has_strong.add(ga)
+        bucket = inside.setdefault(ga, {}) if ga == gb else between.setdefault((ga, gb), {})
+        top = e["signals"][0]["signal"] if e.get("signals") else ""
+        bucket[top] = bucket.get(top, 0.0) + e["weight"]
+    graph = ig.Graph(n=n_nodes, edges=list(between))
+    totals = [sum(v.values()) for v in between.values()]
+    if n_nodes > 1:
+        start = [[math.cos(2 * math.pi * i / n_nodes), math.sin(2 * math.pi * i / n_nodes)]
+                 for i in range(n_nodes)]
+        coords = graph.layout_fruchterman_reingold(
+            weights=[math.log1p(t) for t in totals] or None, seed=start, niter=500).coords
+    else:
+        coords = [[0.0, 0.0]]
+    biggest = max(int(sizes.max(initial=1)), 1)
+    max_r = min(60.0, size / (3.5 * math.sqrt(n_nodes)))
+    radius = [max(4.0, max_r * math.sqrt(int(s) / biggest)) for s in sizes]
+    pad = max_r + 6
+    xs, ys = [c[0] for c in coords], [c[1] for c in coords]
+    span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+
+    def pos(i: int) -> tuple[float, float]:
+        # A single group (or a degenerate layout) sits in the middle.
+        return (size / 2 if not span_x else
+                pad + (coords[i][0] - min(xs)) / span_x * (size - 2 * pad),
+                size / 2 if not span_y else
+                pad + (coords[i][1] - min(ys)) / span_y * (size - 2 * pad))
+
+    body = [f'<rect x="0" y="0" width="{size}" height="{size}" fill="#ffffff"/>']
+    heaviest = max(totals, default=1.0) or 1.0
+    for ((a, b), per), total in sorted(zip(between.items(), totals, strict=True),
+                                       key=lambda t: t[1]):
+        (x1, y1), (x2, y2) = pos(a), pos(b)
+        top = max(per, key=lambda s: (per[s], s))
+        tip = (f"evidence {total:.1f} between a group of {int(sizes[a])} and one of "
+               f"{int(sizes[b])} (" + ", ".join(
+                   f"{signal_name(s)} {w:.1f}" for s, w in
+                   sorted(per.items(), key=lambda t: -t[1])) + ")")
+        body.append(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+            f'stroke="{signal_colour(top)}" stroke-opacity="0.7" '
+            f'stroke-width="{1 + 7 * total / heaviest:.2f}"><title>{escape(tip)}</title></line>')
+    for i in range(n_nodes):
+        x, y = pos(i)
+        per = inside.get(i, {})
+        top = max(per, key=lambda s: (per[s], s)) if per else ""
+        kind = ("accounts of the smaller groups" if i == rest else
+                f"accounts linked mostly by {signal_name(top, plural=True)}" if top else
+                "account without an edge")
+        tip = f"{int(sizes[i])} {kind}; e.g. " + ", ".join(sample.get(i, []))
+        fill = CORE_COLOUR if i in has_strong and i != rest else OTHER_COLOUR
+        ring = signal_colour(top) if top and i != rest else "#ffffff"
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius[i]:.1f}" fill="{fill}" '
+            f'stroke="{ring}" stroke-width="3"><title>{escape(tip)}</title></circle>')
+        if radius[i] >= 10:
+            body.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="11" fill="#fff" '
+                        f'text-anchor="middle">{int(sizes[i])}</text>')
+    counts = {"accounts": len(names), "groups": n_groups, "drawn": n_nodes}
+    return _svg(size, size, body, "evidence graph of the cluster, by groups"), counts

@@ -255,6 +255,9 @@ class ClusterKey(Base):
     # A keyed hash (linkage.pseudonymise): identifying values never reach the database.
     key_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
     n_members: Mapped[int] = mapped_column(Integer)
+    # How many accounts of the whole input carried the key (migration 0008): its popularity,
+    # which the online check weighs it by. NULL in runs published before 0008.
+    n_global: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Quarantine(Base):

@@ -81,6 +81,7 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
             ("signal", pa.string()),
             ("key_hash", pa.string()),
             ("n_members", pa.int64()),
+            ("n_global", pa.int64()),
         ]
     ),
     # What each cluster is relative to the previous run (linkage.continuity); rows about a
@@ -111,6 +112,7 @@ RECORD_SCHEMAS: dict[str, pa.Schema] = {
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "memberships": frozenset({"created_at"}),
     "clusters": frozenset({"campaign_id"}),
+    "cluster_keys": frozenset({"n_global"}),
 }
 
 RECORD_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -550,6 +550,27 @@ class Store:
         table = self._read(f"reading memberships of run {run_id}", run_id, query, schema)
         return table.sort_by([("cluster_id", "ascending"), ("account_id", "ascending")])
 
+    def cluster_keys(self, run_id: int) -> tuple[pa.Table, pa.Table]:
+        """The keys a run's explained clusters share (``cluster_id, signal, key_hash,
+        n_members, n_global``) and those clusters' ``cluster_id, size, score, flagged``:
+        what the online check indexes (:mod:`linkage.serve.index`)."""
+        k, c = _T["cluster_keys"], _CLUSTERS
+        keys = self._read(
+            f"reading cluster keys of run {run_id}", run_id,
+            select(k.c.cluster_id, k.c.signal, k.c.key_hash, k.c.n_members, k.c.n_global)
+            .where(k.c.run_id == run_id),
+            pa.schema([("cluster_id", pa.string()), ("signal", pa.string()),
+                       ("key_hash", pa.string()), ("n_members", pa.int32()),
+                       ("n_global", pa.int32())]))
+        explained = select(k.c.cluster_id).where(k.c.run_id == run_id).distinct()
+        clusters = self._read(
+            f"reading clusters of run {run_id}", run_id,
+            select(c.c.cluster_id, c.c.size, c.c.score, c.c.flagged)
+            .where(c.c.run_id == run_id, c.c.cluster_id.in_(explained)),
+            pa.schema([("cluster_id", pa.string()), ("size", pa.int32()),
+                       ("score", pa.float64()), ("flagged", pa.bool_())]))
+        return keys, clusters
+
     def clusters(self, run_id: int, top: int | None = None) -> pa.Table:
         """A run's clusters (the columns of ``RunRecord.clusters``), by score desc, id.
 
