@@ -40,9 +40,10 @@ CLUSTERS = {
     "cC": (0.45, ["c1", "c2"], None),
     "cD": (0.42, ["d1", "d2"], None),
 }
-KEYS = [("cA", "device", "k-dev", 3), ("cA", "card", "k-card", 4),
-        ("cB", "device", "k-dev", 2), ("cB", "bin_postal", "k-bp", 3),
-        ("cC", "bin_postal", "k-bp", 2), ("cD", "card", "k-other", 2)]
+# (cluster, signal, key, members carrying it, carriers in the whole night: unknown here)
+KEYS = [("cA", "device", "k-dev", 3, None), ("cA", "card", "k-card", 4, None),
+        ("cB", "device", "k-dev", 2, None), ("cB", "bin_postal", "k-bp", 3, None),
+        ("cC", "bin_postal", "k-bp", 2, None), ("cD", "card", "k-other", 2, None)]
 
 
 def _table(name: str, rows: list[tuple]) -> pa.Table:
