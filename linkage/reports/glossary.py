@@ -37,10 +37,12 @@ FEATURE_NAMES: dict[str, str] = {
     "network_concentration": "shared network",
     "observation_reuse": "shared observed values",
     "behaviour_reuse": "shared prompt templates",
+    "schedule_sync": "one activity schedule",
     "usage_campaign": "campaign-like usage",
     "known_bad": "confirmed by analysts",
     "density": "evidence density",
     "size_factor": "size factor",
+    "household_factor": "household size factor",
 }
 
 # Signals (evidence_signals.signal, cluster_keys.signal): (singular, plural).
@@ -69,7 +71,7 @@ GLOSSARY: list[tuple[str, str, str]] = [
      "(c + 12 hex digits) stays the same from night to night while the group continues.",
      "cluster_id"),
     ("score", "How strongly the cluster looks like one operator's accounts, from 0 to 1: "
-     "1 - Π(1 - contribution) over the features below, times the size factor, raised by "
+     "1 - Π(1 - contribution) over the features below, damped by the size factors, raised by "
      "analysts' confirmations.", "score"),
     ("flagged", "The score reached the run's threshold (scoring.threshold) and no analyst "
      "cleared the same group as a false positive.", "flagged"),
@@ -113,6 +115,9 @@ GLOSSARY: list[tuple[str, str, str]] = [
     ("shared prompt templates", "Share of the members linked by the same private prompt "
      "templates, template pools or synchronised use of one template, counted as far as "
      "those templates are most of their work.", "behaviour_reuse"),
+    ("one activity schedule", "Share of the members linked by the same moments of activity "
+     "whatever they sent (the same ten-minute buckets), counted only as far as that overlap "
+     "exceeds what chance predicts from how active each of them is.", "schedule_sync"),
     ("campaign-like usage", "How much the members' usage looks like a campaign: coding or "
      "agentic requests, at the same hours every day, in volume.", "usage_campaign"),
     ("confirmed by analysts", "Share of the members that analysts confirmed as operators.",
@@ -122,6 +127,10 @@ GLOSSARY: list[tuple[str, str, str]] = [
      "counts little).", "contributions_json"),
     ("size factor", "Small clusters are damped: two accounts that share a card are weaker "
      "evidence of a fleet than thirty (scoring.full_size).", "size_factor"),
+    ("household size factor", "What households share too (identifiers, card issuer and "
+     "postal code, networks, observed values) is damped further, up to "
+     "scoring.household_full_size: a family card shared by two households is what families "
+     "do.", "household_factor"),
     ("evidence density", "How many of the possible pairs of members are linked, weighted.",
      "density"),
 ]
