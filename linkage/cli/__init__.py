@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from linkage import __version__
-from linkage.cli.terminal import cell, printable
+from linkage.cli.terminal import cell, output_console, printable
 from linkage.config import load_config
 from linkage.errors import LinkageError
 
@@ -49,8 +48,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
 app.add_typer(runs_app, name="runs")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Whole values when not a terminal: `linkage runs > runs.txt` keeps every column in full.
+out = output_console(soft_wrap=True)
+err = output_console(stderr=True, soft_wrap=True)
 log = logging.getLogger("linkage.cli")
 
 DbOpt = Annotated[str | None, typer.Option(
@@ -182,6 +182,8 @@ def _require_input(folder: Path) -> None:
 
 
 def _print_summary(summary) -> None:
+    from linkage.continuity import describe_counts
+
     table = Table(title=f"run {summary.run_id}", show_header=False)
     table.add_row("accounts", f"{summary.n_accounts:,}")
     table.add_row("rows read", f"{sum(summary.rows_read.values()):,}")
@@ -191,7 +193,7 @@ def _print_summary(summary) -> None:
     table.add_row("largest component", f"{summary.largest_component:,}")
     table.add_row("clusters (2+ accounts)", f"{summary.n_clusters:,}")
     table.add_row("flagged clusters", f"{summary.n_flagged:,}")
-    table.add_row("lineage", ", ".join(f"{k} {v}" for k, v in sorted(summary.origins.items())))
+    table.add_row("lineage", describe_counts(summary.origins))
     table.add_row("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
     if summary.peak_rss_mb:
         table.add_row("peak memory", f"{max(summary.peak_rss_mb.values()):,.0f} MB")
@@ -387,15 +389,39 @@ def runs_retract(
 
 def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
                as_json: bool) -> None:
-    """Rows as JSON (every column) or as a table of ``columns`` on standard output."""
+    """Rows as JSON (every column) or as a table of ``columns`` on standard output.
+
+    In JSON a column the store keeps as JSON text (``config_json``, ``members_json``, ...)
+    is the JSON value itself, under its name without ``_json`` (``config``, ``members``),
+    and timestamps are ISO 8601.
+    """
     if as_json:
-        print(json.dumps(rows, default=str))
+        print(json.dumps([_json_row(r) for r in rows], default=json_default))
         return
     table = Table(*columns, title=title)
     for r in rows:
         # cell(): ids, notes and errors are data, never Rich markup nor terminal commands.
         table.add_row(*(cell(r.get(c)) for c in columns))
     out.print(table)
+
+
+def _json_row(row: dict) -> dict:
+    """``row`` with each ``NAME_json`` text column decoded and named ``NAME``."""
+    decoded = {}
+    for key, value in row.items():
+        if key.endswith("_json") and isinstance(value, str):
+            decoded[key.removesuffix("_json")] = json.loads(value)
+        elif key.endswith("_json") and value is None:
+            decoded[key.removesuffix("_json")] = None
+        else:
+            decoded[key] = value
+    return decoded
+
+
+def json_default(value: object) -> str:
+    """JSON for what ``json`` cannot write: timestamps as ISO 8601, anything else as text."""
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)
 
 
 @db_app.command("upgrade")
