@@ -310,13 +310,18 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.parquet,
     group_sizes: Annotated[tuple[int, int] | None, typer.Option(
-        "--group-sizes", help="Smallest and largest operator group (log-uniform between) "
-        "[default: 10 400; seedscale: 100 450].",
+        "--group-sizes", metavar="MIN MAX", help="Smallest and largest operator group "
+        "(log-uniform between) [default: 10 400; seedscale: 100 450].",
     )] = None,
+    night: Annotated[int, typer.Option(
+        "--night", min=1, max=3650, help="1: the world as drawn; N: the same world N-1 days "
+        "later (every earlier row, plus new accounts, grown rings and merged rings; "
+        "--accounts is night 1's size). plain, camouflage, hubs, slowdrip and mixed only.",
+    )] = 1,
 ) -> None:
     """Generate realistic input with planted operator groups and a truth file (truth.csv).
 
-    Example: linkage generate --out demo/data --scenario mixed --accounts 200000
+    Example: linkage generate --out demo/night2 --scenario mixed --accounts 200000 --night 2
 
     The scenario world draws a whole world (size, shapes, background) from --seed.
     """
@@ -326,12 +331,13 @@ def generate(
         try:
             summary = gen(out_dir, scenario=scenario.value, n_accounts=accounts,
                           operator_share=operator_share, seed=seed, fmt=fmt.value,
-                          group_sizes=group_sizes)
+                          group_sizes=group_sizes, night=night)
         except ValueError as exc:  # the generator's argument checks
             raise _usage(str(exc)) from None
     err.print(
         f"wrote {summary.n_accounts:,} accounts ({summary.n_operator_accounts:,} operator "
-        f"accounts in {summary.n_groups:,} groups) to {out_dir}", markup=False)
+        f"accounts in {summary.n_groups:,} groups) to {out_dir}"
+        + (f" (night {night})" if night > 1 else ""), markup=False)
 
 
 @runs_app.callback()
