@@ -16,10 +16,11 @@ import logging
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from linkage import __version__
 from linkage.cli.terminal import cell, output_console, printable
@@ -216,13 +217,21 @@ def _print_top(store, run_id: int, top: int) -> None:
     out.print(table, markup=False)
 
 
+class MembershipFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
 @export_app.command("memberships")
 def export_memberships(
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    out_file: Annotated[Path, typer.Option(
+        "--out", "-o", help="File to write (CSV, JSON or Parquet, as --format says).")],
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="csv (the contract's default), json or parquet.")] = "csv",
+    fmt: Annotated[MembershipFormat, typer.Option(
+        "--format", "-f", help="csv (the default, docs/reports.md), json or parquet.")] = (
+        "csv"),  # type: ignore[assignment]
 ) -> None:
     """The accounts of every cluster of two or more accounts in a run, as CSV
     (account_id, cluster_id, cluster_score, flagged, campaign_id), or the same columns as
@@ -231,18 +240,16 @@ def export_memberships(
     Example: linkage export memberships --run latest --out memberships.csv
     """
     with _errors():
-        from linkage.reports import FORMATS, write_memberships, write_table
+        from linkage.reports import write_memberships, write_table
         from linkage.reports.queries import memberships_table
 
-        if fmt not in FORMATS:
-            raise _usage(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             memberships = memberships_table(store, run_id)
             if fmt == "csv":
                 n = write_memberships(memberships, out_file)
             else:
-                n = write_table(memberships, out_file, fmt)
+                n = write_table(memberships, out_file, MembershipFormat(fmt).value)
     err.print(printable(f"wrote {n:,} memberships of run {run_id} to {out_file}"),
               markup=False, highlight=False)
 
@@ -495,6 +502,32 @@ _learn.register(app)
 from linkage.cli import serve as _serve  # noqa: E402
 
 _serve.register(app)
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments as ``linkage explain [OPTIONS] A B``
+    (Click's convention; optional ones in brackets) rather than ``{a} {b}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def _use_command_class(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and of its sub-apps) :class:`_Command`."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _use_command_class(group.typer_instance)
+
+
+_use_command_class(app)
 
 
 def main() -> None:

@@ -217,8 +217,8 @@ def show_account(
 
 
 def explain(
-    a: Annotated[str, typer.Argument(help="First account id.")],
-    b: Annotated[str, typer.Argument(help="Second account id.")],
+    a: Annotated[str, typer.Argument(metavar="ACCOUNT_A", help="First account id.")],
+    b: Annotated[str, typer.Argument(metavar="ACCOUNT_B", help="Second account id.")],
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
     fmt: FormatOpt = OutputFormat.text,
