@@ -1,5 +1,6 @@
 """The analyst role (migrations 0004 and 0008): on PostgreSQL it reads the views and, read-only,
-the tables the ``linkage`` readers need; never a keyed hash, the quarantine or the key check."""
+the tables the ``linkage`` readers need; never the quarantine, the key check or the erasure
+log."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from linkage.store import RunRecord, Store, migrate
 VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history",
          "latest_campaigns", "campaign_memberships")
 TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
-          "quarantine", "store_meta")
-# What the role may SELECT (0008); cluster_keys only without key_hash.
-READABLE = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "lineage",
-            "labels", "alembic_version")
+          "quarantine", "store_meta", "erasures")
+# What the role may SELECT (0008).
+READABLE = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
+            "lineage", "labels", "alembic_version")
 
 
 def _publish_one(store: Store) -> None:

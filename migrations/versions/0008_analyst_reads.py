@@ -8,14 +8,14 @@ Revision 0004 gave the role the views only, so every ``linkage`` command that re
 (``runs``, ``show``, ``explain``, ``diff``, ``report``, the exports, ``evaluate``) failed for an
 analyst's login with "permission denied for table runs". This revision grants it ``SELECT``
 (and nothing else) on the tables those commands read: ``runs``, ``clusters``, ``memberships``,
-``evidence``, ``evidence_signals``, ``lineage``, ``labels`` and ``alembic_version`` (which
-schema revision the store is at), and on every column of ``cluster_keys`` except ``key_hash``.
+``evidence``, ``evidence_signals``, ``cluster_keys``, ``lineage``, ``labels`` and
+``alembic_version`` (which schema revision the store is at).
 
-Still out of its reach: every keyed hash (``cluster_keys.key_hash``, ``erasures``), the
-quarantine sample of raw input values (``quarantine``), the key's check value
-(``store_meta``), and every write. The ``cluster_keys`` columns are read from the catalogue
-when the revision runs, so a column added by any earlier revision is granted too; a later
-revision that adds a column to ``cluster_keys`` grants it itself if analysts may read it.
+``cluster_keys`` holds keyed hashes of the keys clusters share: the related-clusters section
+of ``show cluster`` and the report joins clusters on them. A keyed hash can be compared with
+another, not turned back into the value without the key, which never enters the database.
+Still out of the role's reach: the quarantined raw input values (``quarantine``), the key's
+check value (``store_meta``), the erasure log (``erasures``) and every write.
 
 PostgreSQL only, and only where the role exists (revision 0004 creates it); SQLite has no
 roles.
@@ -34,56 +34,30 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ROLE = "linkage_analyst"
-TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "lineage",
-          "labels", "alembic_version")
-HIDDEN_COLUMN = ("cluster_keys", "key_hash")
+TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
+          "lineage", "labels", "alembic_version")
 
 
-def _where_role(statements: str) -> None:
-    """Run PL/pgSQL ``statements`` on PostgreSQL where the analyst role exists."""
+def _where_role(statement: str) -> None:
+    """Run ``statement`` on PostgreSQL where the analyst role exists."""
     if op.get_context().dialect.name != "postgresql":
         return
     op.execute(f"""
         DO $$
-        DECLARE
-            cols text;
         BEGIN
             IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{ROLE}') THEN
-                {statements}
+                {statement};
             END IF;
         END
         $$
     """)
 
 
-def _columns_but_hidden() -> str:
-    """PL/pgSQL setting ``cols`` to the quoted columns of ``cluster_keys`` but ``key_hash``."""
-    table, hidden = HIDDEN_COLUMN
-    return f"""
-        SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
-          INTO cols
-          FROM information_schema.columns
-         WHERE table_schema = current_schema() AND table_name = '{table}'
-           AND column_name <> '{hidden}';
-    """
-
-
 def upgrade() -> None:
-    """Grant the analyst role SELECT on the readers' tables and on ``cluster_keys`` but
-    ``key_hash``."""
-    table = HIDDEN_COLUMN[0]
-    _where_role(f"""
-        GRANT SELECT ON {', '.join(TABLES)} TO {ROLE};
-        {_columns_but_hidden()}
-        EXECUTE format('GRANT SELECT (%s) ON {table} TO {ROLE}', cols);
-    """)
+    """Grant the analyst role SELECT on the tables the reading commands read."""
+    _where_role(f"GRANT SELECT ON {', '.join(TABLES)} TO {ROLE}")
 
 
 def downgrade() -> None:
     """Revoke what :func:`upgrade` granted (the views' grants stay)."""
-    table = HIDDEN_COLUMN[0]
-    _where_role(f"""
-        REVOKE ALL ON {', '.join(TABLES)} FROM {ROLE};
-        {_columns_but_hidden()}
-        EXECUTE format('REVOKE SELECT (%s) ON {table} FROM {ROLE}', cols);
-    """)
+    _where_role(f"REVOKE ALL ON {', '.join(TABLES)} FROM {ROLE}")
