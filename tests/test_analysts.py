@@ -1,4 +1,4 @@
-"""The analyst role (migrations 0004 and 0008): on PostgreSQL it reads the views and, read-only,
+"""The analyst role (migrations 0004 and 0009): on PostgreSQL it reads the views and, read-only,
 the tables the ``linkage`` readers need; never the quarantine, the key check or the erasure
 log."""
 
@@ -13,7 +13,7 @@ VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history
          "latest_campaigns", "campaign_memberships")
 TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
           "quarantine", "store_meta", "erasures")
-# What the role may SELECT (0008).
+# What the role may SELECT (0009).
 READABLE = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
             "lineage", "labels", "alembic_version")
 

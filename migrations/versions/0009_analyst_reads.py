@@ -1,7 +1,7 @@
 """Analyst access, round two: ``linkage_analyst`` may read what the ``linkage`` readers read.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08
 
 Revision 0004 gave the role the views only, so every ``linkage`` command that reads the store
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
