@@ -463,7 +463,9 @@ def render(res: dict[str, Any]) -> str:
             "`tests/test_real_reddit.py` checks that the conversion keeps every user and "
             "edge.",
             "",
-            "The data has no time, and `created_at` is required (ISO 8601, 1970-2100 UTC). "
+            "The data has no time. These runs predate `created_at` becoming optional (left "
+            "out, an account brings no signup-time evidence: docs/input.md), so they give it "
+            "one (ISO 8601, 1970-2100 UTC). "
             "*created_at spread* (the figures that count) gives account `i` the date "
             f"{NEUTRAL_START} + `i` days: no two accounts fall in one signup window, so "
             "`burst` is 1/size, its minimum, and `cosignup` has no signup range to pair "

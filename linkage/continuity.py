@@ -49,7 +49,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-__all__ = ["KEPT", "LINEAGE_KINDS", "assign_identities", "compare_runs", "match_clusters"]
+__all__ = ["KEPT", "LINEAGE_KINDS", "assign_identities", "compare_runs", "describe_counts",
+           "lineage_counts", "match_clusters"]
 
 # Kinds of a cluster of tonight that kept a previous cluster's id.
 KEPT = ("continued", "grown", "shrunk")
@@ -57,6 +58,38 @@ LINEAGE_KINDS = (
     "new", *KEPT, "merged", "split",  # a cluster of tonight
     "merged_into", "split_into", "dissolved",  # a previous cluster
 )
+
+
+def lineage_counts(lineage: pa.Table) -> dict[str, int]:
+    """How many clusters each lineage kind holds, in :data:`LINEAGE_KINDS` order (kinds with
+    none left out): the one count that ``linkage run``'s summary and ``linkage diff`` print.
+
+    A count is of clusters, never of rows: ``merged 1`` is one cluster of the later run that
+    two or more earlier clusters went into (it has a row per parent), and ``merged_into 2``
+    the two earlier clusters. ``new``, ``continued``, ``grown``, ``shrunk``, ``merged`` and
+    ``split`` count clusters of the later run (they sum to its clusters); ``merged_into``,
+    ``split_into`` and ``dissolved`` count clusters of the earlier run.
+
+    Examples
+    --------
+    >>> rows = pa.table({"cluster_id": ["cM", "cM", "cA", "cB", "cN"],
+    ...                  "kind": ["merged", "merged", "merged_into", "merged_into", "new"]})
+    >>> lineage_counts(rows)
+    {'new': 1, 'merged': 1, 'merged_into': 2}
+    """
+    grouped = lineage.group_by("kind").aggregate([("cluster_id", "count_distinct")])
+    found = dict(zip(grouped.column("kind").to_pylist(),
+                     grouped.column("cluster_id_count_distinct").to_pylist(), strict=True))
+    return {kind: int(found[kind]) for kind in LINEAGE_KINDS if found.get(kind)}
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """:func:`lineage_counts` as one line of text (``"no clusters"`` when empty).
+
+    >>> describe_counts({"new": 1, "merged": 1, "merged_into": 2})
+    'new 1, merged 1, merged_into 2'
+    """
+    return ", ".join(f"{kind} {n:,}" for kind, n in counts.items()) or "no clusters"
 
 
 def match_clusters(con: duckdb.DuckDBPyConnection, *, min_jaccard: float) -> None:
@@ -175,7 +208,8 @@ def assign_identities(
     *,
     min_jaccard: float,
 ) -> dict[str, int]:
-    """Create ``cluster_ids`` and ``lineage`` in ``con``; return counts per lineage kind."""
+    """Create ``cluster_ids`` and ``lineage`` in ``con``; return :func:`lineage_counts` of
+    that lineage."""
     if previous is None:
         previous = pa.table({
             "cluster_id": pa.array([], pa.string()),
@@ -254,8 +288,7 @@ def assign_identities(
     )
     con.execute("DROP TABLE prev")
     con.execute("DROP TABLE cur")
-    return dict(con.execute(
-        "SELECT origin, count(*) FROM cluster_ids GROUP BY origin ORDER BY origin").fetchall())
+    return lineage_counts(con.table("lineage").select("cluster_id", "kind").to_arrow_table())
 
 
 def compare_runs(before: pa.Table, after: pa.Table, *, min_jaccard: float) -> pa.Table:

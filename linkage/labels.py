@@ -114,7 +114,7 @@ def add_label(
     store.ensure_schema()
     run_id: int | None = None
     members_json: str | None = None
-    with store.engine.connect() as conn:
+    with store._guard("reading the cluster to label"), store.engine.connect() as conn:
         if target_kind == "cluster":
             m, r = _MEMBERSHIPS, _RUNS
             run_id = conn.execute(
@@ -134,7 +134,7 @@ def add_label(
         "by": by, "created_at": now or datetime.now(UTC), "run_id": run_id,
         "members_json": members_json,
     }
-    with store.engine.begin() as conn:
+    with store._guard("recording a label"), store.engine.begin() as conn:
         result = conn.execute(_LABELS.insert().values(**values))
         label_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     return {"label_id": label_id, **values}
@@ -150,7 +150,7 @@ def list_labels(
     if target_id is not None:
         query = query.where(_LABELS.c.target_id == target_id)
     store.ensure_schema()
-    with store.engine.connect() as conn:
+    with store._guard("reading labels"), store.engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 

@@ -291,6 +291,7 @@ def score_clusters(
                    count(*) OVER w AS k,
                    epoch(max(a.created_at) OVER w) - epoch(a.created_at) AS span
             FROM members m JOIN accounts a USING (idx)
+            WHERE a.created_at IS NOT NULL  -- no signup time, no burst evidence
             WINDOW w AS (PARTITION BY m.cluster ORDER BY a.created_at
                          RANGE BETWEEN CURRENT ROW AND INTERVAL {window} MINUTES FOLLOWING)
         ),
@@ -305,7 +306,8 @@ def score_clusters(
             GROUP BY cluster
         )
         SELECT s.cluster, s.size, coalesce(w.w, 0) AS w, coalesce(w.n_edges, 0) AS n_edges,
-               coalesce(st.n_strong, 0) AS n_strong, b.burst_n, b.burst_span, b.signup_span
+               coalesce(st.n_strong, 0) AS n_strong, coalesce(b.burst_n, 0) AS burst_n,
+               b.burst_span, b.signup_span
         FROM sizes s LEFT JOIN weight w USING (cluster) LEFT JOIN strong st USING (cluster)
         LEFT JOIN burst b USING (cluster)
         ORDER BY s.cluster

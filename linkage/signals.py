@@ -251,7 +251,8 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
     if COSIGNUP in weights:
         for weak in cfg.cosignup.weak_keys:
             parts += _time_buckets(COSIGNUP, f"'{weak}:' || wk", "created_at",
-                                   f"({_WEAK_KEYS[weak]}) WHERE wk IS NOT NULL",
+                                   f"({_WEAK_KEYS[weak]}) WHERE wk IS NOT NULL "
+                                   "AND created_at IS NOT NULL",
                                    cfg.cosignup.window_minutes)
     if COACTIVITY in weights:
         parts += _time_buckets(

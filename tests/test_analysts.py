@@ -1,4 +1,6 @@
-"""The analyst role (migration 0004): on PostgreSQL it reads the views and nothing else."""
+"""The analyst role (migrations 0004 and 0009): on PostgreSQL it reads the views and, read-only,
+the tables the ``linkage`` readers need; never the quarantine, the key check or the erasure
+log."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from linkage.store import RunRecord, Store, migrate
 VIEWS = ("latest_run", "latest_clusters", "latest_memberships", "cluster_history",
          "latest_campaigns", "campaign_memberships")
 TABLES = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
-          "quarantine", "store_meta")
+          "quarantine", "store_meta", "erasures")
+# What the role may SELECT (0009).
+READABLE = ("runs", "clusters", "memberships", "evidence", "evidence_signals", "cluster_keys",
+            "lineage", "labels", "alembic_version")
 
 
 def _publish_one(store: Store) -> None:
@@ -19,7 +24,7 @@ def _publish_one(store: Store) -> None:
     store.publish_run(run_id, RunRecord.empty(input_fingerprint="sha256:0"))
 
 
-def test_analyst_role_reads_views_only(store: Store) -> None:
+def test_analyst_role_reads_views_and_readers_tables_only(store: Store) -> None:
     _publish_one(store)
     if store.dialect != "postgresql":
         # SQLite has no roles: the revision is a no-op and the views work as before.
@@ -33,9 +38,14 @@ def test_analyst_role_reads_views_only(store: Store) -> None:
         assert run_id == 1
         for view in VIEWS:
             conn.execute(sa.text(f"SELECT * FROM {view}")).fetchall()
+        for table in READABLE:
+            conn.execute(sa.text(f"SELECT * FROM {table}")).fetchall()
         conn.commit()
         for table in TABLES:
-            for sql in (f"SELECT * FROM {table}", f"DELETE FROM {table}"):
+            sqls = [f"DELETE FROM {table}"]
+            if table not in READABLE:
+                sqls.append(f"SELECT * FROM {table}")
+            for sql in sqls:
                 with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                     conn.execute(sa.text(sql))
                 conn.rollback()

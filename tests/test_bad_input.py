@@ -65,8 +65,8 @@ VIOLATIONS = {
         lambda f: (f / "accounts.csv").unlink(),
         ["accounts"]),
     "missing required column": (
-        replace_in("accounts.csv", "created_at", "created"),
-        ["accounts.csv", "created_at"]),
+        replace_in("payment_instruments.csv", "fingerprint", "fp"),
+        ["payment_instruments.csv", "fingerprint"]),
     "unparseable timestamp": (
         replace_in("accounts.csv", "2026-01-01T10:01:00Z", "yesterday"),
         ["accounts.csv", "created_at", "row 2", "'yesterday'"]),

@@ -338,13 +338,25 @@ def test_missing_required_column(tmp_path):
     [
         (("", "2024-05-01"), "account_id", "NULL"),
         (("   ", "2024-05-01"), "account_id", "NULL"),
-        (("u9", ""), "created_at", "NULL"),
     ],
 )
 def test_required_value_missing(tmp_path, row, column, value):
     folder = accounts_folder(tmp_path, [*DATA["accounts"], (*row, *[None] * 7)])
     msg = str(fails(folder))
     assert f"accounts.csv, column '{column}', row 5: required value missing (value {value})" in msg
+
+
+def test_created_at_may_be_empty_or_absent(tmp_path):
+    folder = accounts_folder(tmp_path, [*DATA["accounts"], ("u9", "", *[None] * 7)])
+    con, _ = run(folder)
+    assert con.execute("SELECT created_at FROM accounts WHERE account_id = 'u9'").fetchall() \
+        == [(None,)]
+    folder = tmp_path / "no_column"
+    folder.mkdir()
+    write(folder, "accounts", "csv", [("u1",), ("u2",)], ["account_id"])
+    con, _ = run(folder)
+    assert con.execute("SELECT account_id, created_at FROM accounts ORDER BY 1").fetchall() \
+        == [("u1", None), ("u2", None)]
 
 
 def test_unparseable_timestamp(tmp_path):

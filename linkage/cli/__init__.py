@@ -16,14 +16,14 @@ import logging
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from linkage import __version__
-from linkage.cli.terminal import cell, printable
+from linkage.cli.terminal import cell, output_console, printable
 from linkage.config import load_config
 from linkage.errors import LinkageError
 
@@ -49,8 +49,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
 app.add_typer(runs_app, name="runs")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Whole values when not a terminal: `linkage runs > runs.txt` keeps every column in full.
+out = output_console(soft_wrap=True)
+err = output_console(stderr=True, soft_wrap=True)
 log = logging.getLogger("linkage.cli")
 
 DbOpt = Annotated[str | None, typer.Option(
@@ -182,6 +183,8 @@ def _require_input(folder: Path) -> None:
 
 
 def _print_summary(summary) -> None:
+    from linkage.continuity import describe_counts
+
     table = Table(title=f"run {summary.run_id}", show_header=False)
     table.add_row("accounts", f"{summary.n_accounts:,}")
     table.add_row("rows read", f"{sum(summary.rows_read.values()):,}")
@@ -191,7 +194,7 @@ def _print_summary(summary) -> None:
     table.add_row("largest component", f"{summary.largest_component:,}")
     table.add_row("clusters (2+ accounts)", f"{summary.n_clusters:,}")
     table.add_row("flagged clusters", f"{summary.n_flagged:,}")
-    table.add_row("lineage", ", ".join(f"{k} {v}" for k, v in sorted(summary.origins.items())))
+    table.add_row("lineage", describe_counts(summary.origins))
     table.add_row("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
     if summary.peak_rss_mb:
         table.add_row("peak memory", f"{max(summary.peak_rss_mb.values()):,.0f} MB")
@@ -214,13 +217,21 @@ def _print_top(store, run_id: int, top: int) -> None:
     out.print(table, markup=False)
 
 
+class MembershipFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
 @export_app.command("memberships")
 def export_memberships(
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    out_file: Annotated[Path, typer.Option(
+        "--out", "-o", help="File to write (CSV, JSON or Parquet, as --format says).")],
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="csv (the contract's default), json or parquet.")] = "csv",
+    fmt: Annotated[MembershipFormat, typer.Option(
+        "--format", "-f", help="csv (the default, docs/reports.md), json or parquet.")] = (
+        "csv"),  # type: ignore[assignment]
 ) -> None:
     """The accounts of every cluster of two or more accounts in a run, as CSV
     (account_id, cluster_id, cluster_score, flagged, campaign_id), or the same columns as
@@ -229,18 +240,16 @@ def export_memberships(
     Example: linkage export memberships --run latest --out memberships.csv
     """
     with _errors():
-        from linkage.reports import FORMATS, write_memberships, write_table
+        from linkage.reports import write_memberships, write_table
         from linkage.reports.queries import memberships_table
 
-        if fmt not in FORMATS:
-            raise _usage(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
         with _store(db) as store:
             run_id = store.resolve_run(run_ref)
             memberships = memberships_table(store, run_id)
             if fmt == "csv":
                 n = write_memberships(memberships, out_file)
             else:
-                n = write_table(memberships, out_file, fmt)
+                n = write_table(memberships, out_file, MembershipFormat(fmt).value)
     err.print(printable(f"wrote {n:,} memberships of run {run_id} to {out_file}"),
               markup=False, highlight=False)
 
@@ -308,13 +317,18 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.parquet,
     group_sizes: Annotated[tuple[int, int] | None, typer.Option(
-        "--group-sizes", help="Smallest and largest operator group (log-uniform between) "
-        "[default: 10 400; seedscale: 100 450].",
+        "--group-sizes", metavar="MIN MAX", help="Smallest and largest operator group "
+        "(log-uniform between) [default: 10 400; seedscale: 100 450].",
     )] = None,
+    night: Annotated[int, typer.Option(
+        "--night", min=1, max=3650, help="1: the world as drawn; N: the same world N-1 days "
+        "later (every earlier row, plus new accounts, grown rings and merged rings; "
+        "--accounts is night 1's size). plain, camouflage, hubs, slowdrip and mixed only.",
+    )] = 1,
 ) -> None:
     """Generate realistic input with planted operator groups and a truth file (truth.csv).
 
-    Example: linkage generate --out demo/data --scenario mixed --accounts 200000
+    Example: linkage generate --out demo/night2 --scenario mixed --accounts 200000 --night 2
 
     The scenario world draws a whole world (size, shapes, background) from --seed.
     """
@@ -324,12 +338,13 @@ def generate(
         try:
             summary = gen(out_dir, scenario=scenario.value, n_accounts=accounts,
                           operator_share=operator_share, seed=seed, fmt=fmt.value,
-                          group_sizes=group_sizes)
+                          group_sizes=group_sizes, night=night)
         except ValueError as exc:  # the generator's argument checks
             raise _usage(str(exc)) from None
     err.print(
         f"wrote {summary.n_accounts:,} accounts ({summary.n_operator_accounts:,} operator "
-        f"accounts in {summary.n_groups:,} groups) to {out_dir}", markup=False)
+        f"accounts in {summary.n_groups:,} groups) to {out_dir}"
+        + (f" (night {night})" if night > 1 else ""), markup=False)
 
 
 @runs_app.callback()
@@ -387,15 +402,39 @@ def runs_retract(
 
 def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
                as_json: bool) -> None:
-    """Rows as JSON (every column) or as a table of ``columns`` on standard output."""
+    """Rows as JSON (every column) or as a table of ``columns`` on standard output.
+
+    In JSON a column the store keeps as JSON text (``config_json``, ``members_json``, ...)
+    is the JSON value itself, under its name without ``_json`` (``config``, ``members``),
+    and timestamps are ISO 8601.
+    """
     if as_json:
-        print(json.dumps(rows, default=str))
+        print(json.dumps([_json_row(r) for r in rows], default=json_default))
         return
     table = Table(*columns, title=title)
     for r in rows:
         # cell(): ids, notes and errors are data, never Rich markup nor terminal commands.
         table.add_row(*(cell(r.get(c)) for c in columns))
     out.print(table)
+
+
+def _json_row(row: dict) -> dict:
+    """``row`` with each ``NAME_json`` text column decoded and named ``NAME``."""
+    decoded = {}
+    for key, value in row.items():
+        if key.endswith("_json") and isinstance(value, str):
+            decoded[key.removesuffix("_json")] = json.loads(value)
+        elif key.endswith("_json") and value is None:
+            decoded[key.removesuffix("_json")] = None
+        else:
+            decoded[key] = value
+    return decoded
+
+
+def json_default(value: object) -> str:
+    """JSON for what ``json`` cannot write: timestamps as ISO 8601, anything else as text."""
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)
 
 
 @db_app.command("upgrade")
@@ -463,6 +502,32 @@ _learn.register(app)
 from linkage.cli import serve as _serve  # noqa: E402
 
 _serve.register(app)
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments as ``linkage explain [OPTIONS] A B``
+    (Click's convention; optional ones in brackets) rather than ``{a} {b}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def _use_command_class(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and of its sub-apps) :class:`_Command`."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _use_command_class(group.typer_instance)
+
+
+_use_command_class(app)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from linkage.cli import MAX_COUNT, DbOpt, RunOpt, _errors, _store, out
+from linkage.cli import MAX_COUNT, DbOpt, RunOpt, _errors, _store, json_default, out
 from linkage.cli.terminal import cell, printable
 
 __all__ = ["OutputFormat", "explain", "register", "show_app"]
@@ -36,8 +36,8 @@ FormatOpt = Annotated[OutputFormat, typer.Option(
 
 
 def _json(data: Any) -> None:
-    # default=str: timestamps become ISO-like text; everything else is plain JSON already.
-    print(json.dumps(data, default=str, indent=2))
+    # json_default: timestamps become ISO 8601; everything else is plain JSON already.
+    print(json.dumps(data, default=json_default, indent=2))
 
 
 _t = cell
@@ -217,8 +217,8 @@ def show_account(
 
 
 def explain(
-    a: Annotated[str, typer.Argument(help="First account id.")],
-    b: Annotated[str, typer.Argument(help="Second account id.")],
+    a: Annotated[str, typer.Argument(metavar="ACCOUNT_A", help="First account id.")],
+    b: Annotated[str, typer.Argument(metavar="ACCOUNT_B", help="Second account id.")],
     db: DbOpt = None,
     run_ref: RunOpt = "latest",
     fmt: FormatOpt = OutputFormat.text,

@@ -9,6 +9,11 @@ character as a visible escape instead. Tabs and newlines stay: they lay text out
 command the terminal. ``--format json`` output is safe already (``json.dumps`` escapes
 control characters).
 
+Tables print whole values: a cell too wide for its column folds onto more lines rather than
+ending in ``…``, and standard output that is not a terminal (a pipe, a file) gets tables as
+wide as their values (:func:`output_console`), so ``linkage runs | grep`` sees every status
+and timestamp in full. ``COLUMNS`` set in the environment still fixes the width.
+
 Examples
 --------
 >>> printable("a1\\x1b]0;owned\\x07")
@@ -25,10 +30,15 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
-__all__ = ["PrintableFormatter", "cell", "printable"]
+__all__ = ["UNBOUNDED_WIDTH", "PrintableFormatter", "cell", "output_console", "printable"]
+
+UNBOUNDED_WIDTH = 100_000
+"""The width of a console that does not write to a terminal: wider than any table."""
 
 # C0 controls but tab and newline, DEL, the C1 controls (U+0080-U+009F, which some terminals
 # read as ESC sequences), and the Unicode format characters that reorder or hide text
@@ -49,7 +59,28 @@ def printable(value: object) -> str:
 
 def cell(value: object) -> Text:
     """A Rich table cell of ``value``: :func:`printable`, and never read as Rich markup."""
-    return Text(printable(value))
+    return Text(printable(value), overflow="fold")
+
+
+class _Console(Console):
+    """A Rich console as wide as its tables when it does not write to a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return ConsoleDimensions(UNBOUNDED_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+def output_console(**kwargs: Any) -> Console:
+    """A Rich console (``Console(**kwargs)``) that cuts no table when its output is not a
+    terminal: it is then as wide as the widest table, unless ``COLUMNS`` says otherwise."""
+    return _Console(**kwargs)
 
 
 class PrintableFormatter(logging.Formatter):

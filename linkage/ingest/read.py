@@ -105,7 +105,7 @@ SPECS: dict[str, TableSpec] = {
     for s in (
         TableSpec("accounts", (
             _ACCOUNT,
-            Column("created_at", "timestamp", required=True),
+            Column("created_at", "timestamp"),
             Column("email", "email"),
             Column("display_name", "display_name"),
             Column("phone", "phone"),

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "MAX_RUN_ID",
     "Store",
+    "StoreDeniedError",
     "StoreUnreachableError",
     "create_store_engine",
     "resolve_db_url",
@@ -172,6 +173,21 @@ class StoreUnreachableError(StoreError):
     (a store that was reachable and then failed mid-work stays a :class:`StoreError`, 1)."""
 
     exit_code = 2
+
+
+class StoreDeniedError(StoreError):
+    """The database refused the login a privilege (PostgreSQL ``permission denied``): say a
+    ``linkage_analyst`` login, which reads, asked to write. Exit status 2: the command needs
+    another role, not a repair of the store."""
+
+    exit_code = 2
+
+
+# SQLSTATE of insufficient_privilege (PostgreSQL): permission denied for a table or schema.
+_DENIED = "42501"
+_DENIED_HINT = (" (this login may not do that: a linkage_analyst login runs the reading "
+                "commands only; labels, retractions, runs and erasures need the role the "
+                "nightly job writes with)")
 
 
 def sqlite_path(url: str) -> str | None:
@@ -678,13 +694,16 @@ class Store:
 
         An :class:`~sqlalchemy.exc.OperationalError` before any connection was ever opened is
         a :class:`StoreUnreachableError` (exit 2: a wrong port, database, role or path);
-        the message is the same either way.
+        the message is the same either way. A privilege the login lacks is a
+        :class:`StoreDeniedError` (exit 2), whose message says which logins may.
         """
         detail = getattr(exc, "orig", None) or exc
-        text = " ".join(str(detail).split())
+        text = " ".join(str(detail).split())[:500]
+        if getattr(detail, "sqlstate", None) == _DENIED:
+            return StoreDeniedError(f"{doing} failed on {self.display_url}: {text}{_DENIED_HINT}")
         unreachable = not self.reached and isinstance(exc, OperationalError)
         kind = StoreUnreachableError if unreachable else StoreError
-        return kind(f"{doing} failed on {self.display_url}: {text[:500]}")
+        return kind(f"{doing} failed on {self.display_url}: {text}")
 
     def _latest(self, conn: Connection) -> int | None:
         query = select(func.max(_RUNS.c.run_id)).where(_RUNS.c.status == "succeeded")

@@ -94,21 +94,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from linkage.synth.background import add_legit, make_world
 from linkage.synth.encode import sub_rng
+from linkage.synth.nights import later_night
 from linkage.synth.rings import RING_KINDS, add_ring, ring_sizes
 from linkage.synth.summary import GenerateSummary
 from linkage.synth.tables import Builder, account_text, finalize, write_tables
 from linkage.synth.usage import remove_interactions, write_interactions
 from linkage.synth.worlds import WORLD_SCENARIOS, generate_world, scenario_params
 
-__all__ = ["ALL_SCENARIOS", "SCENARIOS", "GenerateSummary", "generate"]
+__all__ = ["ALL_SCENARIOS", "NIGHT_SCENARIOS", "SCENARIOS", "GenerateSummary", "generate"]
 
 SCENARIOS = ("plain", "camouflage", "hubs", "slowdrip", "mixed", "usageonly", "seedscale")
 # Scenarios made by linkage.synth.worlds (see there); SCENARIOS keeps the original seven.
 ALL_SCENARIOS = SCENARIOS + tuple(WORLD_SCENARIOS)
 USAGE_SCENARIOS = ("usageonly", "seedscale")
+# Scenarios whose later nights linkage.synth.nights makes (their rings link by metadata).
+NIGHT_SCENARIOS = ("plain", "camouflage", "hubs", "slowdrip", "mixed")
 INTERACTIONS_PER_ACCOUNT = 28.8  # seedscale: 28.8 million over one million accounts
 # Defaults that differ per scenario: (n_accounts, operator_share, group_sizes).
 _DEFAULTS: dict[str, tuple[int, float, tuple[int, int]]] = {
@@ -134,6 +138,7 @@ def generate(
     group_sizes: tuple[int, int] | None = None,
     seed: int = 0,
     fmt: str = "parquet",
+    night: int = 1,
 ) -> GenerateSummary:
     """Write a synthetic input folder with planted operator groups and its truth file.
 
@@ -158,6 +163,11 @@ def generate(
     fmt : str
         ``"parquet"`` (timestamps as ``timestamp[us, tz=UTC]``) or ``"csv"`` (ISO 8601 with
         ``Z``).
+    night : int
+        1 (default): the world as described. ``N`` > 1: the same world ``N - 1`` days later
+        (:mod:`linkage.synth.nights`: new accounts, grown and merged rings); ``n_accounts``
+        is night 1's size. Only for the scenarios without ``interactions``
+        (:data:`NIGHT_SCENARIOS`).
 
     Returns
     -------
@@ -165,6 +175,11 @@ def generate(
     """
     if scenario not in ALL_SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {ALL_SCENARIOS}")
+    if night < 1:
+        raise ValueError(f"night must be 1 or later, got {night}")
+    if night > 1 and scenario not in NIGHT_SCENARIOS:
+        raise ValueError(f"a later night (night {night}) is made only for the scenarios "
+                         f"{', '.join(NIGHT_SCENARIOS)}, not {scenario!r}")
     if scenario in WORLD_SCENARIOS:
         params = scenario_params(scenario, seed=seed, n_accounts=n_accounts,
                                  operator_share=operator_share, group_sizes=group_sizes)
@@ -205,6 +220,12 @@ def generate(
     created = b.created_at.copy()
     group = np.where(b.group > 0, b.group.astype(np.int64) - 1, -1)  # 0-based, -1 legitimate
     tables, truth = finalize(b)
+    n_groups = len(sizes)
+    if night > 1:
+        tables, truth = later_night(tables, truth, seed=seed, night=night)
+        operators = pc.not_equal(truth["group_id"], "")
+        n_op = pc.sum(operators).as_py() or 0
+        n_groups = len(truth.filter(operators)["group_id"].unique())
     out = Path(out_dir)
     write_tables(tables, truth, out, fmt)
     rows = {name: t.num_rows for name, t in tables.items()}
@@ -217,5 +238,5 @@ def generate(
     else:
         remove_interactions(out)
     return GenerateSummary(
-        out_dir=out, scenario=scenario, n_accounts=n_accounts, n_operator_accounts=n_op,
-        n_groups=len(sizes), rows=rows, seed=seed, fmt=fmt)
+        out_dir=out, scenario=scenario, n_accounts=rows["accounts"], n_operator_accounts=n_op,
+        n_groups=n_groups, rows=rows, seed=seed, fmt=fmt)

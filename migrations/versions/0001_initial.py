@@ -42,7 +42,7 @@ VIEWS = {
         SELECT clusters.* FROM clusters
         WHERE clusters.run_id = {_LATEST}
     """,
-    # The columns of the memberships export (CONTRACT.md section 2), plus run_id.
+    # The columns of the memberships export (docs/reports.md), plus run_id.
     "latest_memberships": f"""
         SELECT m.run_id, m.account_id, m.cluster_id,
                c.score AS cluster_score, c.flagged
