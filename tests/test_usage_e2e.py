@@ -45,7 +45,8 @@ def test_metadata_alone_cannot(data: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "meta.toml"
     # every signal that reads interactions off
     cfg.write_text("".join(f"[signals.{name}]\nenabled = false\n" for name in
-                           ("prompt", "prompt_sync", "template", "template_pool")))
+                           ("prompt", "prompt_sync", "template", "template_pool",
+                            "activity_sync")))
     db = f"sqlite:///{tmp_path / 'm.db'}"
     run_ok(data, db, "--quiet", "--config", cfg)
     q = _evaluate(data, db)
