@@ -583,3 +583,29 @@ def test_an_unreachable_store_is_exit_2(db_url: str, night: Path, tmp_path: Path
             assert res.exit_code == 2, (command, bad, res.output)
             assert res.stderr.startswith("Error: "), res.output
     assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_another_run_never_finds_a_starting_runs_marker_unlocked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two runs starting at once: the second one's cleanup runs at the worst moment, after the
+    # first created its folder and marker and before it locked the marker.
+    import fcntl as real_fcntl
+    import types
+
+    from linkage.engines import spill
+
+    cleaned: list[list[Path]] = []
+
+    def flock(fd: int, op: int) -> None:
+        if op == real_fcntl.LOCK_EX and not cleaned:
+            cleaned.append(spill.remove_leftovers(tmp_path))  # the other run's cleanup
+        real_fcntl.flock(fd, op)
+
+    monkeypatch.setattr(spill, "fcntl", types.SimpleNamespace(
+        flock=flock, LOCK_EX=real_fcntl.LOCK_EX, LOCK_NB=real_fcntl.LOCK_NB))
+    with spill.spill_folder(tmp_path) as folder:
+        assert cleaned == [[]] and folder.is_dir()  # the starting run's folder survived
+        assert sorted(p.name for p in folder.iterdir()) == [SPILL_MARKER]
+        with open(folder / SPILL_MARKER) as marker, pytest.raises(BlockingIOError):
+            real_fcntl.flock(marker, real_fcntl.LOCK_EX | real_fcntl.LOCK_NB)
+    assert list(tmp_path.iterdir()) == []

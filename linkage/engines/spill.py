@@ -58,11 +58,16 @@ def spill_folder(parent: str | Path | None = None) -> Iterator[Path]:
     root = Path(parent or tempfile.gettempdir())
     remove_leftovers(root)
     folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))  # mode 0700
-    fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    # The marker is locked under another name and then renamed into place: another run's
+    # remove_leftovers must never find it unlocked (it would take the folder for a dead
+    # run's), and a folder without a marker is left alone.
+    setting_up = folder / (MARKER + ".new")
+    fd = os.open(setting_up, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     umask = os.umask(0o077)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, f"linkage pid={os.getpid()}\n".encode())
+        os.rename(setting_up, folder / MARKER)
         yield folder
     finally:
         os.umask(umask)
