@@ -1,6 +1,8 @@
 """Graph: combine the evidence of shared keys into weighted account-account edges.
 
-Input: the ``keys`` and ``key_members`` tables of :mod:`linkage.signals`, and ``accounts``.
+Input: the ``keys`` and ``key_members`` tables of :mod:`linkage.signals`, its background of
+the set-similarity signals judged against chance (``band_chance``, ``band_background``), and
+``accounts``.
 
 Output (DuckDB tables, and arrays for community detection):
 
