@@ -24,7 +24,7 @@ from linkage.engines import connect_duckdb
 
 BASE = datetime(2026, 1, 1)
 
-# Every column of every contract table (CONTRACT.md section 1), written out here rather than
+# Every column of every contract table (docs/input.md), written out here rather than
 # imported from linkage so that the tests hold the code to the contract, not to itself.
 CONTRACT_COLUMNS = {
     "accounts": ["account_id", "created_at", "email", "display_name", "phone", "country",

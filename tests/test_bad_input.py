@@ -1,5 +1,5 @@
 """Every contract violation through `linkage run`: exit 2, a message naming file, column, row
-and value, and the store exactly as it was (CONTRACT.md, "Bad input")."""
+and value, and the store exactly as it was (docs/input.md, "Validation")."""
 
 from __future__ import annotations
 
