@@ -41,7 +41,7 @@ import numpy as np
 from linkage._igraph import ig
 from linkage.config import GraphConfig
 from linkage.engines import SQLConnection
-from linkage.signals import TIME_BUCKETED
+from linkage.signals import TIME_BUCKETED, coincidence_sql
 
 # Multi-valued signals (an account carries many of their values: the templates it uses, the
 # products it reviews; every ``obs:<kind>`` too) whose pair evidence is judged against the
@@ -130,7 +130,7 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE chance AS
-        SELECT k.signal, sum(k.n::DOUBLE * (k.n - 1)) / (sum(k.n::DOUBLE) * sum(k.n::DOUBLE)) AS q
+        SELECT k.signal, {coincidence_sql("k.n")} AS q
         FROM keys k WHERE {is_set} AND k.p > 0 GROUP BY k.signal
         """
     )

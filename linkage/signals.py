@@ -80,6 +80,7 @@ __all__ = [
     "activity_bands",
     "band_tables",
     "build_links",
+    "coincidence_sql",
     "prompt_bands",
     "set_band_keys",
     "signal_weights",
@@ -163,6 +164,13 @@ def specificity(n: int, cap: int) -> float:
     if n < 2 or n >= cap:
         return 0.0
     return min(1.0, math.log(cap / n) / math.log(cap / 2))
+
+
+def coincidence_sql(n: str) -> str:
+    """SQL aggregate: the chance that two of everyone's values are the same one,
+    ``q = sum n (n - 1) / (sum n)^2`` over values carried ``n`` times each (a pair of accounts
+    carrying ``d_a`` and ``d_b`` values shares ``d_a d_b q`` of them by chance)."""
+    return f"sum({n}::DOUBLE * ({n} - 1)) / (sum({n}::DOUBLE) * sum({n}::DOUBLE))"
 
 
 def _specificity_sql(n: str, cap: str) -> str:
@@ -561,8 +569,7 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE band_background AS
-        SELECT '{ACTIVITY_SYNC}' AS signal,
-               sum(n::DOUBLE * (n - 1)) / (sum(n::DOUBLE) * sum(n::DOUBLE)) AS q,
+        SELECT '{ACTIVITY_SYNC}' AS signal, {coincidence_sql("n")} AS q,
                {int(cfg.bands)} AS bands, {int(cfg.rows)} AS band_rows
         FROM (SELECT e, count(*) AS n FROM activity_sets GROUP BY e) t
         """

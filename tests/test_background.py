@@ -184,6 +184,18 @@ def test_an_organisations_own_keys_link_neither_members_nor_contractors():
     assert con.execute("SELECT a, b FROM edges").fetchall() == [(11, 12)]
 
 
+POOLS_ONLY = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
+                     template_pool=TemplatePoolConfig(enabled=True))
+
+
+def pool_carriers(con) -> list[tuple[str, list[int]]]:
+    """Build the links with template pools alone; (pool key, its carriers) per pool."""
+    build_links(con, POOLS_ONLY)
+    return con.execute(
+        "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
+        "GROUP BY key").fetchall()
+
+
 def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_work():
     # Accounts 0-11 each use all ten templates of a pool once and a personal template twice;
     # accounts 12-41 use public templates, each by a random-looking third of them.
@@ -194,18 +206,13 @@ def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_wor
     rows += [(i, BASE + timedelta(hours=j), f"pub{j}") for i in range(12, 42) for j in range(6)
              if rng.random() < 1 / 3]
     con = ingested(42, interactions=rows)
-    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
-                      template_pool=TemplatePoolConfig(enabled=True))
-    build_links(con, signals)
-    carriers = con.execute(
-        "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
-        "GROUP BY key").fetchall()
+    carriers = pool_carriers(con)
     assert [ids for _, ids in carriers] == [list(range(12))]
     (key,) = (k for k, _ in carriers)
     (first,) = con.execute("SELECT min(md5('pool' || j)) FROM range(10) t(j)").fetchone()
     assert key == f"pool:{first}"
     (p_key,) = con.execute("SELECT p_key FROM keys WHERE signal = 'template_pool'").fetchone()
-    cfg = signals.template_pool
+    cfg = POOLS_ONLY.template_pool
     # ten of each user's twelve requests are on the pool's templates
     assert p_key == pytest.approx(cfg.weight * specificity(12, cfg.cap) * 10 / 12)
     assert con.execute("SELECT count(DISTINCT prompt_key) FROM pool_templates").fetchone() == (10,)
@@ -268,12 +275,7 @@ def test_templates_everyone_uses_are_no_pool_and_a_pipelines_are():
             for j in range(10)]
     rows += [(i, BASE + timedelta(hours=300 + j), f"pub{j}") for i in range(40) for j in range(5)]
     con = ingested(40, interactions=rows)
-    signals = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
-                      template_pool=TemplatePoolConfig(enabled=True))
-    build_links(con, signals)
-    carriers = con.execute(
-        "SELECT key, list(idx ORDER BY idx) FROM links WHERE signal = 'template_pool' "
-        "GROUP BY key").fetchall()
+    carriers = pool_carriers(con)
     assert [ids for _, ids in carriers] == [list(range(12))]
     # pool templates: 12 users each of 40 active accounts: 12 shared >= 2 * 12 * 12 / 40
     assert con.execute("SELECT count(DISTINCT prompt_key) FROM pool_templates").fetchone() == (10,)
