@@ -356,8 +356,9 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     them share (camouflage) builds a long, sparse structure: its density is far below any
     CPM resolution that keeps ordinary neighbourhoods apart, so Leiden cuts it into pieces.
     Its strong links still form one connected 2-core. Ordinary users rarely do: a family's
-    shared card is a small clique, and a real account that shares one attribute with a fake
-    hangs off the core by a single link and is pruned by the 2-core. A core lies inside one
+    shared card is a small clique, and a real account (or a whole family) that shares one
+    attribute with a fake hangs off the core by a single link, a bridge, which is cut
+    before the 2-core is taken. A core lies inside one
     component, so this step too depends on each component's content only. Only vertices
     where ``free`` is true (default: all) take part.
     """
@@ -368,6 +369,10 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     if not strong_edges.size:
         return
     strong = graph_from_arrays(edges.n_vertices, edges.src[strong_edges], edges.dst[strong_edges])
+    # A bridge is a strong link whose loss would cut the structure in two: a family whose
+    # card one fake account borrowed hangs off the ring by it, while a ring's own links
+    # close cycles. Without bridges, each core is a 2-edge-connected block.
+    strong.delete_edges(strong.bridges())
     core = np.asarray(strong.coreness(), dtype=np.int64) >= 2
     if not core.any():
         return

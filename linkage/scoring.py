@@ -58,9 +58,11 @@ through one kind of evidence alone, as a share of the cluster):
                             much those values are the members' own (:func:`_privacy`)
 ``behaviour_reuse``         linked share through shared templates, private template pools,
                             near-identical template sets and their synchronised use
-                            (``interactions``); its contribution is multiplied by the
-                            members' ``own_work`` (the share of their requests on their own
-                            templates)
+                            (``interactions``); its contribution is multiplied by the larger
+                            of the members' ``own_work`` (the share of their requests on their
+                            own templates) and ``category_departure`` (the share of members
+                            whose mix of request categories departs from the average
+                            account's beyond chance: :func:`_category_departure`)
 ``schedule_sync``           linked share through synchronised activity whatever the templates
                             (``activity_sync``, judged against the overlap chance predicts)
 ``usage_campaign``          how campaign-like the members' usage is (see :func:`usage_campaign`);
@@ -81,7 +83,8 @@ When the input has ``interactions``, each cluster's usage is reported with its f
 (``requests``, ``usage_accounts``, ``input_tokens``, ``output_tokens``,
 ``coding_agentic_share``, ``usage_days``, ``requests_per_account_day``,
 ``timing_regularity``, ``model_concentration``, ``private_templates``, ``template_sharers``,
-``usage_campaign``) and as a reason; ``usage_campaign`` is scored.
+``own_work``, ``category_departure``, ``usage_campaign``) and as a reason; ``usage_campaign``
+is scored.
 """
 
 from __future__ import annotations
@@ -389,9 +392,13 @@ def score_clusters(
     contrib = {f: weights[f] * (feats[f] if f in _UNSQUARED else feats[f] ** 2)
                for f in FEATURES}
     # Shared templates count as far as they are the members' work: a pipeline's accounts
-    # spend most of their requests on their own templates, a team a part of its day.
+    # spend most of their requests on their own templates, a team a part of its day; or as
+    # far as the members ask for other things than people do (a harvest from a data set of
+    # prompts, each sent once or twice, is little of anyone's "own" templates, but its
+    # scripts ask for code all day, one by one).
     contrib["behaviour_reuse"] = contrib["behaviour_reuse"] * np.array(
-        [usage[c]["own_work"] if c in usage else 1.0 for c in range(n)])
+        [max(usage[c]["own_work"], usage[c]["category_departure"]) if c in usage else 1.0
+         for c in range(n)])
     damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
     damp_h = np.array([size_factor(int(s), cfg.household_full_size) for s in size])
     score = combine(contrib, damp, damp_h) if n else np.zeros(0)
@@ -714,6 +721,7 @@ def _usage(con: SQLConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
         GROUP BY m.cluster
         """
     )
+    departure = _category_departure(con)
     rows = con.execute(
         """
         SELECT u.cluster, sum(requests), count(*), sum(input_tokens), sum(output_tokens),
@@ -743,9 +751,96 @@ def _usage(con: SQLConnection, prompt_cap: int) -> dict[int, dict[str, float]]:
             "model_concentration": round(float(model), 4),
             "private_templates": int(tpl), "template_sharers": int(sharers),
             "own_work": round(float(own), 4),
+            "category_departure": round(departure.get(int(c), 0.0), 4),
         }
         out[int(c)]["usage_campaign"] = round(usage_campaign(out[int(c)]), 4)
     return out
+
+
+# Category departure: an account is judged from this many requests with a category on, and
+# departs when its chi-square z exceeds that of a one-sided 0.1% test.
+_MIN_JUDGED = 20
+_DEPART_Z = 3.09
+
+
+def _category_departure(con: SQLConnection) -> dict[int, float]:
+    """Per cluster, the share of its members whose requests ask for other things than
+    people's do, over the members with a category on their requests (an account is judged
+    from ``_MIN_JUDGED`` requests on: one that sent fewer cannot be shown to depart).
+
+    The background is the mix of request categories ``p`` of the average account (every
+    account weighs the same, so a fleet's volume does not make the norm). An account's ``r``
+    requests with counts ``n_k`` give ``X² = Σ_k n_k² / (r p_k) - r``, which follows a
+    chi-square law with ``K - 1`` degrees of freedom if its requests were drawn from ``p``;
+    people differ more than that, so ``X²`` is divided by the overdispersion ``φ`` that the
+    median account shows (at least 1). An account *departs* when the Wilson-Hilferty ``z``
+    of ``X² / φ`` exceeds ``_DEPART_Z`` (a one-sided test at 0.1%). ``p`` is estimated
+    twice: once from everyone, then from the accounts that do not depart, so that a fleet
+    of a few percent of the accounts does not pull the norm towards itself. A team of
+    people shares templates but asks for what people ask for (a departing share near 0.1%);
+    scripts that ask for code all day depart one by one."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE account_mix AS
+        SELECT idx, category, count(*)::DOUBLE AS n, sum(count(*)) OVER (PARTITION BY idx) AS r
+        FROM interactions WHERE category IS NOT NULL GROUP BY idx, category
+        """
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE typical (idx INTEGER)")
+    # X² of every account of two or more requests against the mix of the average account
+    # of `base` (all accounts, then the typical ones)
+    x2_sql = """
+        WITH base AS (SELECT * FROM account_mix {only}),
+        mix AS (
+            SELECT category, sum(n / r) / (SELECT count(DISTINCT idx) FROM base) AS p
+            FROM base GROUP BY category
+        )
+        SELECT a.idx, sum(a.n * a.n / (a.r * m.p)) - any_value(a.r) AS x2, any_value(a.r) AS r
+        FROM account_mix a JOIN mix m USING (category) WHERE a.r >= 2
+        GROUP BY a.idx ORDER BY a.idx
+    """
+    k = len(con.execute("SELECT DISTINCT category FROM account_mix").fetchall())
+    first = con.execute(x2_sql.format(only="")).fetchnumpy()
+    if k < 2 or len(first["idx"]) < 2:
+        con.execute("DROP TABLE account_mix")
+        con.execute("DROP TABLE typical")
+        return {}
+    nu = k - 1.0
+    centre = 1.0 - 2.0 / (9.0 * nu)  # Wilson-Hilferty: (X²/nu)^(1/3) ~ N(centre, 2/(9 nu))
+
+    def z_of(x2: np.ndarray, phi: float) -> np.ndarray:
+        ratio = np.maximum(np.asarray(x2, dtype=np.float64), 0.0) / phi / nu
+        return (np.cbrt(ratio) - centre) / math.sqrt(2.0 / (9.0 * nu))
+
+    def overdispersion(x2: np.ndarray) -> float:
+        return max(1.0, float(np.median(x2)) / (nu * centre ** 3))
+
+    z = z_of(first["x2"], overdispersion(first["x2"]))
+    typical = np.asarray(first["idx"])[z <= _DEPART_Z]
+    con.register("typical_in", pa.table({"idx": pa.array(typical, pa.int32())}))
+    con.execute("INSERT INTO typical SELECT idx FROM typical_in")
+    con.unregister("typical_in")
+    second = con.execute(x2_sql.format(only="SEMI JOIN typical USING (idx)")).fetchnumpy()
+    x2 = np.asarray(second["x2"], dtype=np.float64)
+    phi = overdispersion(x2[np.isin(second["idx"], typical)])
+    judged = np.asarray(second["r"]) >= _MIN_JUDGED
+    departs = pa.table({"idx": pa.array(np.asarray(second["idx"])[judged], pa.int32())})
+    departs = departs.filter(pa.array(z_of(x2[judged], phi) > _DEPART_Z))
+    con.register("departs_in", departs)
+    # over every member with a category on its requests: one that sent too few cannot be
+    # shown to depart
+    rows = con.execute(
+        """
+        SELECT m.cluster, count(d.idx)::DOUBLE / count(*)
+        FROM (SELECT DISTINCT idx FROM account_mix) a JOIN members m USING (idx)
+        LEFT JOIN departs_in d USING (idx)
+        GROUP BY m.cluster
+        """
+    ).fetchall()
+    con.unregister("departs_in")
+    con.execute("DROP TABLE account_mix")
+    con.execute("DROP TABLE typical")
+    return {int(c): float(share) for c, share in rows}
 
 
 def usage_campaign(u: dict[str, float]) -> float:
@@ -785,6 +880,9 @@ def _usage_reason(u: dict[str, float]) -> str:
         n = int(u["private_templates"])
         text += (f"; {u['template_sharers']:.0f} of them share {n} private prompt "
                  f"template{'s' if n != 1 else ''}")
+    if u.get("category_departure", 0.0) > 0:
+        text += (f"; {u['category_departure']:.0%} of them ask for other kinds of request "
+                 "than the average account does")
     return text
 
 

@@ -327,3 +327,74 @@ def test_scripts_on_one_schedule_are_scored_by_their_synchronised_activity():
     w = ScoringConfig().weights["schedule_sync"]
     assert scripts[0]["contributions"]["schedule_sync"] == pytest.approx(w)
     assert any("activity schedule" in r for r in scripts[0]["reasons"])
+
+
+def _category_world(groups: dict[int, tuple[int, dict[str, int]]]) -> dict[int, float]:
+    """Shares of departing members per cluster, for clusters of accounts whose requests
+    follow the given category counts: ``{cluster: (accounts, {category: requests})}``;
+    cluster -1 is the unclustered population."""
+    import duckdb
+
+    from linkage.scoring import _category_departure
+
+    con = duckdb.connect()
+    rows, members, idx = [], [], 0
+    for cluster, (accounts, counts) in groups.items():
+        for _ in range(accounts):
+            rows += [(idx, cat) for cat, n in counts.items() for _ in range(n)]
+            if cluster >= 0:
+                members.append((idx, cluster))
+            idx += 1
+    con.execute("CREATE TABLE interactions (idx INTEGER, category VARCHAR)")
+    con.executemany("INSERT INTO interactions VALUES (?, ?)", rows)
+    con.execute("CREATE TABLE members (idx INTEGER, cluster INTEGER)")
+    con.executemany("INSERT INTO members VALUES (?, ?)", members)
+    return _category_departure(con)
+
+
+PEOPLE = {"chat": 18, "writing": 8, "analysis": 5, "coding": 7, "agentic": 2}   # 40 requests
+SCRIPTS = {"coding": 24, "agentic": 16}                                           # 40 requests
+
+
+def test_members_who_ask_for_other_things_than_people_depart_one_by_one():
+    shares = _category_world({
+        -1: (300, PEOPLE),
+        0: (12, SCRIPTS),          # a fleet asking for code all day
+        1: (10, PEOPLE),           # a team of people: their mix is everyone's
+        2: (6, {"coding": 6, "agentic": 4}),   # scripts of ten requests: too few to judge
+    })
+    # Against the people's mix p = (.45, .2, .125, .175, .05), a script's X² = 24²/(40·.175)
+    # + 16²/(40·.05) - 40 = 170.3: z = 10.8 with 4 degrees of freedom, far beyond 3.09.
+    assert shares[0] == pytest.approx(1.0)
+    assert shares[1] == pytest.approx(0.0)
+    assert shares[2] == pytest.approx(0.0)
+
+
+def test_a_fleet_does_not_pull_the_norm_towards_itself():
+    # The fleet is a tenth of the accounts and sends most of the requests: the norm is the
+    # average account's mix, estimated again without the accounts that depart, so the
+    # people stay typical and the fleet does not.
+    heavy_scripts = {"coding": 240, "agentic": 160}
+    shares = _category_world({
+        -1: (80, PEOPLE),
+        0: (10, heavy_scripts),
+        1: (20, PEOPLE),
+    })
+    assert shares[0] == pytest.approx(1.0)
+    assert shares[1] == pytest.approx(0.0)
+
+
+def test_a_cluster_of_people_and_scripts_departs_by_the_scripts_share():
+    import duckdb
+
+    from linkage.scoring import _category_departure
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE interactions (idx INTEGER, category VARCHAR)")
+    people = [(i, c) for i in range(100) for c, n in PEOPLE.items() for _ in range(n)]
+    scripts = [(i, c) for i in range(100, 106) for c, n in SCRIPTS.items() for _ in range(n)]
+    con.executemany("INSERT INTO interactions VALUES (?, ?)", people + scripts)
+    con.execute("CREATE TABLE members AS SELECT range::INTEGER AS idx, 0 AS cluster "
+                "FROM range(94, 106)")
+    # six people (94-99) and six scripts (100-105): half the members depart
+    assert _category_departure(con) == {0: pytest.approx(0.5)}

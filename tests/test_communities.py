@@ -159,6 +159,19 @@ def test_strong_core_keeps_a_chain_ring_whole_and_prunes_hangers_on():
     assert not (cored[leaves] == cored[0]).any()
 
 
+def test_a_family_hanging_off_a_ring_by_one_strong_link_is_not_part_of_its_core():
+    # A ring of 20 whose strong links close cycles (each account to the next two), and a
+    # family of four (a strong clique: its shared card) of which one member shares an
+    # identifier with one fake: a bridge. The core is the ring alone.
+    ring = [(i, (i + k) % 20) for i in range(20) for k in (1, 2)]
+    family = [(a, b) for a in range(20, 24) for b in range(a + 1, 24)]
+    g = ig.Graph(n=24, edges=ring + family + [(5, 20)])
+    g.es["weight"] = [0.7] * len(ring) + [0.9] * len(family) + [0.9]
+    cored = detect_communities(g, seed=1, core_edge=0.6, core_min_size=8).cluster
+    assert len(set(cored[:20].tolist())) == 1 and cored[0] >= 0
+    assert not (cored[20:] == cored[0]).any()
+
+
 def test_small_strong_cores_are_left_to_leiden():
     g = ig.Graph(n=4, edges=[(0, 1), (1, 2), (0, 2), (2, 3)])
     g.es["weight"] = [0.9, 0.9, 0.9, 0.9]
