@@ -251,6 +251,10 @@ class GraphConfig:
 
     clique_max: int = 32
     """A key shared by at most this many accounts links every pair of them."""
+    cohesion_min: int = 8
+    """A device or network key shared by more accounts than this (more than a household
+    shares) counts as far as its carriers are tied to each other by independent evidence
+    beyond chance (its cohesion), like every identifier key of more than ``clique_max``."""
     ring_degree: int = 8
     """A key shared by more accounts (up to the signal's cap) links each account only to its
     ``ring_degree`` successors in a fixed pseudo-random order: connected, linear in size."""
@@ -557,6 +561,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(cfg.signals.cosignup.window_minutes > 0, "signals.cosignup.window_minutes", "positive",
          cfg.signals.cosignup.window_minutes)
     need(cfg.graph.clique_max >= 2, "graph.clique_max", "at least 2", cfg.graph.clique_max)
+    need(cfg.graph.cohesion_min >= 2, "graph.cohesion_min", "at least 2",
+         cfg.graph.cohesion_min)
     need(cfg.graph.ring_degree >= 1, "graph.ring_degree", "at least 1", cfg.graph.ring_degree)
     need(cfg.communities.resolution > 0, "communities.resolution", "positive",
          cfg.communities.resolution)

@@ -229,7 +229,7 @@ def weigh_keys(con: SQLConnection, cfg: GraphConfig, has_org: bool) -> None:
     owned = "SELECT kid FROM owned_keys" if has_org else "SELECT NULL::INTEGER WHERE false"
     if has_org:
         org_resources(con)
-    key_cohesion(con, cfg.clique_max)
+    key_cohesion(con, cfg.clique_max, cfg.cohesion_min)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE keys AS
@@ -268,6 +268,10 @@ def org_resources(con: SQLConnection) -> None:
 # an account carries. Time-bucketed and set-similarity keys are coincidences already judged
 # against chance by their own rules (a time window, ``min_shared``, MinHash bands).
 COHESION_TESTED = ("card", "bin_postal", "device", "email", "phone", "ip", "ip_net", "ip_net48")
+# Of those, the values that unrelated people share (a stock device fingerprint, an address
+# behind a NAT, a range): tested from more carriers than a household on (``cohesion_min``).
+# A card, email or phone of a dozen accounts is no such coincidence.
+SHARED_VALUES = ("device", "ip", "ip_net", "ip_net48")
 # Signals that one value implies (a card implies its BIN and billing postal code, an IP its
 # ranges, an observed value its co-activity keys): a tie between two carriers of a key counts
 # as corroboration only when it comes from another root.
@@ -276,13 +280,16 @@ _ROOT = ("CASE WHEN {s} IN ('card', 'bin_postal') THEN 'payment' "
          "WHEN {s} LIKE 'obs:%' OR {s} = 'coactivity' THEN 'observation' ELSE {s} END")
 
 
-def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
+def key_cohesion(con: SQLConnection, min_carriers: int, min_shared_values: int) -> None:
     """Create ``key_cohesion(kid, c, e, cohesion)``: for each tested key, how much more its
     carriers are tied to each other by *independent* evidence than chance predicts (the
     background model; see ``docs/algorithm.md``).
 
     For a key ``k`` of ``n > min_carriers`` carriers among ``N`` accounts (the keys the graph
-    links as a crowd rather than a clique, ``graph.clique_max``):
+    links as a crowd rather than a clique, ``graph.clique_max``), and for a device or network
+    key of ``n > min_shared_values`` carriers (more than a household shares,
+    ``graph.cohesion_min``: values that unrelated people share, a stock fingerprint or an
+    address behind a NAT, whatever the population's size):
 
     * ``c`` = share of its carriers that share a key of another root (:data:`_ROOT`) with at
       least one other carrier of ``k``;
@@ -299,6 +306,7 @@ def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
     (cohesion 1).
     """
     tested = ", ".join(f"'{s}'" for s in COHESION_TESTED)
+    shared = ", ".join(f"'{s}'" for s in SHARED_VALUES)
     root = _ROOT.format(s="k.signal")
     con.execute(
         f"""
@@ -310,7 +318,8 @@ def key_cohesion(con: SQLConnection, min_carriers: int) -> None:
         reach AS (SELECT idx, root, sum(n - 1) AS d FROM km GROUP BY idx, root),
         total AS (SELECT idx, sum(d) AS d FROM reach GROUP BY idx),
         tested AS (SELECT kid, idx, n, root FROM km
-                   WHERE n > {int(min_carriers)} AND signal IN ({tested})),
+                   WHERE (n > {int(min_carriers)} AND signal IN ({tested}))
+                      OR (n > {int(min_shared_values)} AND signal IN ({shared}))),
         co AS (
             SELECT t.kid, t.idx, count(*) OVER (PARTITION BY t.kid, o.kid) AS together
             FROM tested t JOIN km o ON o.idx = t.idx AND o.root <> t.root

@@ -46,13 +46,13 @@ def cohesion_of(con) -> dict[str, tuple[int, float, float]]:
 
 
 def test_cohesion_matches_the_hand_computed_background_model():
-    # clique_max = 3: keys of more than three carriers are tested.
+    # cohesion_min = 3: keys of more than three carriers are tested.
     stock = [(i, "stock") for i in range(8)]          # a stock device on 0..7
     ring_dev = [(i, "ringdev") for i in range(20, 28)]  # a ring's device on 20..27
     cards = [(0, "c1"), (1, "c1")] + [(i, "ringcard") for i in range(20, 28)]
     con = ingested(N, cards=cards, devices=stock + ring_dev)
     build_links(con, ONLY_IDENTIFIERS)
-    build_edges(con, GraphConfig(clique_max=3))
+    build_edges(con, GraphConfig(clique_max=3, cohesion_min=3))
     got = cohesion_of(con)
 
     # stock: 2 of its 8 carriers (0, 1) share card c1 (another root): c = 2/8. Each of them
@@ -72,12 +72,29 @@ def test_cohesion_matches_the_hand_computed_background_model():
     assert got["card@0"][1] == 1.0
 
 
+def test_a_stock_device_on_a_small_deployments_strangers_is_background():
+    # 5,000-account deployments see a stock fingerprint on a couple of dozen accounts: 20
+    # strangers on one device (fewer than clique_max, which links them as a clique) are
+    # more than a household, so the key is tested, and nothing else ties them.
+    con = ingested(60, devices=[(i, "stock") for i in range(20)])
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig())
+    n, coh, p = cohesion_of(con)["device@0"]
+    assert (n, coh, p) == (20, 0.0, 0.0)
+    assert con.execute("SELECT count(*) FROM edges").fetchone() == (0,)
+    # a household-sized key is not tested: six accounts on one device keep its weight
+    con = ingested(60, devices=[(i, "home") for i in range(6)])
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig())
+    assert cohesion_of(con)["device@0"][1] == 1.0
+
+
 def test_a_value_that_implies_another_is_no_corroboration():
     # An IP implies its /24: eight strangers in one /24, two of them on one IP, are not tied.
     ips = [(i, f"ip{i}", "net") for i in range(10, 18)] + [(11, "ip10", "net")]
     con = ingested(N, ips=ips)
     build_links(con, ONLY_IDENTIFIERS)
-    build_edges(con, GraphConfig(clique_max=3))
+    build_edges(con, GraphConfig(clique_max=3, cohesion_min=3))
     n, coh, p = cohesion_of(con)["ip_net@10"]
     assert (n, coh, p) == (8, 0.0, 0.0)
     # and no edge comes from it: only the shared IP links 10 and 11
@@ -86,7 +103,7 @@ def test_a_value_that_implies_another_is_no_corroboration():
 
 def test_the_stock_device_links_nobody_and_the_ring_stays_whole():
     # 36 strangers on a stock device; a 36-account ring on one device, chained cards (four
-    # accounts each) and a signup burst. The default clique_max (32) tests both devices.
+    # accounts each) and a signup burst. Both devices are tested (more than cohesion_min).
     stock = [(i, "stock") for i in range(0, 36)]
     ring = [(i, "ringdev") for i in range(40, 76)]
     cards = [(i, f"rc{(i - 40) // 4}") for i in range(40, 76)]

@@ -60,7 +60,7 @@ def test_edges_match_brute_force(seed):
     cards, devices = sorted(set(cards)), sorted(set(devices))
     con = ingested(n, cards=cards, devices=devices)
     build_links(con, cfg)
-    build_edges(con, GraphConfig(clique_max=10_000))
+    build_edges(con, GraphConfig(clique_max=10_000, cohesion_min=10_000))
     got = {(a, b): w for a, b, w in con.execute("SELECT a, b, weight FROM edges").fetchall()}
     want = brute_force(cards, devices, cfg)
     want = {k: v for k, v in want.items() if v > 0}

@@ -125,7 +125,7 @@ def test_prompt_evidence_is_noisy_or_of_shared_bands() -> None:
     table = _interactions(5)
     con = _con(table)
     build_links(con, cfg)
-    build_edges(con, GraphConfig(clique_max=10_000))
+    build_edges(con, GraphConfig(clique_max=10_000, cohesion_min=10_000))
     band = con.execute("SELECT idx, key FROM links WHERE signal = 'prompt'").fetchall()
     members: dict[str, list[int]] = {}
     for i, k in band:
