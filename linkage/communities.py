@@ -55,7 +55,7 @@ from linkage.graph import EdgeArrays, graph_from_arrays
 
 __all__ = [
     "Partition", "component_seed", "components_of", "connected_components", "cpm_by_component",
-    "detect_communities", "detect_from_edges", "from_config",
+    "detect_communities", "detect_from_edges", "from_config", "renumber_clusters",
 ]
 
 
@@ -169,7 +169,7 @@ def detect_from_edges(
     if core_min_size:
         free = None if fixed is None else ~np.asarray(fixed, dtype=bool)[comp]
         _strong_cores(edges, labels, core_edge, core_min_size, free)
-    cluster = _renumber(labels)
+    cluster = renumber_clusters(labels)
     return Partition(
         cluster=cluster,
         n_clusters=int(cluster.max() + 1) if n and cluster.max() >= 0 else 0,
@@ -246,7 +246,7 @@ def cpm_by_component(
     """CPM clusters of every component, each computed from that component alone.
 
     Returns a label per vertex; labels are unique across components, and a label held by
-    one vertex only means a singleton (pass the result through :func:`_renumber`).
+    one vertex only means a singleton (pass the result through :func:`renumber_clusters`).
     Components where ``fixed`` is true keep their ``initial`` labels.
     ``comp`` is :func:`connected_components` of ``edges``. A component's labels depend only
     on its own vertices (in order), edges (in order), weights, starting membership, the
@@ -255,7 +255,7 @@ def cpm_by_component(
     Examples
     --------
     >>> e = EdgeArrays(5, np.array([0, 3]), np.array([1, 4]), np.array([0.9, 0.01]))
-    >>> _renumber(cpm_by_component(e, connected_components(e), resolution=0.05)).tolist()
+    >>> renumber_clusters(cpm_by_component(e, connected_components(e), resolution=0.05)).tolist()
     [0, 0, -1, -1, -1]
     """
     n = edges.n_vertices
@@ -369,10 +369,7 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     if not strong_edges.size:
         return
     strong = graph_from_arrays(edges.n_vertices, edges.src[strong_edges], edges.dst[strong_edges])
-    # A bridge is a strong link whose loss would cut the structure in two: a family whose
-    # card one fake account borrowed hangs off the ring by it, while a ring's own links
-    # close cycles. Without bridges, each core is a 2-edge-connected block.
-    strong.delete_edges(strong.bridges())
+    _cut_hanging_blocks(strong, min_size)
     core = np.asarray(strong.coreness(), dtype=np.int64) >= 2
     if not core.any():
         return
@@ -382,15 +379,40 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     big = sizes[comp] >= min_size
     if not big.any():
         return
-    # New labels above every Leiden label; _renumber orders all clusters afterwards.
+    # New labels above every Leiden label; renumber_clusters orders all clusters afterwards.
     labels[vertices[big]] = labels.max(initial=-1) + 1 + comp[big]
+
+
+def _cut_hanging_blocks(strong: ig.Graph, min_size: int) -> None:
+    """Delete, in place, the strong links by which a small block hangs off the rest.
+
+    A bridge is a strong link whose loss would cut the structure in two. Cut at its bridges,
+    the structure falls into blocks (2-edge-connected parts), which the bridges join into a
+    tree. A family whose one member shares an identifier with one fake is a *leaf* of that
+    tree: a small block (its own card) hanging by one bridge. A camouflage chain is a path
+    of small blocks, each joined to the next by a bridge: its blocks inside the chain have
+    two bridges or more, and stay. So the bridges cut are those of the leaf blocks smaller
+    than ``min_size`` (only once: the chain's two end blocks go, not the whole chain)."""
+    bridges = strong.bridges()
+    if not bridges:
+        return
+    cut = np.asarray(bridges, dtype=np.int64)
+    ends = np.asarray(strong.get_edgelist(), dtype=np.int64).reshape(-1, 2)[cut]
+    blocks = strong.copy()
+    blocks.delete_edges(bridges)
+    block = np.asarray(blocks.connected_components().membership, dtype=np.int64)
+    size = np.bincount(block)
+    degree = np.bincount(block[ends].ravel(), minlength=size.shape[0])
+    leaf = (degree == 1) & (size < min_size)
+    hanging = leaf[block[ends[:, 0]]] | leaf[block[ends[:, 1]]]
+    strong.delete_edges(cut[hanging].tolist())
 
 
 def _dense(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _renumber(labels: np.ndarray) -> np.ndarray:
+def renumber_clusters(labels: np.ndarray) -> np.ndarray:
     """Drop singletons (-1) and number clusters by their smallest vertex."""
     out = np.full(labels.shape[0], -1, dtype=np.int64)
     valid = np.flatnonzero(labels >= 0)

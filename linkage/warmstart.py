@@ -44,10 +44,10 @@ import pyarrow as pa
 
 from linkage.communities import (
     Partition,
-    _renumber,
     components_of,
     connected_components,
     from_config,
+    renumber_clusters,
 )
 from linkage.config import RunConfig
 from linkage.graph import EdgeArrays
@@ -206,7 +206,7 @@ def keep_settled(
     n = found.cluster.shape[0]
     if n == 0:
         return found, 0
-    before = _renumber(initial)  # once: it sorts every account
+    before = renumber_clusters(initial)  # once: it sorts every account
     start = _singletons_apart(before)
     after = _singletons_apart(found.cluster)
     n_start = int(start.max()) + 1
@@ -235,7 +235,7 @@ def keep_settled(
     linked[edges.src[inside]] = True
     linked[edges.dst[inside]] = True
     labels[~linked & keep[region]] = -1
-    cluster = _renumber(labels)
+    cluster = renumber_clusters(labels)
     return Partition(
         cluster=cluster,
         n_clusters=int(cluster.max() + 1) if cluster.max() >= 0 else 0,

@@ -172,6 +172,22 @@ def test_a_family_hanging_off_a_ring_by_one_strong_link_is_not_part_of_its_core(
     assert not (cored[20:] == cored[0]).any()
 
 
+def test_a_chain_of_small_blocks_stays_one_core_and_only_its_leaves_are_cut():
+    # A camouflage chain: eight cards each shared by three accounts (strong triangles), each
+    # joined to the next by one device shared by two accounts (a bridge). Its inner blocks
+    # hang by two bridges and stay; its two end blocks are leaves and are cut, like the
+    # family of three that hangs off its middle by one borrowed identifier.
+    tri = [(3 * k + a, 3 * k + b) for k in range(8) for a, b in ((0, 1), (1, 2), (0, 2))]
+    chain = [(3 * k + 2, 3 * (k + 1)) for k in range(7)]
+    family = [(24, 25), (25, 26), (24, 26)]
+    g = ig.Graph(n=27, edges=tri + chain + family + [(13, 24)])
+    g.es["weight"] = [0.8] * g.ecount()
+    cored = detect_communities(g, seed=1, core_edge=0.6, core_min_size=8).cluster
+    inner = list(range(3, 21))
+    assert len(set(cored[inner].tolist())) == 1 and cored[3] >= 0
+    assert not (cored[24:] == cored[3]).any()
+
+
 def test_small_strong_cores_are_left_to_leiden():
     g = ig.Graph(n=4, edges=[(0, 1), (1, 2), (0, 2), (2, 3)])
     g.es["weight"] = [0.9, 0.9, 0.9, 0.9]

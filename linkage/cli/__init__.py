@@ -9,26 +9,37 @@ line of standard output is always the run id.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
 from linkage import __version__
-from linkage.cli.terminal import cell, output_console, printable
+from linkage.cli import diff, forget, label, learn, reports, serve, show
+from linkage.cli.common import (
+    MAX_COUNT,
+    DbOpt,
+    InputOpt,
+    QuietOpt,
+    RunOpt,
+    SecretFileOpt,
+    VerboseOpt,
+    err,
+    handle_errors,
+    open_store,
+    out,
+    print_rows,
+    require_input,
+    setup_output,
+    usage_error,
+)
+from linkage.cli.terminal import cell, printable
 from linkage.config import load_config
-from linkage.errors import LinkageError
-
-if TYPE_CHECKING:
-    from linkage.store import Store
 
 __all__ = ["app", "main"]
 
@@ -48,70 +59,6 @@ export_app = typer.Typer(help="Export results of a run.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
 app.add_typer(runs_app, name="runs")
-
-# Whole values when not a terminal: `linkage runs > runs.txt` keeps every column in full.
-out = output_console(soft_wrap=True)
-err = output_console(stderr=True, soft_wrap=True)
-log = logging.getLogger("linkage.cli")
-
-DbOpt = Annotated[str | None, typer.Option(
-    "--db", help="SQLAlchemy URL of the store (default: $LINKAGE_DB_URL, else "
-    "sqlite:///linkage.db).", show_default=False)]
-RunOpt = Annotated[str, typer.Option(
-    "--run", help="Run id, or 'latest' (the newest finished run).")]
-# Counts and limits: bounded so that no number reaches the database that it cannot hold.
-MAX_COUNT = 2**31 - 1
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
-InputOpt = Annotated[Path, typer.Option(
-    "--input", "-i", help="Folder of input tables (docs/input.md).", file_okay=False)]
-SecretFileOpt = Annotated[Path | None, typer.Option(
-    "--secret-file", help="File holding the pseudonymisation key (default: "
-    "$LINKAGE_SECRET, else $LINKAGE_SECRET_FILE).")]
-
-
-@contextlib.contextmanager
-def _errors(verbose: bool = False) -> Iterator[None]:
-    """Turn errors into ``Error: ...`` and the documented exit status."""
-    try:
-        yield
-    except LinkageError as exc:
-        err.print(f"Error: {printable(exc)}", markup=False, highlight=False)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("Error: interrupted", markup=False)
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if verbose:
-            err.print_exception()
-        err.print(f"Error: internal failure: {type(exc).__name__}: {printable(exc)}",
-                  markup=False, highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _setup(quiet: bool, verbose: bool) -> None:
-    from linkage.cli.progress import setup_logging
-
-    setup_logging(-1 if quiet else (1 if verbose else 0), err)
-
-
-@contextlib.contextmanager
-def _store(db: str | None, *, create: bool = False) -> Iterator[Store]:
-    """The store ``--db`` names, closed afterwards.
-
-    Only ``create=True`` (``run``, ``db upgrade``) may make a new one: every other command
-    refuses, exit 2, a URL that names no existing store ("no store at ..."), before SQLite
-    could create a file for a mistyped path.
-    """
-    from linkage.store import Store
-
-    with Store(db) as store:
-        if create:
-            store.check_sqlite_file(must_exist=False)
-        else:
-            store.require()
-        yield store
-
 
 class Engine(StrEnum):
     duckdb = "duckdb"
@@ -147,19 +94,19 @@ def run(
 
     Example: linkage run --input ./night/2026-11-29 --db sqlite:///linkage.db
     """
-    _setup(quiet, verbose)
-    with _errors(verbose):
+    setup_output(quiet, verbose)
+    with handle_errors(verbose):
         from linkage.cli.progress import StageProgress
         from linkage.pipeline import run_pipeline
         from linkage.pseudonymise import load_secret
 
-        _require_input(input)
+        require_input(input)
         cfg = load_config(config)
         if engine is not None:
             cfg = dataclasses.replace(
                 cfg, engine=dataclasses.replace(cfg.engine, name=engine.value))
         secret = load_secret(secret_file)
-        with _store(db, create=True) as store:
+        with open_store(db, create=True) as store:
             with StageProgress(err, enabled=not quiet) as progress:
                 summary = run_pipeline(input, store, cfg, secret, reporter=progress,
                                        state_dir=state, incremental=incremental,
@@ -168,18 +115,6 @@ def run(
                 _print_summary(summary)
                 _print_top(store, summary.run_id, top)
     print(summary.run_id, flush=True)
-
-
-def _usage(message: str) -> LinkageError:
-    from linkage.errors import ConfigError
-
-    return ConfigError(message)
-
-
-def _require_input(folder: Path) -> None:
-    """Refuse (exit 2) an --input that is not an existing folder."""
-    if not folder.is_dir():
-        raise _usage(f"input folder {str(folder)!r} does not exist or is not a folder")
 
 
 def _print_summary(summary) -> None:
@@ -239,11 +174,11 @@ def export_memberships(
 
     Example: linkage export memberships --run latest --out memberships.csv
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports import write_memberships, write_table
         from linkage.reports.queries import memberships_table
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             memberships = memberships_table(store, run_id)
             if fmt == "csv":
@@ -265,20 +200,20 @@ def evaluate(
 
     Example: linkage evaluate --truth demo/data/truth.csv --run latest
     """
-    with _errors():
+    with handle_errors():
         from linkage.evaluate import evaluate_flagged, read_truth
         from linkage.reports.queries import memberships_table
 
         truth_table = read_truth(truth)
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             result = evaluate_flagged(truth_table, memberships_table(store, run_id))
     if as_json:
         print(json.dumps({"run_id": run_id, **result.as_dict()}))
         return
     table = Table(title=cell(f"run {run_id} against {truth.name}"), show_header=False)
-    for label, text in result.display_rows():
-        table.add_row(label, text)
+    for name, text in result.display_rows():
+        table.add_row(name, text)
     out.print(table)
 
 
@@ -332,7 +267,7 @@ def generate(
 
     The scenario world draws a whole world (size, shapes, background) from --seed.
     """
-    with _errors():
+    with handle_errors():
         from linkage.synth import generate as gen
 
         try:
@@ -340,7 +275,7 @@ def generate(
                           operator_share=operator_share, seed=seed, fmt=fmt.value,
                           group_sizes=group_sizes, night=night)
         except ValueError as exc:  # the generator's argument checks
-            raise _usage(str(exc)) from None
+            raise usage_error(str(exc)) from None
     err.print(
         f"wrote {summary.n_accounts:,} accounts ({summary.n_operator_accounts:,} operator "
         f"accounts in {summary.n_groups:,} groups) to {out_dir}"
@@ -362,7 +297,7 @@ def runs(
     """
     if ctx.invoked_subcommand is not None:
         return
-    with _errors(), _store(db) as store:
+    with handle_errors(), open_store(db) as store:
         rows = store.runs(limit)
     print_rows(rows, title="runs", as_json=as_json, columns=(
         "run_id", "status", "stage", "started_at", "n_accounts", "n_edges", "n_clusters",
@@ -384,7 +319,7 @@ def runs_retract(
 
     Example: linkage runs retract 42 --by ann --reason "input folder was truncated"
     """
-    with _errors():
+    with handle_errors():
         from linkage.errors import NotFoundError
         from linkage.labels import default_labeller
         from linkage.store import parse_run_id
@@ -393,48 +328,11 @@ def runs_retract(
         parsed = parse_run_id(run_id)
         if parsed is None:
             raise NotFoundError(f"no such run: {printable(run_id)[:60]!r}")
-        with _store(db) as store, run_lock(store, purpose="retract"):
+        with open_store(db) as store, run_lock(store, purpose="retract"):
             store.retract_run(parsed, by=by or default_labeller(), reason=reason)
             latest = store.latest_run_id()
     err.print(f"run {parsed} retracted; latest is now "
               f"{'none' if latest is None else f'run {latest}'}", markup=False, highlight=False)
-
-
-def print_rows(rows: list[dict], *, title: str, columns: tuple[str, ...],
-               as_json: bool) -> None:
-    """Rows as JSON (every column) or as a table of ``columns`` on standard output.
-
-    In JSON a column the store keeps as JSON text (``config_json``, ``members_json``, ...)
-    is the JSON value itself, under its name without ``_json`` (``config``, ``members``),
-    and timestamps are ISO 8601.
-    """
-    if as_json:
-        print(json.dumps([_json_row(r) for r in rows], default=json_default))
-        return
-    table = Table(*columns, title=title)
-    for r in rows:
-        # cell(): ids, notes and errors are data, never Rich markup nor terminal commands.
-        table.add_row(*(cell(r.get(c)) for c in columns))
-    out.print(table)
-
-
-def _json_row(row: dict) -> dict:
-    """``row`` with each ``NAME_json`` text column decoded and named ``NAME``."""
-    decoded = {}
-    for key, value in row.items():
-        if key.endswith("_json") and isinstance(value, str):
-            decoded[key.removesuffix("_json")] = json.loads(value)
-        elif key.endswith("_json") and value is None:
-            decoded[key.removesuffix("_json")] = None
-        else:
-            decoded[key] = value
-    return decoded
-
-
-def json_default(value: object) -> str:
-    """JSON for what ``json`` cannot write: timestamps as ISO 8601, anything else as text."""
-    isoformat = getattr(value, "isoformat", None)
-    return isoformat() if callable(isoformat) else str(value)
 
 
 @db_app.command("upgrade")
@@ -443,7 +341,7 @@ def db_upgrade(db: DbOpt = None) -> None:
 
     Example: linkage db upgrade --db postgresql://linkage@db/linkage
     """
-    with _errors(), _store(db, create=True) as store:
+    with handle_errors(), open_store(db, create=True) as store:
         store.upgrade()
     err.print("schema is at head", markup=False)
 
@@ -454,7 +352,7 @@ def db_check(db: DbOpt = None) -> None:
 
     Example: linkage db check
     """
-    with _errors(), _store(db) as store:
+    with handle_errors(), open_store(db) as store:
         diffs = store.check()
     if diffs:
         for d in diffs:
@@ -477,31 +375,14 @@ def _root(
     """linkage: graph-based account linkage."""
 
 
-# The analyst commands live in their own modules, which import the shared options above;
-# hence registration here, after those are defined.
-from linkage.cli import reports as _reports  # noqa: E402
-from linkage.cli import show as _show  # noqa: E402
-
-_show.register(app)
-_reports.register(app, export_app)
-
-from linkage.cli import forget as _forget  # noqa: E402
-
-_forget.register(app)
-
-from linkage.cli import diff as _diff  # noqa: E402
-from linkage.cli import label as _label  # noqa: E402
-
-_diff.register(app)
-_label.register(app)
-
-from linkage.cli import learn as _learn  # noqa: E402
-
-_learn.register(app)
-
-from linkage.cli import serve as _serve  # noqa: E402
-
-_serve.register(app)
+# The commands of the other modules register themselves on these apps.
+show.register(app)
+reports.register(app, export_app)
+forget.register(app)
+diff.register(app)
+label.register(app)
+learn.register(app)
+serve.register(app)
 
 
 class _Command(TyperCommand):

@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import typer
 from rich.table import Table
 
-from linkage.cli import DbOpt, _errors, _store, out
+from linkage.cli.common import DbOpt, handle_errors, open_store, out
 from linkage.cli.terminal import cell
 
 __all__ = ["COLUMNS", "DiffFormat", "diff", "diff_table", "register"]
@@ -129,11 +129,11 @@ def diff(
 
     Example: linkage diff --from 41 --to latest --flagged
     """
-    with _errors():
+    with handle_errors():
         from linkage.config import ContinuityConfig
         from linkage.continuity import compare_runs, lineage_counts
 
-        with _store(db) as store:
+        with open_store(db) as store:
             before_id = store.resolve_run(from_run)
             after_id = store.resolve_run(to_run)
             config = json.loads(store.run(after_id)["config_json"] or "{}")

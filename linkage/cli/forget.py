@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from linkage.cli import DbOpt, SecretFileOpt, _errors, _store, err
+from linkage.cli.common import DbOpt, SecretFileOpt, err, handle_errors, open_store
 
 __all__ = ["forget", "register"]
 
@@ -36,12 +36,12 @@ def forget(
 
     Example: linkage forget acct-123 --by ann --reason "GDPR request 2026-0042"
     """
-    with _errors():
+    with handle_errors():
         from linkage.pseudonymise import Pseudonymiser, load_secret
         from linkage.store.erase import forget_account
 
         pseudo = Pseudonymiser(load_secret(secret_file))
-        with _store(db) as store:
+        with open_store(db) as store:
             result = forget_account(store, account_id, pseudo,
                                     by=by or _login(), reason=reason)
     per_table = ", ".join(f"{n} {t}" for t, n in result.rows_removed.items())

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from linkage.cli import DbOpt, _errors, _store, err, print_rows
+from linkage.cli.common import (
+    DbOpt,
+    err,
+    handle_errors,
+    open_store,
+    print_rows,
+    usage_error,
+)
 from linkage.cli.terminal import printable
 
 __all__ = ["label", "labels", "register"]
@@ -42,10 +49,10 @@ def label(
 
     Example: linkage label cluster c3f2a9b1c0de --as confirmed --note "chargebacks" --by ann
     """
-    with _errors():
+    with handle_errors():
         from linkage.labels import add_label, default_labeller
 
-        with _store(db) as store:
+        with open_store(db) as store:
             row = add_label(store, target.value, target_id, verdict.value, note=note,
                             by=by if by is not None else default_labeller())
     err.print(printable(f"label {row['label_id']}: {target.value} {row['target_id']} is "
@@ -62,14 +69,13 @@ def labels(
 
     Example: linkage labels --cluster c3f2a9b1c0de
     """
-    with _errors():
-        from linkage.cli import _usage
+    with handle_errors():
         from linkage.labels import list_labels
 
         if cluster is not None and account is not None:
-            raise _usage("give --cluster or --account, not both")
+            raise usage_error("give --cluster or --account, not both")
         kind = "cluster" if cluster is not None else "account" if account is not None else None
-        with _store(db) as store:
+        with open_store(db) as store:
             rows = list_labels(store, target_kind=kind, target_id=cluster or account)
     print_rows(rows, title="labels", as_json=as_json, columns=(
         "label_id", "created_at", "by", "target_kind", "target_id", "label", "note"))

@@ -13,17 +13,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from linkage.cli import (
+from linkage.cli.common import (
     InputOpt,
     QuietOpt,
     SecretFileOpt,
     VerboseOpt,
-    _errors,
-    _require_input,
-    _setup,
-    _usage,
     err,
+    handle_errors,
     out,
+    require_input,
+    setup_output,
+    usage_error,
 )
 from linkage.cli.terminal import cell, printable
 
@@ -48,17 +48,17 @@ def learn(
 
     Example: linkage learn --input night --truth night/truth.csv --out weights.toml
     """
-    _setup(quiet, verbose)
-    with _errors(verbose):
+    setup_output(quiet, verbose)
+    with handle_errors(verbose):
         from linkage.config import RunConfig, load_config
         from linkage.evaluate import read_truth
         from linkage.learn import dump_toml, learn_from_input, merge, weights_config
         from linkage.pseudonymise import load_secret
         from linkage.signals import signal_weights
 
-        _require_input(input)
+        require_input(input)
         if not out_path.parent.is_dir():
-            raise _usage(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} "
+            raise usage_error(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} "
                          "does not exist")
         labels = read_truth(truth)
         cfg = load_config(config)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from linkage.cli import DbOpt, RunOpt, _errors, _store, err
+from linkage.cli.common import DbOpt, RunOpt, err, handle_errors, open_store
 from linkage.cli.terminal import printable
 
 __all__ = ["TableFormat", "register"]
@@ -42,11 +42,11 @@ def export_banlist(
 
     Example: linkage export banlist --min-score 0.7 --out banlist.csv
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports import write_csv
         from linkage.reports.queries import banlist
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             table = banlist(store, run_id, min_score=min_score)
         write_csv(table, out_file)
@@ -69,11 +69,11 @@ def export_clusters(
 
     Example: linkage export clusters --format parquet --out clusters.parquet
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports import write_table
         from linkage.reports.queries import clusters_table
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             table = clusters_table(store, run_id, min_score=min_score)
         n = write_table(table, out_file, fmt.value)
@@ -93,10 +93,10 @@ def export_case(
 
     Example: linkage export case c503c28b60cd5 --out case-c503c28b60cd5.html
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports.html import write_case
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             write_case(store, run_id, cluster_id, out_file)
     err.print(printable(f"wrote the case packet of cluster {cluster_id!r} (run {run_id}) to "
@@ -116,10 +116,10 @@ def report(
 
     Example: linkage report --run latest --out report/
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports.html import write_report
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             index = write_report(store, run_id, out_dir, min_score=min_score)
     err.print(printable(f"wrote the report of run {run_id} to {index}"), markup=False,
@@ -137,12 +137,12 @@ def browse(
 
     Example: linkage browse --db sqlite:///linkage.db --port 8001
     """
-    with _errors():
+    with handle_errors():
         from linkage.browse import app as datasette_app
         from linkage.errors import ConfigError
         from linkage.store.store import sqlite_path
 
-        with _store(db) as store:
+        with open_store(db) as store:
             path = sqlite_path(store.url)
             if path is None:
                 raise ConfigError(

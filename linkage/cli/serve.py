@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from linkage.cli import DbOpt, QuietOpt, SecretFileOpt, VerboseOpt, _errors, _setup, err
+from linkage.cli.common import (
+    DbOpt,
+    QuietOpt,
+    SecretFileOpt,
+    VerboseOpt,
+    err,
+    handle_errors,
+    setup_output,
+)
 from linkage.cli.progress import setup_logging
 from linkage.errors import ConfigError
 
@@ -138,8 +146,8 @@ def serve(
 
     Example: linkage serve --db sqlite:///linkage.db --secret-file .linkage-secret
     """
-    _setup(quiet, verbose)
-    with _errors(verbose):
+    setup_output(quiet, verbose)
+    with handle_errors(verbose):
         try:
             import uvicorn
 

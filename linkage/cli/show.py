@@ -17,7 +17,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from linkage.cli import MAX_COUNT, DbOpt, RunOpt, _errors, _store, json_default, out
+from linkage.cli.common import (
+    MAX_COUNT,
+    DbOpt,
+    RunOpt,
+    handle_errors,
+    json_default,
+    open_store,
+    out,
+)
 from linkage.cli.terminal import cell, printable
 
 __all__ = ["OutputFormat", "explain", "register", "show_app"]
@@ -72,11 +80,11 @@ def show_cluster(
 
     Example: linkage show cluster c503c28b60cd5 --run latest
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports.glossary import feature_name, signal_name, signal_phrase
         from linkage.reports.queries import cluster_detail, cluster_labels, related_clusters
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             detail = cluster_detail(store, run_id, cluster_id)
             detail["labels"] = cluster_labels(store, cluster_id, detail["members"])
@@ -162,12 +170,12 @@ def show_account(
 
     Example: linkage show account a0000013
     """
-    with _errors():
+    with handle_errors():
         from linkage.errors import NotFoundError, shorten
         from linkage.labels import list_labels
         from linkage.reports.queries import account_history, account_links
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             history = account_history(store, account_id)
             if not history:
@@ -228,10 +236,10 @@ def explain(
 
     Example: linkage explain a0000013 a0002795 --run latest
     """
-    with _errors():
+    with handle_errors():
         from linkage.reports.queries import explain_path
 
-        with _store(db) as store:
+        with open_store(db) as store:
             run_id = store.resolve_run(run_ref)
             result = explain_path(store, run_id, a, b)
     if fmt is OutputFormat.json:
