@@ -160,17 +160,17 @@ def combine(contrib: dict[str, np.ndarray], damp: np.ndarray,
     return np.clip(1.0 - (1.0 - evidence) * (1.0 - contrib["known_bad"]), 0.0, 1.0)
 
 
-def size_factor(size: int, full_size: int) -> float:
-    """Damping of small clusters: 0 for pairs, 1 from ``full_size`` members on.
+def size_factor(size: np.ndarray, full_size: int) -> np.ndarray:
+    """Damping of small clusters, per cluster size: 0 for pairs, 1 from ``full_size``
+    members on, ``log(s / 2) / log(full_size / 2)`` between.
 
     Examples
     --------
-    >>> [round(size_factor(s, 10), 2) for s in (2, 4, 5, 10, 50)]
+    >>> size_factor(np.array([2, 4, 5, 10, 50]), 10).round(2).tolist()
     [0.0, 0.43, 0.57, 1.0, 1.0]
     """
-    if size <= 2:
-        return 0.0
-    return min(1.0, math.log(size / 2) / math.log(full_size / 2))
+    s = np.maximum(np.asarray(size, dtype=np.float64), 2.0)
+    return np.clip(np.log(s / 2) / math.log(full_size / 2), 0.0, 1.0)
 
 
 def score_clusters(
@@ -399,8 +399,8 @@ def score_clusters(
     contrib["behaviour_reuse"] = contrib["behaviour_reuse"] * np.array(
         [max(usage[c]["own_work"], usage[c]["category_departure"]) if c in usage else 1.0
          for c in range(n)])
-    damp = np.array([size_factor(int(s), cfg.full_size) for s in size])
-    damp_h = np.array([size_factor(int(s), cfg.household_full_size) for s in size])
+    damp = size_factor(size, cfg.full_size)
+    damp_h = size_factor(size, cfg.household_full_size)
     score = combine(contrib, damp, damp_h) if n else np.zeros(0)
     flagged = score >= cfg.threshold
     suppressed = _false_positives(sql, false_positive, n, cfg.suppress_min_jaccard)
