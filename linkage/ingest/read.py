@@ -700,16 +700,17 @@ def _one_thread(con: duckdb.DuckDBPyConnection, path: str) -> bool:
     """Whether a Parquet file keeps most of DuckDB's threads idle while it is normalised.
 
     DuckDB reads a Parquet file one row group per thread, and writers often put a million
-    rows in a row group: a file whose largest row group holds more than a thread's share of
-    its rows would be normalised mostly by one thread. Such a file is first copied as it is
-    into a table (DuckDB's row groups are small), which is then normalised by all threads.
+    rows in a row group: a file whose largest row group holds half as much again as a
+    thread's share of its rows would be normalised mostly by one thread. Such a file is
+    first copied as it is into a table (DuckDB's row groups are small), which all threads
+    then normalise.
     """
     rows, largest = con.execute(
         "SELECT sum(n), max(n) FROM (SELECT DISTINCT row_group_id, row_group_num_rows AS n "
         f"FROM parquet_metadata({path}))"
     ).fetchone() or (None, None)
     (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (1,)
-    return bool(rows) and rows >= _COPY_MIN_ROWS and int(largest) * int(threads) > rows
+    return bool(rows) and rows >= _COPY_MIN_ROWS and 2 * int(largest) * int(threads) > 3 * rows
 
 
 def _read_csv_sql(f: InputFile, n_columns: int, cfg: IngestConfig,
