@@ -487,7 +487,9 @@ def _column_sql(
             if not native:
                 level2 = nz.timestamp_sql(t)
             elif dtype == "TIMESTAMP WITH TIME ZONE":
-                level2 = f"timezone('UTC', {t})"
+                # An instant's microseconds since 1970 are its UTC time: no time-zone lookup
+                # per value (an infinite instant becomes NULL: out of range either way).
+                level2 = f"make_timestamp(epoch_us({t}))"
             else:  # a DATE or TIMESTAMP beyond TIMESTAMP's range is NULL: out of range
                 level2 = f"TRY_CAST({t} AS TIMESTAMP)"
             inside = nz.timestamp_in_range_sql(p)
