@@ -101,8 +101,8 @@ class _Key:
 
 
 # The columns of each output table (in OUTPUT_SCHEMAS order) over its staging table ``s``,
-# the IP map ``m`` (tables with an IP), the numbering ``i`` of the kept accounts (accounts)
-# and the output accounts ``a`` (the others, for idx).
+# the IP map ``m`` (tables with an IP), the numbering ``i`` of the kept accounts (``_IDS``,
+# for accounts) and the output accounts ``a`` (the others, for idx).
 _COLUMNS: dict[str, tuple[str | _Key, ...]] = {
     "accounts": (
         "i.idx", "s.account_id",
@@ -127,6 +127,7 @@ _COLUMNS: dict[str, tuple[str | _Key, ...]] = {
 }
 _IP_COLUMN = {"accounts": "signup_ip", "ip_events": "ip"}
 _IP_MAP = "_lk_ingest_ipmap"
+_IDS = "_lk_ingest_ids"
 
 
 @dataclass(frozen=True)
@@ -352,10 +353,11 @@ def _build_output(con: SQLConnection, table: str, *,
     if table == "accounts":
         # Numbered apart from the wide rows, which the window would otherwise carry through
         # its sort; idx is unique, so ordering by it is ordering by all columns.
-        joins += (
-            f" JOIN (SELECT _file, _row, (row_number() OVER (ORDER BY account_id) - 1)::INTEGER "
-            f"AS idx FROM {stage} s WHERE {kept}) i ON i._file = s._file AND i._row = s._row"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_IDS} AS SELECT _file, _row, (row_number() OVER "
+            f"(ORDER BY account_id) - 1)::INTEGER AS idx FROM {stage} s WHERE {kept}"
         )
+        joins += f" JOIN {_IDS} i ON i._file = s._file AND i._row = s._row"
         order = "i.idx"
     if table in _IP_COLUMN:
         joins += f" LEFT JOIN {_IP_MAP} m ON m.raw = s.{_IP_COLUMN[table]}"
@@ -389,7 +391,7 @@ def _drop_staging(con: SQLConnection) -> None:
     """Drop every ``_lk_ingest_*`` table: they hold raw identifying values."""
     if not isinstance(con, duckdb.DuckDBPyConnection):
         for name in (*map(stage_name, TABLES), validate.PROBLEMS, validate.QUARANTINE, _IP_MAP,
-                     "_lk_ingest_lost"):
+                     _IDS, "_lk_ingest_lost"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
         return
     names = con.execute(

@@ -150,9 +150,9 @@ def clean_text(value: str | None) -> str | None:
 def clean_text_sql(expr: str) -> str:
     """SQL of :func:`clean_text`; ``expr`` may be of any scalar type (it is cast to text).
 
-    ``trim`` with a set of characters costs about three times a test of the two ends, and
-    most values need no trimming: a value whose first and last characters are printable
-    ASCII other than the space is kept as it is, and only the others are trimmed.
+    ``trim`` with a set of characters costs more than a test of the two ends, and most
+    values need no trimming: a value whose first and last characters are printable ASCII
+    other than the space is kept as it is, and only the others are trimmed.
     """
     text = f"CAST({expr} AS VARCHAR)"
     return (
