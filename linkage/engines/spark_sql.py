@@ -56,8 +56,9 @@ rules' Python twins in ``tests/test_spark.py``):
 * ``strlen`` (bytes) becomes ``octet_length``; ``list_sum(l)`` an ``aggregate``;
   ``CAST('0x' || h AS INT)`` (DuckDB reads hex; also ``BIGINT``, the MinHash element id of
   :func:`linkage.signals.prompt_bands`) ``CAST(conv(h, 16, 10) AS INT)``;
-  ``timezone('UTC', t)`` ``CAST(t AS TIMESTAMP_NTZ)`` (the session time zone is UTC,
-  :func:`linkage.engines.spark.spark_session`); ``WITH q AS MATERIALIZED`` a plain ``WITH``;
+  ``timezone('UTC', t)`` and ``make_timestamp(epoch_us(t))`` ``CAST(t AS TIMESTAMP_NTZ)``
+  (the session time zone is UTC, :func:`linkage.engines.spark.spark_session`);
+  ``WITH q AS MATERIALIZED`` a plain ``WITH``;
   ``epoch(t)`` (seconds with their fraction) ``unix_micros(t) / 1000000D``.
 """
 
@@ -230,6 +231,10 @@ def _rewrite_text(node: exp.Expr) -> exp.Expr:
         text = _sub(node.this)
         return _spark(f"TRY_CAST(REGEXP_REPLACE({text}, '([+-][0-9]{{2}})([0-9]{{2}})$', "
                       "'$1:$2') AS TIMESTAMP)")
+    if (isinstance(node, exp.UnixToTime) and isinstance(node.this, exp.Anonymous)
+            and node.this.name.lower() == "epoch_us" and len(node.this.expressions) == 1
+            and node.args.get("scale") is not None and node.args["scale"].name == "6"):
+        return _spark(f"CAST({_sub(node.this.expressions[0])} AS TIMESTAMP_NTZ)")
     if isinstance(node, exp.TimeToUnix):
         # DuckDB's epoch() keeps the fraction of a second; Spark's unix_timestamp drops it
         return _spark(f"UNIX_MICROS(CAST({_sub(node.this)} AS TIMESTAMP)) / 1000000D")

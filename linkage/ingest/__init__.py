@@ -101,10 +101,11 @@ class _Key:
 
 
 # The columns of each output table (in OUTPUT_SCHEMAS order) over its staging table ``s``,
-# the IP map ``m`` (tables with an IP) and the output accounts ``a`` (the others, for idx).
+# the IP map ``m`` (tables with an IP), the numbering ``i`` of the kept accounts (``_IDS``,
+# for accounts) and the output accounts ``a`` (the others, for idx).
 _COLUMNS: dict[str, tuple[str | _Key, ...]] = {
     "accounts": (
-        "(row_number() OVER (ORDER BY s.account_id) - 1)::INTEGER", "s.account_id",
+        "i.idx", "s.account_id",
         "s.created_at", _Key("'email'", "s.email", shared=False),
         _Key("'phone'", "s.phone", shared=False),
         _Key("'display_name'", "s.display_name"), "s.country",
@@ -126,6 +127,7 @@ _COLUMNS: dict[str, tuple[str | _Key, ...]] = {
 }
 _IP_COLUMN = {"accounts": "signup_ip", "ip_events": "ip"}
 _IP_MAP = "_lk_ingest_ipmap"
+_IDS = "_lk_ingest_ids"
 
 
 @dataclass(frozen=True)
@@ -320,10 +322,9 @@ def _build_ip_map(con: SQLConnection) -> None:
     back; networks repeat even more, so each distinct network is hashed once. ``ip`` is
     ``NULL`` for text that is not an IP address.
     """
-    sources = " UNION ".join(
-        f"SELECT DISTINCT {col} AS raw FROM {stage_name(table)} WHERE {col} IS NOT NULL"
-        for table, col in _IP_COLUMN.items()
-    )
+    sources = "SELECT DISTINCT raw FROM (" + " UNION ALL ".join(
+        f"SELECT {col} AS raw FROM {stage_name(table)}" for table, col in _IP_COLUMN.items()
+    ) + ") WHERE raw IS NOT NULL"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_IP_MAP} AS "
         f"WITH p AS (SELECT raw, {nz.ip_sql('raw')} AS ip FROM ({sources})), "
@@ -344,7 +345,20 @@ def _build_output(con: SQLConnection, table: str, *,
     schema = ", ".join(f"{name} {dtype}" for name, dtype in OUTPUT_SCHEMAS[table])
     con.execute(f"CREATE OR REPLACE TABLE {table} ({schema})")
     stage = stage_name(table)
+    t = TABLES.index(table)
+    kept = (f"NOT EXISTS (SELECT 1 FROM {validate.QUARANTINE} q "
+            f"WHERE q.t = {t} AND q.f = s._file AND q.r = s._row)")
     joins = ""
+    order = "ALL"
+    if table == "accounts":
+        # Numbered apart from the wide rows, which the window would otherwise carry through
+        # its sort; idx is unique, so ordering by it is ordering by all columns.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_IDS} AS SELECT _file, _row, (row_number() OVER "
+            f"(ORDER BY account_id) - 1)::INTEGER AS idx FROM {stage} s WHERE {kept}"
+        )
+        joins += f" JOIN {_IDS} i ON i._file = s._file AND i._row = s._row"
+        order = "i.idx"
     if table in _IP_COLUMN:
         joins += f" LEFT JOIN {_IP_MAP} m ON m.raw = s.{_IP_COLUMN[table]}"
     if table != "accounts":
@@ -367,11 +381,9 @@ def _build_output(con: SQLConnection, table: str, *,
                 f"IS NOT NULL)) {d} ON {d}.n = {col.namespace} AND {d}.v = {col.value}"
             )
             select.append(f"{d}.k")
-    t = TABLES.index(table)
     con.execute(
         f"INSERT INTO {table} SELECT {', '.join(select)} FROM {stage} s{joins} "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {validate.QUARANTINE} q "
-        f"WHERE q.t = {t} AND q.f = s._file AND q.r = s._row) ORDER BY ALL"
+        f"WHERE {kept} ORDER BY {order}"
     )
 
 
@@ -379,7 +391,7 @@ def _drop_staging(con: SQLConnection) -> None:
     """Drop every ``_lk_ingest_*`` table: they hold raw identifying values."""
     if not isinstance(con, duckdb.DuckDBPyConnection):
         for name in (*map(stage_name, TABLES), validate.PROBLEMS, validate.QUARANTINE, _IP_MAP,
-                     "_lk_ingest_lost"):
+                     _IDS, "_lk_ingest_lost"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
         return
     names = con.execute(

@@ -88,6 +88,7 @@ _V6_FULL = rf"{_HEX}(:{_HEX}){{7}}"
 # so this pattern also rejects a second '::', ':::' and a lone leading or trailing colon.
 _V6_GAP = rf"({_HEX}(:{_HEX})*)?::({_HEX}(:{_HEX})*)?"
 _MAPPED = "0000:0000:0000:0000:0000:ffff:"
+_V6_CANONICAL = "[0-9a-f]{4}(:[0-9a-f]{4}){7}"
 
 # An offset is Z or at most 14 hours either way (the range real zones use), minutes < 60.
 _ZONE = r"(Z|[+-]((0[0-9]|1[0-3])(:?[0-5][0-9])?|14(:?00)?))"
@@ -147,8 +148,17 @@ def clean_text(value: str | None) -> str | None:
 
 
 def clean_text_sql(expr: str) -> str:
-    """SQL of :func:`clean_text`; ``expr`` may be of any scalar type (it is cast to text)."""
-    return f"NULLIF(trim(CAST({expr} AS VARCHAR), {_sql_chars(WHITESPACE)}), '')"
+    """SQL of :func:`clean_text`; ``expr`` may be of any scalar type (it is cast to text).
+
+    ``trim`` with a set of characters costs more than a test of the two ends, and most
+    values need no trimming: a value whose first and last characters are printable ASCII
+    other than the space is kept as it is, and only the others are trimmed.
+    """
+    text = f"CAST({expr} AS VARCHAR)"
+    return (
+        f"CASE WHEN ascii({text}) BETWEEN 33 AND 126 AND ascii(right({text}, 1)) BETWEEN 33 "
+        f"AND 126 THEN {text} ELSE NULLIF(trim({text}, {_sql_chars(WHITESPACE)}), '') END"
+    )
 
 
 def display_name(value: str | None) -> str | None:
@@ -327,7 +337,11 @@ def canonical_ip(value: str | None) -> str | None:
 def ip_sql(expr: str) -> str:
     """SQL of :func:`canonical_ip`, with string and list functions only (DuckDB's ``inet``
     extension cannot be downloaded here)."""
-    v4 = r"regexp_replace(_lk_s, '(^|\.)0+([0-9])', '\1\2', 'g')"
+    # A dotted quad none of whose octets starts with 0 is already canonical.
+    v4 = (
+        "CASE WHEN starts_with(_lk_s, '0') OR contains(_lk_s, '.0') "
+        r"THEN regexp_replace(_lk_s, '(^|\.)0+([0-9])', '\1\2', 'g') ELSE _lk_s END"
+    )
     # An embedded IPv4 tail becomes two hex groups, so the rest only sees hex and colons.
     tail = let(
         f"regexp_extract(_lk_s, '^(.*:){_V4}$', ['p', 'a', 'b', 'c', 'd'])",
@@ -363,8 +377,12 @@ def ip_sql(expr: str) -> str:
     unmap = f"CASE WHEN starts_with(_lk_x, '{_MAPPED}') THEN {mapped} ELSE _lk_x END"
     full = f"CASE WHEN _lk_j IS NOT NULL THEN {let(expanded, '_lk_x', unmap)} END"
     v6 = let(hexed, "_lk_h", let(joined, "_lk_j", full))
+    # Eight groups of four hex digits, not IPv4-mapped, is already canonical: the general
+    # rewrite's splitting and padding is skipped.
     body = (
         f"CASE WHEN regexp_full_match(_lk_s, '{_V4}') THEN {v4} "
+        f"WHEN regexp_full_match(_lk_s, '{_V6_CANONICAL}') "
+        f"AND NOT starts_with(_lk_s, '{_MAPPED}') THEN _lk_s "
         f"WHEN contains(_lk_s, ':') THEN {v6} END"
     )
     return let(f"lower({expr})", "_lk_s", body)

@@ -10,7 +10,8 @@ its own, so that every problem can name the file and the row within it:
   give DuckDB the column list. The row number is the ``rowid`` of a table the file was copied
   into alone: insertion order is preserved, so it is the data row within the file.
 - **Parquet** keeps its native types; a text column is parsed like CSV text. The row number
-  is ``file_row_number + 1``.
+  is ``file_row_number + 1``. A file whose rows sit in a few large row groups (DuckDB reads
+  one row group per thread) is copied into a table first, so that all threads normalise it.
 
 Every file lands in one staging table per contract table (``_lk_ingest_<table>``) with its
 file number ``_file`` (the position of the file in path order), ``_row`` and the normalised
@@ -161,6 +162,9 @@ _SUFFIXES: tuple[tuple[str, Form], ...] = (
 )
 _MAX_HEADER_BYTES = 1 << 20
 _CHUNK = 1 << 20
+_COPY_MIN_ROWS = 2 * 122_880
+"""Rows below which a Parquet file is normalised straight from the file: a copy of fewer rows
+than two of DuckDB's row groups (122,880 rows each) would not be shared among threads."""
 
 
 @dataclass(frozen=True)
@@ -483,7 +487,9 @@ def _column_sql(
             if not native:
                 level2 = nz.timestamp_sql(t)
             elif dtype == "TIMESTAMP WITH TIME ZONE":
-                level2 = f"timezone('UTC', {t})"
+                # An instant's microseconds since 1970 are its UTC time: no time-zone lookup
+                # per value (an infinite instant becomes NULL: out of range either way).
+                level2 = f"make_timestamp(epoch_us({t}))"
             else:  # a DATE or TIMESTAMP beyond TIMESTAMP's range is NULL: out of range
                 level2 = f"TRY_CAST({t} AS TIMESTAMP)"
             inside = nz.timestamp_in_range_sql(p)
@@ -670,11 +676,16 @@ def _insert(
 ) -> None:
     path = nz.sql_string(str(f.path))
     if f.form == "parquet":
-        source = (
-            f"(SELECT file_row_number + 1 AS _lk_row, * FROM read_parquet({path}, "
-            "file_row_number = true, hive_partitioning = false))"
-        )
         names = {c: _quote(columns[i][0]) for c, (i, _) in matched.items()}
+        read = f"read_parquet({path}, file_row_number = true, hive_partitioning = false)"
+        if _one_thread(con, path):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _lk_ingest_raw AS SELECT file_row_number + 1 "
+                f"AS _lk_row, {', '.join(names.values())} FROM {read}"
+            )
+            source = "_lk_ingest_raw"
+        else:
+            source = f"(SELECT file_row_number + 1 AS _lk_row, * FROM {read})"
     else:
         picked = ", ".join(f"c{i}" for i, _ in matched.values())
         con.execute(
@@ -685,6 +696,23 @@ def _insert(
         names = {c: f"c{i}" for c, (i, _) in matched.items()}
     targets, select = stage_select(spec, matched, names, cfg, source, str(f.number))
     con.execute(f"INSERT INTO {stage} ({', '.join(targets)}) {select}")
+
+
+def _one_thread(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Whether a Parquet file keeps most of DuckDB's threads idle while it is normalised.
+
+    DuckDB reads a Parquet file one row group per thread, and writers often put a million
+    rows in a row group: a file whose largest row group holds half as much again as a
+    thread's share of its rows would be normalised mostly by one thread. Such a file is
+    first copied as it is into a table (DuckDB's row groups are small), which all threads
+    then normalise.
+    """
+    rows, largest = con.execute(
+        "SELECT sum(n), max(n) FROM (SELECT DISTINCT row_group_id, row_group_num_rows AS n "
+        f"FROM parquet_metadata({path}))"
+    ).fetchone() or (None, None)
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (1,)
+    return bool(rows) and rows >= _COPY_MIN_ROWS and 2 * int(largest) * int(threads) > 3 * rows
 
 
 def _read_csv_sql(f: InputFile, n_columns: int, cfg: IngestConfig,
