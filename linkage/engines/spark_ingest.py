@@ -38,9 +38,9 @@ from linkage.ingest import normalise as nz
 from linkage.ingest.read import (
     InputFile,
     TableSpec,
-    _match_columns,
-    _quote,
+    match_columns,
     matching_files,
+    quote_identifier,
     stage_name,
     stage_select,
 )
@@ -118,14 +118,14 @@ def _read(sql: SparkSQL, spec: TableSpec, group: list[InputFile],
     from pyspark.sql import functions as F
 
     spark = sql.spark
-    matched, _, _ = _match_columns(spec, group[0], columns)
+    matched, _, _ = match_columns(spec, group[0], columns)
     paths = [str(f.path) for f in group]
     df: DataFrame
     if parquet:
         df = spark.read.parquet(*paths)
         df = df.select("*", F.col("_metadata.file_path").alias("_lk_path"),
                        (F.col("_metadata.row_index") + 1).alias("_lk_row"))
-        names = {c: _quote(columns[i][0]) for c, (i, _) in matched.items()}
+        names = {c: quote_identifier(columns[i][0]) for c, (i, _) in matched.items()}
     else:
         # Positional names (c0, c1 …), as DuckDB's reader: odd header text stays out of SQL.
         schema = ", ".join(f"c{i} STRING" for i in range(len(columns)))

@@ -51,6 +51,8 @@ __all__ = [
     "discover",
     "fingerprint",
     "load_table",
+    "match_columns",
+    "quote_identifier",
     "stage_name",
     "stage_select",
 ]
@@ -534,7 +536,7 @@ def _column_sql(
     return level1, level2, [(col.name, p)]
 
 
-def _match_columns(
+def match_columns(
     spec: TableSpec, f: InputFile, columns: list[tuple[str, str]]
 ) -> tuple[dict[str, tuple[int, str]], list[str], list[InputProblem]]:
     """Map contract columns to the file's columns (by name, ignoring case and surrounding
@@ -626,7 +628,7 @@ def matching_files(
     problems: list[InputProblem],
 ) -> Iterator[tuple[InputFile, list[tuple[str, str]], dict[str, tuple[int, str]]]]:
     """The files of ``spec`` whose columns (CSV header, Parquet footer, read through ``con``)
-    meet the contract, each with its columns and :func:`_match_columns`' match.
+    meet the contract, each with its columns and :func:`match_columns`' match.
 
     Empty files are skipped; every other file's problems are appended to ``problems``.
     Columns not in the contract are logged once per table, at INFO, when the files are
@@ -646,7 +648,7 @@ def matching_files(
         if columns is None:
             log.info("%s is empty: no rows", f.rel)
             continue
-        matched, extra, file_problems = _match_columns(spec, f, columns)
+        matched, extra, file_problems = match_columns(spec, f, columns)
         unknown.update(dict.fromkeys(extra))
         if file_problems:
             problems += file_problems
@@ -676,7 +678,7 @@ def _insert(
 ) -> None:
     path = nz.sql_string(str(f.path))
     if f.form == "parquet":
-        names = {c: _quote(columns[i][0]) for c, (i, _) in matched.items()}
+        names = {c: quote_identifier(columns[i][0]) for c, (i, _) in matched.items()}
         read = f"read_parquet({path}, file_row_number = true, hive_partitioning = false)"
         if _one_thread(con, path):
             con.execute(
@@ -807,6 +809,7 @@ def stage_select(
     )
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """``name`` as an SQL identifier in double quotes (a quote inside doubled)."""
     return '"' + name.replace('"', '""') + '"'
 
