@@ -789,11 +789,16 @@ def _category_departure(con: SQLConnection) -> dict[int, float]:
     con.execute("CREATE OR REPLACE TEMP TABLE typical (idx INTEGER)")
     # X² of every account of two or more requests against the mix of the average account
     # of `base` (all accounts, then the typical ones)
+    # (p with half an account's pseudo-count per category: a category only departing
+    # accounts use stays in the mix, rare, instead of dropping out of their X²)
     x2_sql = """
         WITH base AS (SELECT * FROM account_mix {only}),
+        categories AS (SELECT DISTINCT category FROM account_mix),
         mix AS (
-            SELECT category, sum(n / r) / (SELECT count(DISTINCT idx) FROM base) AS p
-            FROM base GROUP BY category
+            SELECT c.category, (coalesce(sum(b.n / b.r), 0) + 0.5)
+                   / ((SELECT count(DISTINCT idx) FROM base)
+                      + 0.5 * (SELECT count(*) FROM categories)) AS p
+            FROM categories c LEFT JOIN base b USING (category) GROUP BY c.category
         )
         SELECT a.idx, sum(a.n * a.n / (a.r * m.p)) - any_value(a.r) AS x2, any_value(a.r) AS r
         FROM account_mix a JOIN mix m USING (category) WHERE a.r >= 2

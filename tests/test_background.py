@@ -415,3 +415,15 @@ def test_a_cluster_of_people_and_scripts_departs_by_the_scripts_share():
                 "FROM range(94, 106)")
     # six people (94-99) and six scripts (100-105): half the members depart
     assert _category_departure(con) == {0: pytest.approx(0.5)}
+
+
+def test_a_category_only_the_fleet_asks_for_still_makes_it_depart():
+    # Once the departing accounts are set aside, no typical account asks for "extraction":
+    # it stays in the norm as a rare category, so the fleet's X² is the larger for it.
+    shares = _category_world({
+        -1: (100, PEOPLE),
+        0: (8, {"extraction": 30, "coding": 10}),
+        1: (10, PEOPLE),
+    })
+    assert shares[0] == pytest.approx(1.0)
+    assert shares[1] == pytest.approx(0.0)
