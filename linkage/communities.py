@@ -368,8 +368,9 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     strong_edges = np.flatnonzero(strong)
     if not strong_edges.size:
         return
-    strong = graph_from_arrays(edges.n_vertices, edges.src[strong_edges], edges.dst[strong_edges])
-    _cut_hanging_blocks(strong, min_size)
+    src, dst = edges.src[strong_edges], edges.dst[strong_edges]
+    strong = graph_from_arrays(edges.n_vertices, src, dst)
+    _cut_hanging_blocks(strong, src, dst, min_size)
     core = np.asarray(strong.coreness(), dtype=np.int64) >= 2
     if not core.any():
         return
@@ -383,7 +384,8 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
     labels[vertices[big]] = labels.max(initial=-1) + 1 + comp[big]
 
 
-def _cut_hanging_blocks(strong: ig.Graph, min_size: int) -> None:
+def _cut_hanging_blocks(strong: ig.Graph, src: np.ndarray, dst: np.ndarray,
+                        min_size: int) -> None:
     """Delete, in place, the strong links by which a small block hangs off the rest.
 
     A bridge is a strong link whose loss would cut the structure in two. Cut at its bridges,
@@ -392,20 +394,21 @@ def _cut_hanging_blocks(strong: ig.Graph, min_size: int) -> None:
     tree: a small block (its own card) hanging by one bridge. A camouflage chain is a path
     of small blocks, each joined to the next by a bridge: its blocks inside the chain have
     two bridges or more, and stay. So the bridges cut are those of the leaf blocks smaller
-    than ``min_size`` (only once: the chain's two end blocks go, not the whole chain)."""
+    than ``min_size`` (only once: the chain's two end blocks go, not the whole chain).
+    ``src`` and ``dst`` are the ends of ``strong``'s edges, in its edge order."""
     bridges = strong.bridges()
     if not bridges:
         return
     cut = np.asarray(bridges, dtype=np.int64)
-    ends = np.asarray(strong.get_edgelist(), dtype=np.int64).reshape(-1, 2)[cut]
-    blocks = strong.copy()
-    blocks.delete_edges(bridges)
+    kept = np.ones(src.shape[0], dtype=bool)
+    kept[cut] = False
+    blocks = graph_from_arrays(strong.vcount(), src[kept], dst[kept])
     block = np.asarray(blocks.connected_components().membership, dtype=np.int64)
+    a, b = block[src[cut]], block[dst[cut]]
     size = np.bincount(block)
-    degree = np.bincount(block[ends].ravel(), minlength=size.shape[0])
+    degree = np.bincount(np.concatenate([a, b]), minlength=size.shape[0])
     leaf = (degree == 1) & (size < min_size)
-    hanging = leaf[block[ends[:, 0]]] | leaf[block[ends[:, 1]]]
-    strong.delete_edges(cut[hanging].tolist())
+    strong.delete_edges(cut[leaf[a] | leaf[b]].tolist())
 
 
 def _dense(labels: np.ndarray) -> np.ndarray:

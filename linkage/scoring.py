@@ -786,11 +786,10 @@ def _category_departure(con: SQLConnection) -> dict[int, float]:
         FROM interactions WHERE category IS NOT NULL GROUP BY idx, category
         """
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE typical (idx INTEGER)")
     # X² of every account of two or more requests against the mix of the average account
-    # of `base` (all accounts, then the typical ones)
-    # (p with half an account's pseudo-count per category: a category only departing
-    # accounts use stays in the mix, rare, instead of dropping out of their X²)
+    # of `base` (all accounts, then the typical ones), with half an account's pseudo-count
+    # per category: a category only departing accounts use stays in the mix, rare, instead
+    # of dropping out of their X²
     x2_sql = """
         WITH base AS (SELECT * FROM account_mix {only}),
         categories AS (SELECT DISTINCT category FROM account_mix),
@@ -804,11 +803,17 @@ def _category_departure(con: SQLConnection) -> dict[int, float]:
         FROM account_mix a JOIN mix m USING (category) WHERE a.r >= 2
         GROUP BY a.idx ORDER BY a.idx
     """
+    try:
+        return _departing_shares(con, x2_sql)
+    finally:
+        con.execute("DROP TABLE account_mix")
+
+
+def _departing_shares(con: SQLConnection, x2_sql: str) -> dict[int, float]:
+    """The two passes of :func:`_category_departure` over its ``account_mix``."""
     k = len(con.execute("SELECT DISTINCT category FROM account_mix").fetchall())
     first = con.execute(x2_sql.format(only="")).fetchnumpy()
     if k < 2 or len(first["idx"]) < 2:
-        con.execute("DROP TABLE account_mix")
-        con.execute("DROP TABLE typical")
         return {}
     nu = k - 1.0
     centre = 1.0 - 2.0 / (9.0 * nu)  # Wilson-Hilferty: (X²/nu)^(1/3) ~ N(centre, 2/(9 nu))
@@ -822,10 +827,11 @@ def _category_departure(con: SQLConnection) -> dict[int, float]:
 
     z = z_of(first["x2"], overdispersion(first["x2"]))
     typical = np.asarray(first["idx"])[z <= _DEPART_Z]
-    con.register("typical_in", pa.table({"idx": pa.array(typical, pa.int32())}))
-    con.execute("INSERT INTO typical SELECT idx FROM typical_in")
-    con.unregister("typical_in")
-    second = con.execute(x2_sql.format(only="SEMI JOIN typical USING (idx)")).fetchnumpy()
+    con.register("typical", pa.table({"idx": pa.array(typical, pa.int32())}))
+    try:
+        second = con.execute(x2_sql.format(only="SEMI JOIN typical USING (idx)")).fetchnumpy()
+    finally:
+        con.unregister("typical")
     x2 = np.asarray(second["x2"], dtype=np.float64)
     phi = overdispersion(x2[np.isin(second["idx"], typical)])
     judged = np.asarray(second["r"]) >= _MIN_JUDGED
@@ -843,8 +849,6 @@ def _category_departure(con: SQLConnection) -> dict[int, float]:
         """
     ).fetchall()
     con.unregister("departs_in")
-    con.execute("DROP TABLE account_mix")
-    con.execute("DROP TABLE typical")
     return {int(c): float(share) for c, share in rows}
 
 
