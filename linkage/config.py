@@ -184,8 +184,16 @@ class ActivitySyncConfig(SetBandsConfig):
     cap: int = 2_000_000_000
     """No cap: a band key is judged by the chance overlap of its pairs' schedules
     (:func:`linkage.graph.build_edges`), not by how many accounts share it."""
+    bands: int = 30
+    rows: int = 2
+    """Sensitive bands (a pair of Jaccard 0.3 shares two of 30 three times in four): they
+    only propose pairs, which the count of their shared buckets judges."""
     window_minutes: int = 10
     min_buckets: int = 20
+    alpha: float = 0.01
+    """The chance that any of the pairs the bands propose is linked by chance alone: a pair's
+    shared buckets must be that unlikely under independence, divided among the pairs tested
+    (Bonferroni)."""
 
 
 @dataclass(frozen=True)
@@ -553,6 +561,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     known_weak = {"signup_net", "bin", "user_agent"}
     for k in cfg.signals.cosignup.weak_keys:
         need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
+    need(0.0 < cfg.signals.activity_sync.alpha < 1.0, "signals.activity_sync.alpha",
+         "in (0, 1)", cfg.signals.activity_sync.alpha)
     need(cfg.signals.template_pool.min_lift >= 1, "signals.template_pool.min_lift",
          "at least 1", cfg.signals.template_pool.min_lift)
     for name in ("coactivity", "prompt_sync"):

@@ -204,7 +204,7 @@ def run_pipeline(
                         for name, query in EVIDENCE.items():
                             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
                 _drop(con, "links", "keys", "key_members", "pool_templates", "band_chance",
-                      "band_background", "edges",
+                      "band_background", "activity_sets", "edges",
                       "edge_signals", "intra_edges", "cluster_keys",
                       *(() if state_dir is not None else ("interactions",)))
                 current = "continuity"

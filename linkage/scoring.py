@@ -63,8 +63,9 @@ through one kind of evidence alone, as a share of the cluster):
                             own templates) and ``category_departure`` (the share of members
                             whose mix of request categories departs from the average
                             account's beyond chance: :func:`_category_departure`)
-``schedule_sync``           linked share through synchronised activity whatever the templates
-                            (``activity_sync``, judged against the overlap chance predicts)
+``schedule_sync``           share of members synchronised with another member whatever the
+                            templates (``activity_sync``, judged against the overlap chance
+                            predicts): a scheduler's shifts each count
 ``usage_campaign``          how campaign-like the members' usage is (see :func:`usage_campaign`);
                             counted as it is, like ``burst``
 ``known_bad``               share of members that analysts confirmed as operators
@@ -365,7 +366,11 @@ def score_clusters(
         pairs = sql.execute(
             f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],
         ).fetchnumpy()
-        feats[name] = _largest_linked(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
+        # A scheduler runs its accounts in shifts: each shift's accounts share buckets, two
+        # shifts none, so synchronised activity counts every member synchronised with
+        # another (each such link is beyond chance), not the largest shift alone.
+        count = _with_partner if family == "schedule" else _largest_linked
+        feats[name] = count(pairs, idx, cluster, n_vertices, n) / np.maximum(size, 1)
     # Observed values count as far as they are the cluster's own: a crowd that shares
     # popular values (the same news links) meets on values many others have too.
     privacy = _privacy(sql, n)
@@ -585,6 +590,18 @@ def _largest_linked(
     np.maximum.at(out, groups // n_vertices, counts)
     out[out < 2] = 0.0  # a member alone shares nothing
     return out
+
+
+def _with_partner(
+    pairs: dict[str, np.ndarray], idx: np.ndarray, cluster: np.ndarray, n_vertices: int,
+    n_clusters: int,
+) -> np.ndarray:
+    """Per cluster, how many members are in at least one of ``pairs`` (intra-cluster pairs
+    of one kind of evidence)."""
+    linked = np.zeros(n_vertices, dtype=bool)
+    linked[pairs["a"]] = True
+    linked[pairs["b"]] = True
+    return np.bincount(cluster[linked[idx]], minlength=n_clusters).astype(np.float64)
 
 
 def _family(signal: str) -> str:

@@ -292,9 +292,10 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
     if ACTIVITY_SYNC not in weights:
         # No set-similarity signal judged against chance (activity_bands makes these).
         con.execute("CREATE OR REPLACE TABLE band_chance "
-                    "(signal VARCHAR, idx INTEGER, d INTEGER)")
+                    "(signal VARCHAR, idx INTEGER, d INTEGER, lo BIGINT, hi BIGINT)")
         con.execute("CREATE OR REPLACE TABLE band_background "
-                    "(signal VARCHAR, q DOUBLE, bands INTEGER, band_rows INTEGER)")
+                    "(signal VARCHAR, q DOUBLE, span BIGINT, alpha DOUBLE)")
+        con.execute("CREATE OR REPLACE TABLE activity_sets (idx INTEGER, e BIGINT)")
     band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
               for signal, table in BAND_TABLES.items() if signal in weights]
@@ -542,17 +543,19 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     number (whole windows since the epoch). Two accounts driven on one schedule have nearly
     the same set whatever templates they use; people active at random moments do not.
 
-    Also creates the signal's background, ``band_chance(signal, idx, d)`` (each keyed
-    account's number of active buckets) and ``band_background(signal, q, bands, band_rows)``
-    (``q``: the chance that two of everyone's active buckets are the same one), from which
-    :func:`linkage.graph.build_edges` judges each pair's shared bands against the overlap
-    their volumes alone predict: two heavy users active at every hour share many buckets by
-    chance, two scripts of one schedule far more than chance. Returns the number of accounts
-    with band keys."""
+    Also creates the signal's background, ``band_chance(signal, idx, d, lo, hi)`` (each
+    keyed account's number of active buckets, its first and last), ``band_background(signal,
+    q, span, alpha)`` (``q``: the chance that two of everyone's active buckets are the same
+    one; ``span``: the buckets from everyone's first to last; ``alpha``: ``cfg.alpha``) and
+    keeps ``activity_sets(idx, e)``, every account's active buckets, from
+    which :func:`linkage.graph.build_edges` judges each pair the bands propose by the
+    buckets it really shares against the overlap their volumes alone predict: two heavy
+    users active at every hour share many buckets by chance, two scripts of one schedule far
+    more than chance. Returns the number of accounts with band keys."""
     window = int(cfg.window_minutes) * 60
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE activity_sets AS
+        CREATE OR REPLACE TABLE activity_sets AS
         SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e
         FROM interactions WHERE ts IS NOT NULL
         """
@@ -562,23 +565,21 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE band_chance AS
-        SELECT '{ACTIVITY_SYNC}' AS signal, idx, count(*)::INTEGER AS d FROM activity_sets
-        GROUP BY idx HAVING count(*) >= {int(cfg.min_buckets)}
+        SELECT '{ACTIVITY_SYNC}' AS signal, idx, count(*)::INTEGER AS d, min(e) AS lo,
+               max(e) AS hi
+        FROM activity_sets GROUP BY idx HAVING count(*) >= {int(cfg.min_buckets)}
         """
     )
     con.execute(
         f"""
         CREATE OR REPLACE TABLE band_background AS
         SELECT '{ACTIVITY_SYNC}' AS signal, {coincidence_sql("n")} AS q,
-               {int(cfg.bands)} AS bands, {int(cfg.rows)} AS band_rows
+               max(e) - min(e) + 1 AS span, {float(cfg.alpha)}::DOUBLE AS alpha
         FROM (SELECT e, count(*) AS n FROM activity_sets GROUP BY e) t
         """
     )
-    try:
-        return _set_bands(con, "SELECT idx, e FROM activity_sets", "activity_bands", cfg.bands,
-                          cfg.rows, cfg.min_buckets)
-    finally:
-        con.execute("DROP TABLE activity_sets")
+    return _set_bands(con, "SELECT idx, e FROM activity_sets", "activity_bands", cfg.bands,
+                      cfg.rows, cfg.min_buckets)
 
 
 def _set_bands(con: SQLConnection, sets_sql: str, table: str, bands: int, rows: int,

@@ -14,7 +14,10 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 
+import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linkage.config import (
     ActivitySyncConfig,
@@ -27,7 +30,7 @@ from linkage.config import (
     SignalsConfig,
     TemplatePoolConfig,
 )
-from linkage.graph import build_edges
+from linkage.graph import build_edges, significant_sql
 from linkage.signals import build_links, specificity
 from tests.helpers import BASE, ingested
 from tests.test_scoring import run_scoring
@@ -302,27 +305,36 @@ SCHEDULE_ONLY = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enable
                         activity_sync=ActivitySyncConfig())
 
 
-def test_synchronised_activity_is_judged_against_the_overlap_of_volumes():
-    # Ten heavy users are active in every one of 100 ten-minute buckets; ten scripts in the
-    # same 30 other buckets. Both pairs share every bucket (Jaccard 1: all 20 bands).
-    # Per bucket n = 10: q = sum n(n-1) / (sum n)^2 = 130 * 90 / 1300^2.
+def _schedule_world() -> list:
+    """Ten heavy users active in every one of 200 ten-minute buckets (0-199); ten scripts
+    in the same 30 of them, every sixth (1, 7, ..., 175)."""
     rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
-            for b in range(100)]
+            for b in range(200)]
     rows += [(i, BASE + timedelta(minutes=10 * b + 1), f"s{i}-{b}") for i in range(10, 20)
-             for b in range(100, 130)]
-    con = ingested(20, interactions=rows)
+             for b in range(1, 176, 6)]
+    return rows
+
+
+def test_synchronised_activity_is_judged_against_the_overlap_of_volumes():
+    # Both kinds of pair share every bucket they have (Jaccard 1: all 20 bands). Per bucket
+    # n = 10, or 20 in the scripts' 30: q = sum n(n-1) / (sum n)^2
+    # = (170 * 90 + 30 * 380) / 2300^2; everyone's span is 200 buckets.
+    con = ingested(20, interactions=_schedule_world())
     build_links(con, SCHEDULE_ONLY)
     build_edges(con, GraphConfig())
-    q = 130 * 90 / 1300**2
-    (got_q,) = con.execute("SELECT q FROM band_background").fetchone()
-    assert got_q == pytest.approx(q)
+    q = (170 * 90 + 30 * 380) / 2300**2
+    assert con.execute("SELECT q, span FROM band_background").fetchone() == (
+        pytest.approx(q), 200)
     ev = {(a, b): (p, k) for a, b, p, k in con.execute(
         "SELECT a, b, p, n_keys FROM edge_signals WHERE signal = 'activity_sync'").fetchall()}
-    # heavy users: chance alone shares 100 * 100 * q = 69.2 buckets, Jaccard 0.53; the
-    # observed Jaccard (1) is less than twice that: no evidence
+    # heavy users: chance alone shares 200 * 200 * q = 202 buckets (all of them): no evidence
     assert not any(a < 10 for a, _ in ev)
-    # scripts: chance shares 30 * 30 * q = 6.2 buckets, Jaccard 0.116 of the observed 1
-    e = 30 * 30 * q
+    # scripts: active from bucket 1 to 175 (L = 175), so chance shares
+    # 30 * 30 * q * 200 * 175 / 175^2 = 5.19 buckets, a Jaccard of 5.19 / (60 - 5.19) = 0.095
+    # of the observed 1; and 30 shared where chance says 5.19 is far beyond chance:
+    # -5.19 + 30 (1 + ln 5.19 - ln 30) = -27.8 < ln(0.01 / pairs tested)
+    e = 30 * 30 * q * 200 * 175 / 175**2
+    assert -e + 30 * (1 + math.log(e) - math.log(30)) < math.log(0.01 / 90)
     j0 = e / (60 - e)
     cfg = SCHEDULE_ONLY.activity_sync
     p_band = cfg.weight * specificity(10, cfg.cap)
@@ -332,18 +344,65 @@ def test_synchronised_activity_is_judged_against_the_overlap_of_volumes():
         assert p == pytest.approx((1 - (1 - p_band) ** k) * (1 - j0))
 
 
+def _poisson_tail(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(mean), summed exactly."""
+    return 1.0 - sum(math.exp(-mean + i * math.log(mean) - math.lgamma(i + 1))
+                     for i in range(k))
+
+
+@settings(max_examples=200, deadline=None)
+@given(k=st.integers(0, 400), mean=st.floats(1e-3, 300.0),
+       alpha=st.floats(1e-12, 0.5))
+def test_the_significance_of_an_overlap_never_claims_more_than_poisson_allows(
+        k: int, mean: float, alpha: float) -> None:
+    # The SQL test says "beyond chance" exactly when the Chernoff bound is below alpha, and
+    # the bound is above the true tail: what it calls significant is at least that unlikely.
+    ((got,),) = duckdb.sql(f"SELECT {significant_sql(str(k), repr(mean), repr(alpha))}"
+                           ).fetchall()
+    bound = -mean + k * (1 + math.log(mean) - math.log(k)) if k > mean else 0.0
+    assert got == (k > mean and bound < math.log(alpha))
+    if got:
+        assert _poisson_tail(k, mean) <= alpha * (1 + 1e-9)
+
+
+def test_a_few_shared_buckets_are_a_coincidence_and_many_are_not():
+    # By hand: 3 shared where chance says 0.13 (two light accounts): bound
+    # -0.13 + 3 (1 + ln 0.13 - ln 3) = -6.5, beyond 1% alone but not among 1,000 pairs
+    # (ln(1e-5) = -11.5); 8 shared: -0.13 + 8 (1 + ln 0.13 - ln 8) = -25.1, beyond both.
+    def beyond(k: int, alpha: float) -> bool:
+        return duckdb.sql(f"SELECT {significant_sql(str(k), '0.13', repr(alpha))}"
+                          ).fetchall()[0][0]
+    assert beyond(3, 0.01) and not beyond(3, 0.01 / 1000)
+    assert beyond(8, 0.01 / 1000)
+    assert not beyond(0, 0.5) and not beyond(1, 0.01)  # none, or one: chance says so
+
+
 def test_scripts_on_one_schedule_are_scored_by_their_synchronised_activity():
-    rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
-            for b in range(100)]
-    rows += [(i, BASE + timedelta(minutes=10 * b + 1), f"s{i}-{b}") for i in range(10, 20)
-             for b in range(100, 130)]
-    _, _, clusters = run_scoring(ingested(30, interactions=rows))
+    _, _, clusters = run_scoring(ingested(30, interactions=_schedule_world()))
     scripts = [c for c in clusters if c["size"] == 10 and c["features"]["schedule_sync"] > 0]
     assert len(scripts) == 1
     assert scripts[0]["features"]["schedule_sync"] == pytest.approx(1.0)
     w = ScoringConfig().weights["schedule_sync"]
     assert scripts[0]["contributions"]["schedule_sync"] == pytest.approx(w)
     assert any("activity schedule" in r for r in scripts[0]["reasons"])
+
+
+def test_a_schedulers_shifts_count_as_one_schedule():
+    # Five cells of four accounts, each cell on one card: two accounts of each cell work the
+    # scheduler's first shift (every 12th bucket from 1), two its second (every 12th from 7).
+    # A shift's accounts share all of their buckets, two shifts none; ten heavy users in
+    # every bucket are the background. Every member is synchronised with another: the
+    # feature is 1, where the larger shift alone would be half of the cluster.
+    rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
+            for b in range(300)]
+    shift = {i: 1 + 6 * ((i - 10) % 4 // 2) for i in range(10, 30)}
+    rows += [(i, BASE + timedelta(minutes=10 * b + 1), f"s{i}-{b}") for i in range(10, 30)
+             for b in range(shift[i], 300, 12)]
+    cards = [(i, f"cell{(i - 10) // 4}") for i in range(10, 30)]
+    _, _, clusters = run_scoring(ingested(40, cards=cards, interactions=rows))
+    (cells,) = [c for c in clusters if c["features"]["schedule_sync"] > 0]
+    assert cells["size"] == 20
+    assert cells["features"]["schedule_sync"] == pytest.approx(1.0)
 
 
 def _category_world(groups: dict[int, tuple[int, dict[str, int]]]) -> dict[int, float]:

@@ -115,9 +115,10 @@ GLOSSARY: list[tuple[str, str, str]] = [
     ("shared prompt templates", "Share of the members linked by the same private prompt "
      "templates, template pools or synchronised use of one template, counted as far as "
      "those templates are most of their work.", "behaviour_reuse"),
-    ("one activity schedule", "Share of the members linked by the same moments of activity "
-     "whatever they sent (the same ten-minute buckets), counted only as far as that overlap "
-     "exceeds what chance predicts from how active each of them is.", "schedule_sync"),
+    ("one activity schedule", "Share of the members active at the same moments as another "
+     "member whatever they sent (the same ten-minute buckets), counted only where that "
+     "overlap is beyond what chance predicts from how active each of them is and when.",
+     "schedule_sync"),
     ("campaign-like usage", "How much the members' usage looks like a campaign: coding or "
      "agentic requests, at the same hours every day, in volume.", "usage_campaign"),
     ("confirmed by analysts", "Share of the members that analysts confirmed as operators.",
