@@ -210,8 +210,8 @@ def _band_overlap(con: SQLConnection) -> None:
     ``activity_sync`` band keys propose it (at least the signal's ``min_shared``), the
     number ``k`` of active buckets (``activity_sets``) the two accounts really share, and
     the number of pairs so proposed (``tested``, among which the significance is divided).
-    Bands only find candidates cheaply; the count they estimate is noisy (two bands of 20
-    read as a Jaccard of 0.46 whatever the sets), the count itself is not."""
+    Bands only find candidates cheaply; the similarity they estimate is noisy (two bands of
+    30 read as a Jaccard of 0.26 whatever the sets), the count itself is not."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE band_overlap AS
