@@ -14,14 +14,14 @@ from linkage.continuity import assign_identities, compare_runs
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
-from tests.helpers import ingested, invoke
+from tests.helpers import ingested, insert_rows, invoke
 
 
 def tonight(n: int, clusters: dict[int, list[int]]):
     con = ingested(n)
     rows = [(i, c) for c, members in clusters.items() for i in members]
     con.execute("CREATE TABLE members (idx INTEGER, cluster INTEGER)")
-    con.executemany("INSERT INTO members VALUES (?, ?)", rows)
+    insert_rows(con, "members", ["idx", "cluster"], rows)
     return con
 
 

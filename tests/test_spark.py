@@ -52,7 +52,7 @@ from linkage.signals import BAND_SCHEMA, build_links, set_band_keys, signal_weig
 from linkage.store import Store
 from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
-from tests.helpers import invoke, run_id_of, split_nights
+from tests.helpers import insert_rows, invoke, run_id_of, split_nights
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -590,7 +590,7 @@ def test_ordered_sums_keep_duckdb_order_on_spark(spark: SparkSession) -> None:
     sql = "SELECT g, sum(x ORDER BY a, b) AS w FROM lk_sums GROUP BY g ORDER BY g"
     duck = duckdb.connect()
     duck.execute("CREATE TABLE lk_sums (g INTEGER, a INTEGER, b INTEGER, x DOUBLE)")
-    duck.executemany("INSERT INTO lk_sums VALUES (?, ?, ?, ?)", rows)
+    insert_rows(duck, "lk_sums", ["g", "a", "b", "x"], rows)
     assert duck.execute(sql).fetchall() == expected
     spark.createDataFrame(rows, "g int, a int, b int, x double").repartition(4
                                                                          ).createOrReplaceTempView("lk_sums")
@@ -770,7 +770,7 @@ def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) 
         sqlglot.parse_one(sql, read="duckdb")).collect())
     duck = duckdb.connect()
     duck.execute("CREATE TABLE lk_rows (s VARCHAR, k VARCHAR)")
-    duck.executemany("INSERT INTO lk_rows VALUES (?, ?)", rows)
+    insert_rows(duck, "lk_rows", ["s", "k"], rows)
     assert got == sorted(duck.execute(sql).fetchall())
     plan = SparkSQL(spark, "unused").query(sqlglot.parse_one(sql, read="duckdb"))
     assert "SinglePartition" not in plan._jdf.queryExecution().executedPlan().toString()
