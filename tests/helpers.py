@@ -3,6 +3,7 @@ the in-process CLI runner the command-line tests share."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,6 +43,13 @@ ACCOUNT_COLUMNS = (
     "email_key", "phone_key", "display_name_key", "country", "signup_ip_key", "signup_net_key",
     "signup_net48_key", "user_agent_key", "org_key",
 )
+
+
+def examples(n: int) -> int:
+    """``max_examples`` for a property-based test: ``n``, or ``LINKAGE_TEST_MAX_EXAMPLES`` when
+    that is set and smaller (``make test-fast``)."""
+    cap = os.environ.get("LINKAGE_TEST_MAX_EXAMPLES")
+    return min(n, int(cap)) if cap else n
 
 
 def ingested(
@@ -155,16 +163,26 @@ def run_id_of(res: Result) -> int:
 
 
 @contextmanager
-def pg_database(server_url: str, prefix: str = "linkage_test") -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server at ``server_url`` (where we may create
-    databases), as a psycopg URL; dropped on exit, even if a leaked connection still uses it."""
+def pg_database(server_url: str, prefix: str = "linkage_test",
+                template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database on the server at ``server_url`` (where we may create
+    databases), as a psycopg URL: empty, or a copy of the database named ``template``;
+    dropped on exit, even if a leaked connection still uses it."""
     # CREATE/DROP DATABASE cannot run inside a transaction, hence AUTOCOMMIT.
     url = make_url(server_url).set(drivername="postgresql+psycopg")
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex}"
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if template is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                # a database is copied only while nobody is connected to it: end any session
+                # a finished command left open
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (template,))
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
