@@ -52,11 +52,19 @@ if os.environ.get("LINKAGE_TEST_MAX_EXAMPLES"):
     settings.load_profile("capped")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Rich sizes its output to the terminal: every process of a run, xdist's workers
-    # included, renders for the same width whatever terminal started it.
-    for name in ("COLUMNS", "LINES"):
-        os.environ.pop(name, None)
+# Files run longest first: under xdist (``make test``: ``--dist loadfile``) each file runs
+# whole on one worker, handed out in this order, so the Spark file starts at once on one
+# worker while the other takes the rest. Tests keep their order within a file.
+_FILE_ORDER = ("spark", "packaging", "browser", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank: dict[Path, int] = {}
+    for item in items:
+        mine = next((i for i, m in enumerate(_FILE_ORDER) if item.get_closest_marker(m)),
+                    len(_FILE_ORDER))
+        rank[item.path] = min(rank.get(item.path, mine), mine)
+    items.sort(key=lambda item: rank[item.path])
 
 
 def sqlite_path(url: str) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from linkage.config import load_config
 from linkage.continuity import assign_identities, compare_runs
@@ -174,6 +175,7 @@ def _change_one_percent(src: Path, dst: Path) -> set[str]:
     return set(changed) | set(ids[:10])
 
 
+@pytest.mark.slow
 def test_same_history_same_result(tmp_path):
     night1 = _night(tmp_path)
     night2 = tmp_path / "night2"
@@ -204,6 +206,7 @@ def _lineage_rows(store: Store, run_id: int) -> list[tuple]:
             f"WHERE run_id = {int(run_id)} ORDER BY cluster_id, kind, other_cluster_id")]
 
 
+@pytest.mark.slow
 def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
     night1 = _night(tmp_path)
     night2 = tmp_path / "night2"

@@ -54,6 +54,8 @@ from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
 from tests.helpers import examples, insert_rows, invoke, run_id_of, split_nights
 
+pytestmark = pytest.mark.spark
+
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
 CFG = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}}})
