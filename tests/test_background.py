@@ -32,7 +32,7 @@ from linkage.config import (
 )
 from linkage.graph import build_edges, significant_sql
 from linkage.signals import build_links, specificity
-from tests.helpers import BASE, ingested, insert_rows
+from tests.helpers import BASE, examples, ingested, insert_rows
 from tests.test_scoring import run_scoring
 
 N = 40
@@ -350,7 +350,7 @@ def _poisson_tail(k: int, mean: float) -> float:
                      for i in range(k))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(k=st.integers(0, 400), mean=st.floats(1e-3, 300.0),
        alpha=st.floats(1e-12, 0.5))
 def test_the_significance_of_an_overlap_never_claims_more_than_poisson_allows(
