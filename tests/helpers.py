@@ -3,9 +3,10 @@ the in-process CLI runner the command-line tests share."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,13 @@ ACCOUNT_COLUMNS = (
 )
 
 
+def examples(n: int) -> int:
+    """``max_examples`` for a property-based test: ``n``, or ``LINKAGE_TEST_MAX_EXAMPLES`` when
+    that is set and smaller (``make test-fast``)."""
+    cap = os.environ.get("LINKAGE_TEST_MAX_EXAMPLES")
+    return min(n, int(cap)) if cap else n
+
+
 def ingested(
     n: int,
     *,
@@ -67,35 +75,59 @@ def ingested(
     )
     rows = [
         (i, f"a{i:06d}", created.get(i, BASE + timedelta(days=i % 97, minutes=7 * i)),
-         None, None, None, "US", None, None, None, user_agents.get(i), orgs.get(i))
+         "US", user_agents.get(i), orgs.get(i))
         for i in range(n)
     ]
-    if rows:
-        con.executemany("INSERT INTO accounts VALUES (" + ", ".join("?" * 12) + ")", rows)
+    insert_rows(con, "accounts", ["idx", "account_id", "created_at", "country",
+                                  "user_agent_key", "org_key"], rows)
     con.execute("CREATE TABLE payment_instruments (idx INTEGER, card_key VARCHAR, "
                 "bin_key VARCHAR, bin_postal_key VARCHAR, billing_country VARCHAR, "
                 "added_at TIMESTAMP)")
-    if cards:
-        con.executemany("INSERT INTO payment_instruments VALUES (?, ?, NULL, NULL, NULL, NULL)",
-                        list(cards))
+    insert_rows(con, "payment_instruments", ["idx", "card_key"], cards)
     con.execute("CREATE TABLE ip_events (idx INTEGER, ip_key VARCHAR, net_key VARCHAR, "
                 "net48_key VARCHAR, asn VARCHAR, seen_at TIMESTAMP)")
-    if ips:
-        con.executemany("INSERT INTO ip_events VALUES (?, ?, ?, NULL, NULL, NULL)", list(ips))
+    insert_rows(con, "ip_events", ["idx", "ip_key", "net_key"], ips)
     con.execute("CREATE TABLE devices (idx INTEGER, device_key VARCHAR, seen_at TIMESTAMP)")
-    if devices:
-        con.executemany("INSERT INTO devices VALUES (?, ?, NULL)", list(devices))
+    insert_rows(con, "devices", ["idx", "device_key"], devices)
     con.execute("CREATE TABLE observations (idx INTEGER, kind VARCHAR, value_key VARCHAR, "
                 "seen_at TIMESTAMP)")
-    if observations:
-        con.executemany("INSERT INTO observations VALUES (?, ?, ?, ?)", list(observations))
+    insert_rows(con, "observations", ["idx", "kind", "value_key", "seen_at"], observations)
     con.execute("CREATE TABLE interactions (idx INTEGER, ts TIMESTAMP, model VARCHAR, "
                 "prompt_key VARCHAR, category VARCHAR, input_tokens BIGINT, "
                 "output_tokens BIGINT)")
-    if interactions:  # (idx, ts, template): prompt_key is hex, as ingest's HMAC leaves it
-        con.executemany("INSERT INTO interactions VALUES (?, ?, 'm', md5(?), 'coding', 10, "
-                        "100)", list(interactions))
+    # (idx, ts, template): prompt_key is hex, as ingest's HMAC leaves it
+    insert_rows(con, "interactions", ["idx", "ts", "template"], interactions,
+                model="'m'", prompt_key="md5(template)", category="'coding'",
+                input_tokens="10", output_tokens="100")
     return con
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+                rows: Iterable[Sequence[object]], **values: str) -> None:
+    """Append ``rows`` to the DuckDB ``table`` in one statement, as ``executemany`` with one
+    ``INSERT`` a row would, but at the speed of a scan.
+
+    Each row has one field per name of ``columns``. The rows become an Arrow table, and every
+    field named after a column of ``table`` goes to that column, cast to the type the table
+    declares for it. ``values`` gives further columns as SQL over the fields (a field that
+    names no column is only there for them), e.g. ``prompt_key="md5(template)"``; every other
+    column is NULL."""
+    rows = list(rows)
+    if not rows:
+        return
+    types = {name: type_ for name, type_, *_ in con.execute(f'DESCRIBE "{table}"').fetchall()}
+    fields = pa.table({name: pa.array([row[i] for row in rows])
+                       for i, name in enumerate(columns)})
+    targets = {name: f'"{name}"' for name in columns if name in types} | values
+    view = f"insert_rows_{uuid.uuid4().hex}"
+    con.register(view, fields)
+    try:
+        con.execute(
+            f'INSERT INTO "{table}" (' + ", ".join(f'"{t}"' for t in targets) + ") SELECT "
+            + ", ".join(f"CAST({sql} AS {types[t]})" for t, sql in targets.items())
+            + f' FROM "{view}"')
+    finally:
+        con.unregister(view)
 
 
 def snapshot(db_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -131,16 +163,26 @@ def run_id_of(res: Result) -> int:
 
 
 @contextmanager
-def pg_database(server_url: str, prefix: str = "linkage_test") -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server at ``server_url`` (where we may create
-    databases), as a psycopg URL; dropped on exit, even if a leaked connection still uses it."""
+def pg_database(server_url: str, prefix: str = "linkage_test",
+                template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database on the server at ``server_url`` (where we may create
+    databases), as a psycopg URL: empty, or a copy of the database named ``template``;
+    dropped on exit, even if a leaked connection still uses it."""
     # CREATE/DROP DATABASE cannot run inside a transaction, hence AUTOCOMMIT.
     url = make_url(server_url).set(drivername="postgresql+psycopg")
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex}"
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if template is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                # a database is copied only while nobody is connected to it: end any session
+                # a finished command left open
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (template,))
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:

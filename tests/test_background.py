@@ -32,7 +32,7 @@ from linkage.config import (
 )
 from linkage.graph import build_edges, significant_sql
 from linkage.signals import build_links, specificity
-from tests.helpers import BASE, ingested
+from tests.helpers import BASE, examples, ingested, insert_rows
 from tests.test_scoring import run_scoring
 
 N = 40
@@ -271,7 +271,7 @@ def test_a_bin_and_postal_code_behind_one_card_is_that_card():
     rows = ([(i, "fam", "bp1") for i in range(6)] + [(i, f"v{i}", "bp2") for i in range(6, 11)]
             + [(11, "c3", "bp3"), (12, "c3", "bp3"), (13, "c4", "bp3")])
     con = ingested(20)
-    con.executemany("INSERT INTO payment_instruments VALUES (?, ?, NULL, ?, NULL, NULL)", rows)
+    insert_rows(con, "payment_instruments", ["idx", "card_key", "bin_postal_key"], rows)
     build_links(con, ONLY_IDENTIFIERS)
     build_edges(con, GraphConfig())
     p_key = dict(con.execute("SELECT min(km.idx), k.p_key FROM keys k JOIN key_members km "
@@ -350,7 +350,7 @@ def _poisson_tail(k: int, mean: float) -> float:
                      for i in range(k))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(k=st.integers(0, 400), mean=st.floats(1e-3, 300.0),
        alpha=st.floats(1e-12, 0.5))
 def test_the_significance_of_an_overlap_never_claims_more_than_poisson_allows(
@@ -422,9 +422,9 @@ def _category_world(groups: dict[int, tuple[int, dict[str, int]]]) -> dict[int, 
                 members.append((idx, cluster))
             idx += 1
     con.execute("CREATE TABLE interactions (idx INTEGER, category VARCHAR)")
-    con.executemany("INSERT INTO interactions VALUES (?, ?)", rows)
+    insert_rows(con, "interactions", ["idx", "category"], rows)
     con.execute("CREATE TABLE members (idx INTEGER, cluster INTEGER)")
-    con.executemany("INSERT INTO members VALUES (?, ?)", members)
+    insert_rows(con, "members", ["idx", "cluster"], members)
     return _category_departure(con)
 
 
@@ -469,7 +469,7 @@ def test_a_cluster_of_people_and_scripts_departs_by_the_scripts_share():
     con.execute("CREATE TABLE interactions (idx INTEGER, category VARCHAR)")
     people = [(i, c) for i in range(100) for c, n in PEOPLE.items() for _ in range(n)]
     scripts = [(i, c) for i in range(100, 106) for c, n in SCRIPTS.items() for _ in range(n)]
-    con.executemany("INSERT INTO interactions VALUES (?, ?)", people + scripts)
+    insert_rows(con, "interactions", ["idx", "category"], people + scripts)
     con.execute("CREATE TABLE members AS SELECT range::INTEGER AS idx, 0 AS cluster "
                 "FROM range(94, 106)")
     # six people (94-99) and six scripts (100-105): half the members depart

@@ -39,12 +39,19 @@ def write_input(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def store_with_a_run(tmp_path, db_url):
-    good = write_input(tmp_path / "good")
-    res = invoke("run", "--input", good, "--db", db_url, "--quiet")
+@pytest.fixture(scope="module")
+def one_good_run(tmp_path_factory, module_db_url):
+    good = write_input(tmp_path_factory.mktemp("good"))
+    res = invoke("run", "--input", good, "--db", module_db_url, "--quiet")
     assert res.exit_code == 0, res.output
-    return db_url, snapshot(db_url)
+    return module_db_url, snapshot(module_db_url)
+
+
+@pytest.fixture
+def store_with_a_run(one_good_run, database_copy):
+    """A copy of a store holding one good run, and the snapshot of that store."""
+    url, before = one_good_run
+    return database_copy(url), before
 
 
 def broken(tmp_path: Path, change) -> Path:

@@ -33,7 +33,7 @@ from linkage.reports.queries import campaigns, cluster_detail, memberships_table
 from linkage.store import RunRecord, Store, migrate
 from linkage.store.record import RECORD_SCHEMAS
 from tests import helpers
-from tests.helpers import run_id_of
+from tests.helpers import examples, run_id_of
 
 STRONG = RunConfig().scoring.strong_edge  # 0.6
 invoke = partial(helpers.invoke, LINKAGE_SECRET="campaigns-test-key-0123456789")
@@ -166,7 +166,7 @@ def test_deterministic_and_independent_of_cluster_numbering() -> None:
     assert again[perm].tolist() == first.tolist()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.data())
 def test_joins_match_a_brute_force_oracle(data: st.DataObject) -> None:
     # Random graphs: the columnar aggregation and components equal a plain double loop.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from linkage.communities import connected_components, detect_communities
 from linkage.graph import EdgeArrays
+from tests.helpers import examples
 
 
 def random_graph(seed: int, n: int = 200, m: int = 300) -> ig.Graph:
@@ -55,7 +56,7 @@ def with_noise(n: int, edges: list, weights: list, rng, *, count: int,
     return g
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_result_is_a_partition_within_components(seed):
     g = random_graph(seed)
@@ -226,7 +227,7 @@ def _clusters_by_name(labels: np.ndarray, names: list[str]) -> set[frozenset[str
     return {frozenset(m) for m in out.values()}
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(seed=st.integers(0, 10_000), other=st.integers(0, 10_000))
 def test_an_untouched_component_gets_the_same_clusters_whatever_else_changes(seed, other):
     kept = _component_graph(seed)
@@ -251,7 +252,7 @@ def _cpm(labels: list[int], weights: dict[tuple[int, int], float], res: float) -
     return q - res * float((sizes * (sizes - 1) / 2).sum())
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(w=st.lists(st.sampled_from([0.0, 0.02, 0.04, 0.06, 0.3, 0.9]), min_size=3, max_size=3))
 def test_components_of_three_are_solved_exactly(w):
     pairs = [(0, 1), (0, 2), (1, 2)]
@@ -284,7 +285,7 @@ def test_fixed_components_keep_their_starting_clusters():
 
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(n=st.integers(0, 120), data=st.data())
 def test_connected_components_number_like_igraph(n, data):
     """The numpy components equal igraph's, numbering included, on random graphs and on

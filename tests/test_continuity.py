@@ -8,20 +8,21 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from linkage.config import load_config
 from linkage.continuity import assign_identities, compare_runs
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
-from tests.helpers import ingested, invoke
+from tests.helpers import ingested, insert_rows, invoke
 
 
 def tonight(n: int, clusters: dict[int, list[int]]):
     con = ingested(n)
     rows = [(i, c) for c, members in clusters.items() for i in members]
     con.execute("CREATE TABLE members (idx INTEGER, cluster INTEGER)")
-    con.executemany("INSERT INTO members VALUES (?, ?)", rows)
+    insert_rows(con, "members", ["idx", "cluster"], rows)
     return con
 
 
@@ -174,6 +175,7 @@ def _change_one_percent(src: Path, dst: Path) -> set[str]:
     return set(changed) | set(ids[:10])
 
 
+@pytest.mark.slow
 def test_same_history_same_result(tmp_path):
     night1 = _night(tmp_path)
     night2 = tmp_path / "night2"
@@ -204,6 +206,7 @@ def _lineage_rows(store: Store, run_id: int) -> list[tuple]:
             f"WHERE run_id = {int(run_id)} ORDER BY cluster_id, kind, other_cluster_id")]
 
 
+@pytest.mark.slow
 def test_diff_between_two_runs_matches_the_stored_lineage(db_url, tmp_path):
     night1 = _night(tmp_path)
     night2 = tmp_path / "night2"

@@ -18,6 +18,8 @@ from linkage.continuity import compare_runs, describe_counts, lineage_counts
 from linkage.synth import generate
 from tests import helpers
 
+pytestmark = pytest.mark.slow
+
 SECRET = "diff-test-secret-0123456789abcdef"
 invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET, LINKAGE_USER="tester")
 

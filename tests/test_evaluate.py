@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from linkage.errors import InputError
 from linkage.evaluate import adjusted_rand, evaluate_flagged, read_truth
+from tests.helpers import examples
 
 
 def test_hand_computed_case(tmp_path):
@@ -93,7 +94,7 @@ def test_cluster_metrics_hand_computed(tmp_path):
     assert r.adjusted_rand == pytest.approx((2 - expected) / (4 - expected), abs=1e-4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=2, max_size=40))
 def test_adjusted_rand_equals_pair_counting(labels):
     from collections import Counter

@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkage.reports import safe_text_column, write_memberships
+from tests.helpers import examples
 
 RISKY = ("=", "+", "-", "@", "\t", "\r")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.text(max_size=30), min_size=1, max_size=20))
 def test_no_cell_starts_a_formula_and_safe_text_is_unchanged(values):
     got = safe_text_column(pa.array(values)).to_pylist()

@@ -29,10 +29,11 @@ from linkage.ingest import ingest
 from linkage.pipeline import run_pipeline
 from linkage.pseudonymise import Pseudonymiser
 from linkage.store import Store
+from tests.helpers import examples
 
 PSEUDO = Pseudonymiser(b"hostile-test-secret-0123456789")
 SECRET = b"hostile-test-secret-0123456789"
-FUZZ = settings(max_examples=40, deadline=None,
+FUZZ = settings(max_examples=examples(40), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 GOOD_ACCOUNTS = "account_id,created_at,email\na1,2026-01-01T00:00:00Z,ann@example.com\n"
@@ -178,7 +179,7 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=ROWS)
 def test_no_partial_write(rows: list[tuple[str, ...]], store_url: str, folder: Path) -> None:

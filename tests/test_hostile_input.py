@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -46,12 +47,21 @@ def good_input(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def store(tmp_path: Path, db_url: str) -> tuple[str, dict]:
-    """A store holding one good run, and its snapshot."""
-    res = invoke("run", "--input", good_input(tmp_path / "good"), "--db", db_url, "--quiet")
+@pytest.fixture(scope="module")
+def one_good_run(tmp_path_factory: pytest.TempPathFactory,
+                 module_db_url: str) -> tuple[str, dict]:
+    res = invoke("run", "--input", good_input(tmp_path_factory.mktemp("good")), "--db",
+                 module_db_url, "--quiet")
     assert res.exit_code == 0, res.output
-    return db_url, snapshot(db_url)
+    return module_db_url, snapshot(module_db_url)
+
+
+@pytest.fixture
+def store(one_good_run: tuple[str, dict],
+          database_copy: Callable[[str], str]) -> tuple[str, dict]:
+    """A store holding one good run (a copy for this test alone), and its snapshot."""
+    url, before = one_good_run
+    return database_copy(url), before
 
 
 def refused(store: tuple[str, dict], folder: Path, *fragments: str,

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -133,6 +134,7 @@ app(prog_name="linkage")
 """
 
 
+@pytest.mark.slow
 def test_a_kill_right_after_the_first_publish_leaves_the_key_check_in_place(
         db_url: str, night: Path, tmp_path: Path) -> None:
     mark = tmp_path / "published.mark"
@@ -261,6 +263,7 @@ app(prog_name="linkage")
 """
 
 
+@pytest.mark.slow
 def test_the_spill_folder_of_a_killed_run_is_removed_by_the_next_run(
         db_url: str, night: Path, tmp_path: Path) -> None:
     spill = tmp_path / "spill"
@@ -337,6 +340,14 @@ def test_forget_covers_quarantined_ids_and_label_notes(
 HUGE = "99999999999999999999"
 
 
+@pytest.fixture(scope="module")
+def one_run(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store holding one run over ``night``'s input, which tests take copies of."""
+    assert run(folder_of(tmp_path_factory.mktemp("night"), accounts_csv(20)),
+               module_db_url).exit_code == 0
+    return module_db_url
+
+
 @pytest.mark.parametrize("command", [
     ["export", "memberships", "--out", "{tmp}/m.csv", "--run", HUGE],
     ["export", "banlist", "--out", "{tmp}/b.csv", "--run", HUGE],
@@ -355,8 +366,9 @@ HUGE = "99999999999999999999"
     ["show", "cluster", "c0", "--max-members", HUGE],
 ], ids=lambda c: " ".join(c[:2]) + ("" if HUGE in c else f" {c[-2]}"))
 def test_a_run_id_or_count_beyond_any_column_is_a_usage_error(
-        db_url: str, night: Path, tmp_path: Path, command: list[str]) -> None:
-    assert run(night, db_url).exit_code == 0
+        one_run: str, database_copy: Callable[[str], str], tmp_path: Path,
+        command: list[str]) -> None:
+    db_url = database_copy(one_run)
     (tmp_path / "truth.csv").write_text("account_id,group_id\na000,g\n")
     res = invoke(*(c.format(tmp=tmp_path) for c in command), "--db", db_url)
     assert res.exit_code == 2, res.output
@@ -378,6 +390,7 @@ def test_generate_accounts_beyond_any_column_is_a_usage_error(tmp_path: Path) ->
 # -- a shrunken night, and retracting a published run ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_night_that_shrinks_beyond_store_max_shrink_is_refused(
         db_url: str, night: Path, tmp_path: Path) -> None:
     first = helpers.run_id_of(run(night, db_url))
@@ -399,6 +412,7 @@ def test_a_night_that_shrinks_beyond_store_max_shrink_is_refused(
     assert run(empty_ish, db_url, "--allow-shrink").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_retracted_run_is_skipped_by_latest_continuity_and_warm_start(
         db_url: str, night: Path, tmp_path: Path) -> None:
     good = helpers.run_id_of(run(night, db_url))

@@ -18,6 +18,8 @@ from linkage.store import Store
 from linkage.synth import generate
 from tests import helpers
 
+pytestmark = pytest.mark.slow
+
 SECRET = b"incremental-test-secret-0123456789"
 invoke = partial(helpers.invoke, LINKAGE_SECRET=SECRET.decode())
 

@@ -18,6 +18,8 @@ from linkage.store import Store
 from linkage.synth import generate
 from tests import helpers
 
+pytestmark = pytest.mark.slow
+
 SECRET = b"labels-test-secret-0123456789abcdef"
 
 

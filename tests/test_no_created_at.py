@@ -16,6 +16,8 @@ from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.synth import generate
 
+pytestmark = pytest.mark.slow
+
 SECRET = b"no-created-at-secret-0123456789abcdef"
 
 

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from linkage.config import IngestConfig
 from linkage.ingest import normalise as nz
+from tests.helpers import examples
 
 # DuckDB's first queries are slow to plan; a deadline would only measure that.
-FAST = settings(deadline=None, max_examples=100)
+FAST = settings(deadline=None, max_examples=examples(100))
 
 CFG = IngestConfig()
 

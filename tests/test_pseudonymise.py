@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from linkage.errors import ConfigError
 from linkage.pseudonymise import Pseudonymiser, load_secret
+from tests.helpers import examples
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                max_size=80)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secret=st.binary(min_size=16, max_size=130), ns=st.sampled_from(["email", "ip", "obs:x"]),
        value=TEXT)
 def test_sql_macro_equals_python_hmac(secret, ns, value):

@@ -39,6 +39,7 @@ UPDATE = os.environ.get("LINKAGE_UPDATE_SCREENSHOT") == "1"
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs it")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.skipif(not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(),
                        reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]

@@ -18,6 +18,7 @@ from linkage.reports.html import page_name
 from linkage.reports.queries import explain_path
 from linkage.store import Store
 from tests import helpers
+from tests.helpers import examples
 from tests.report_data import HOSTILE, SECRET, two_nights
 
 pytestmark = pytest.mark.slow
@@ -33,13 +34,19 @@ def nights(tmp_path_factory) -> tuple[Path, Path]:
     return two_nights(tmp_path_factory.mktemp("nights"))
 
 
-@pytest.fixture
-def db(nights, db_url) -> str:
+@pytest.fixture(scope="module")
+def two_runs(nights, module_db_url) -> str:
     """A store with two runs; run 2 has the hostile ring as a new, flagged cluster."""
     for night in nights:
-        res = invoke("run", "--input", night, "--db", db_url, "--quiet")
+        res = invoke("run", "--input", night, "--db", module_db_url, "--quiet")
         assert res.exit_code == 0, res.output
-    return db_url
+    return module_db_url
+
+
+@pytest.fixture
+def db(two_runs, database_copy) -> str:
+    """A copy of the store with two runs, for this test alone."""
+    return database_copy(two_runs)
 
 
 def ring_cluster(db: str) -> str:
@@ -211,7 +218,7 @@ def test_help_has_examples():
         assert "Example: linkage " in res.stdout, command
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(min_size=1, max_size=200))
 def test_a_crafted_cluster_id_never_names_a_file_outside_the_report(cluster_id):
     name = page_name(cluster_id)

@@ -21,9 +21,10 @@ from linkage.config import (
 from linkage.graph import build_edges, build_graph, edge_arrays
 from linkage.scoring import FEATURES, HOUSEHOLD, score_clusters, size_factor, usage_campaign
 from linkage.signals import build_links
-from tests.helpers import BASE, ingested
+from tests.helpers import BASE, ingested, insert_rows
 
 SIGNALS = SignalsConfig(cosignup=CosignupConfig(enabled=False))
+INTERACTIONS = ["idx", "ts", "model", "prompt_key", "category", "input_tokens", "output_tokens"]
 
 
 def run_scoring(con, cfg=ScoringConfig(), graph=GraphConfig()):
@@ -184,7 +185,7 @@ def test_usage_is_reported_with_the_features_and_as_a_reason():
     rows = [(i, BASE + timedelta(days=d, minutes=i), "m1", None,
              "coding" if d % 4 else "chat", 100, 900)
             for i in range(16) for d in range(10)]
-    con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_rows(con, "interactions", INTERACTIONS, rows)
     _, _, clusters = run_scoring(con)
     ring = clusters[0]
     f = ring["features"]
@@ -209,7 +210,7 @@ def test_campaign_usage_raises_the_score_and_human_usage_does_not():
         con = ring_and_family()
         rows = [(i, BASE + timedelta(days=r // 40, hours=hour_of(i, r), seconds=r), "m1",
                  None, category, 10, 10) for i in range(16) for r in range(400)]
-        con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        insert_rows(con, "interactions", INTERACTIONS, rows)
         return run_scoring(con)[2][0]
 
     base = run_scoring(ring_and_family())[2][0]["score"]

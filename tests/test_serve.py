@@ -43,6 +43,7 @@ from linkage.signals import build_links
 from linkage.store import Store
 from linkage.synth import generate
 from tests import helpers
+from tests.helpers import examples
 
 SECRET = "serve-test-secret-0123456789abcdef"
 TOKEN = "token-0123456789abcdef-serve"
@@ -400,7 +401,7 @@ def _accounts(draw: st.DrawFn) -> dict[str, list[dict]]:
     return tables
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(tables=_accounts())
 def test_request_keys_equal_a_nights_keys_on_drawn_values(tables):
     with tempfile.TemporaryDirectory() as tmp:

@@ -52,7 +52,9 @@ from linkage.signals import BAND_SCHEMA, build_links, set_band_keys, signal_weig
 from linkage.store import Store
 from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
-from tests.helpers import invoke, run_id_of, split_nights
+from tests.helpers import examples, insert_rows, invoke, run_id_of, split_nights
+
+pytestmark = pytest.mark.spark
 
 SECRET = b"spark-test-secret-0123456789"
 # every signal on, activity_sync (off by default) included
@@ -169,7 +171,7 @@ def test_bands_on_spark_equal_bands_on_duckdb(stages, table: str) -> None:
     assert engine.sql.table(table).schema.simpleString() == "struct<idx:int,key:string>"
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 12), st.integers(-2**63, 2**63 - 1)), min_size=1,
                 max_size=120),
        st.integers(1, 9), st.integers(1, 12))
@@ -491,7 +493,7 @@ def test_an_incremental_night_on_spark_equals_one_on_duckdb(spark: SparkSession,
         assert np.allclose(got[1], stored[table][1], rtol=0, atol=1e-9), table
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(2, 40).flatmap(lambda n: st.tuples(
     st.just(n),
     st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1,
@@ -590,7 +592,7 @@ def test_ordered_sums_keep_duckdb_order_on_spark(spark: SparkSession) -> None:
     sql = "SELECT g, sum(x ORDER BY a, b) AS w FROM lk_sums GROUP BY g ORDER BY g"
     duck = duckdb.connect()
     duck.execute("CREATE TABLE lk_sums (g INTEGER, a INTEGER, b INTEGER, x DOUBLE)")
-    duck.executemany("INSERT INTO lk_sums VALUES (?, ?, ?, ?)", rows)
+    insert_rows(duck, "lk_sums", ["g", "a", "b", "x"], rows)
     assert duck.execute(sql).fetchall() == expected
     spark.createDataFrame(rows, "g int, a int, b int, x double").repartition(4
                                                                          ).createOrReplaceTempView("lk_sums")
@@ -651,7 +653,7 @@ def _rules() -> dict[str, str]:
     return rules
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_VALUES)
 def test_normalisation_on_spark_equals_duckdb(spark: SparkSession, values: list) -> None:
     """Every rule of ``linkage.ingest.normalise``, transpiled to Spark, gives DuckDB's value."""
@@ -669,7 +671,7 @@ def test_normalisation_on_spark_equals_duckdb(spark: SparkSession, values: list)
     assert got == expected
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(_ANY_TEXT, st.none()), min_size=1, max_size=30),
        st.binary(min_size=16, max_size=100), st.sampled_from(["email", "obs:api_key", "ip"]))
 def test_keyed_hash_on_spark_is_hmac(spark: SparkSession, values: list, secret: bytes,
@@ -757,7 +759,7 @@ def test_bad_input_on_spark_names_file_column_row_and_value(spark: SparkSession,
         "SELECT name FROM sqlite_master WHERE name = 'runs'").fetchall()
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["ip", "card", "obs:x", "é"]), _ANY_TEXT),
                 min_size=1, max_size=200, unique=True))
 def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) -> None:
@@ -770,7 +772,7 @@ def test_dense_numbering_is_duckdbs_row_number(spark: SparkSession, rows: list) 
         sqlglot.parse_one(sql, read="duckdb")).collect())
     duck = duckdb.connect()
     duck.execute("CREATE TABLE lk_rows (s VARCHAR, k VARCHAR)")
-    duck.executemany("INSERT INTO lk_rows VALUES (?, ?)", rows)
+    insert_rows(duck, "lk_rows", ["s", "k"], rows)
     assert got == sorted(duck.execute(sql).fetchall())
     plan = SparkSQL(spark, "unused").query(sqlglot.parse_one(sql, read="duckdb"))
     assert "SinglePartition" not in plan._jdf.queryExecution().executedPlan().toString()

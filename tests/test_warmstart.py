@@ -42,12 +42,14 @@ def _stability(db_url: str, tmp_path, seed: int, *, repeat: bool = False):
 
 # Seed 3 is the test below (on every backend); before per-component Leiden, seeds 4 and 5
 # kept only 96.5% and 93.9%.
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [4, 5, 6, 7])
 def test_untouched_clusters_keep_membership_and_id_on_every_seed(tmp_path, seed):
     share, *_ = _stability(f"sqlite:///{tmp_path / 'w.db'}", tmp_path, seed)
     assert share >= 0.95, share
 
 
+@pytest.mark.slow
 def test_warm_start_is_stable_idempotent_and_recorded(db_url, tmp_path):
     share, after, again, lineage = _stability(db_url, tmp_path, 3, repeat=True)
     assert share >= 0.95, share
