@@ -29,7 +29,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,14 +120,22 @@ def _copy(source: str, tmp: Path, stack: ExitStack) -> str:
                                            template=pg_name(source)))
 
 
+@contextmanager
+def _empty_database(backend: str, folder: Path, prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database: a file in ``folder`` on SQLite, a database named
+    after ``prefix`` on PostgreSQL (dropped on exit)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'linkage.db'}"
+        return
+    assert PG_URL is not None
+    with pg_database(PG_URL, f"{prefix}_{TOKEN}") as url:
+        yield url
+
+
 @pytest.fixture(params=_BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a new, empty database, removed after the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'linkage.db'}"
-        return
-    assert PG_URL is not None
-    with pg_database(PG_URL, f"linkage_test_{TOKEN}") as url:
+    with _empty_database(request.param, tmp_path, "linkage_test") as url:
         yield url
 
 
@@ -158,11 +166,8 @@ def module_db_url(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A new, empty database for the tests of one module: a module fixture fills it once,
     and each test takes a :func:`database_copy` of it."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'linkage.db'}"
-        return
-    assert PG_URL is not None
-    with pg_database(PG_URL, f"linkage_module_{TOKEN}") as url:
+    folder = tmp_path_factory.mktemp("module-db") if request.param == "sqlite" else Path()
+    with _empty_database(request.param, folder, "linkage_module") as url:
         yield url
 
 
