@@ -41,7 +41,7 @@ import numpy as np
 from linkage._igraph import ig
 from linkage.config import GraphConfig
 from linkage.engines import SQLConnection
-from linkage.signals import ACTIVITY_SYNC, TIME_BUCKETED, coincidence_sql
+from linkage.signals import ACTIVITY_SYNC, TIME_BUCKETED
 
 # Multi-valued signals (an account carries many of their values: the templates it uses, the
 # products it reviews; every ``obs:<kind>`` too) whose pair evidence is judged against the
@@ -117,21 +117,23 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
         SELECT a, b, kid FROM ring_pairs
         """
     )
-    # The background of the multi-valued signals (chance_overlap): what share of a pair's
-    # shared values chance explains, from how many values each account carries.
+    # The background of the multi-valued signals: what share of a pair's shared evidence
+    # chance explains, from the values each account carries (how many, how popular), each
+    # value weighed by the evidence it gives (its ``p``), in the chance as in the pair's sum.
     sets = ", ".join(f"'{s}'" for s in SET_SIGNALS)
     is_set = f"(k.signal IN ({sets}) OR k.signal LIKE 'obs:%')"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE carried AS
-        SELECT k.signal, km.idx, count(*) AS d FROM key_members km JOIN keys k USING (kid)
+        SELECT k.signal, km.idx, count(*) AS d, sum(k.p * (k.n - 1)) AS s
+        FROM key_members km JOIN keys k USING (kid)
         WHERE {is_set} AND k.p > 0 GROUP BY k.signal, km.idx
         """
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE chance AS
-        SELECT k.signal, {coincidence_sql("k.n")} AS q
+        SELECT k.signal, sum(k.n)::DOUBLE AS total
         FROM keys k WHERE {is_set} AND k.p > 0 GROUP BY k.signal
         """
     )
@@ -148,15 +150,14 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
                                      _chance_jaccard('ca.d', 'cb.d', _ACTIVITY_CHANCE),
                                      '(o.k::DOUBLE / (ca.d + cb.d - o.k))')}, 9)
                                  ELSE 0::DOUBLE END)
-                        WHEN c.q IS NULL THEN r.p
-                        ELSE r.p * round(greatest(0::DOUBLE,
-                                                  1 - x.d::DOUBLE * y.d * c.q / r.n_keys), 9)
+                        WHEN c.total IS NULL THEN r.p
+                        ELSE r.p * round(greatest(0::DOUBLE, 1 - {_SET_CHANCE} / r.mass), 9)
                    END AS p
             FROM (
                 SELECT pk.a, pk.b, k.signal,
                        CASE WHEN k.signal IN {TIME_BUCKETED} THEN max(k.p)
                             ELSE 1 - {_product("1 - k.p")} END AS p,
-                       count(*)::INTEGER AS n_keys
+                       count(*)::INTEGER AS n_keys, sum(k.p) AS mass
                 FROM pair_keys pk JOIN keys k USING (kid)
                 GROUP BY pk.a, pk.b, k.signal
             ) r
@@ -234,6 +235,16 @@ def _band_overlap(con: SQLConnection) -> None:
     )
 
 
+# The evidence two accounts (carried ``x``, ``y``) share by chance on a multi-valued signal
+# (chance ``c``): each value ``t`` that ``a`` carries (``n_t`` carriers) is also carried by
+# ``b`` with probability ``d_b (n_t - 1) / total`` (``b``'s share of the values everyone
+# carries), and would give ``p_t``; summed over ``a``'s values, ``d_b s_a / total`` with
+# ``s_a = sum p_t (n_t - 1)``, and taken both ways round: ``(d_b s_a + d_a s_b) / (2 total)``.
+# Conditioned on the values each account really carries: a group's accounts that draw from
+# a private pool and use few popular values are not expected to meet on the popular ones.
+_SET_CHANCE = "((y.d * x.s + x.d * y.s) / (2 * c.total))"
+
+
 def _chance_jaccard(d_a: str, d_b: str, chance: str) -> str:
     """SQL: the Jaccard similarity two sets of ``d_a`` and ``d_b`` elements have when they
     share the ``E`` (``chance``) elements chance predicts: ``E / (d_a + d_b - E)``."""
@@ -300,21 +311,45 @@ def weigh_keys(con: SQLConnection, cfg: GraphConfig, has_org: bool) -> None:
 
 
 def org_resources(con: SQLConnection) -> None:
-    """Create ``owned_keys(kid)``: the keys that are an organisation's own, more than half of
-    whose carriers share one ``org_id`` (the corporate card, the office range, the onboarding
-    days, internal templates). Their other carriers (contractors, visitors on the office
-    network, the card's other holders) are tied to the organisation, not to each other: such
-    a key explains nothing about an operator, and gives no evidence."""
+    """Create ``owned_keys(kid)``: the keys that are an organisation's own (the corporate
+    card, the office range, the onboarding days, internal templates): more than half of
+    their carriers share one ``org_id``, or more of them share it than chance allows. Under
+    independence a key of ``n`` carriers holds ``n m / N`` members of an organisation of
+    ``m`` among ``N`` accounts; a key holding ``h`` of them is the organisation's when ``h``
+    is less likely than ``_ORG_ALPHA`` (divided among the keys and organisations tested)
+    under a Poisson law of that mean (:func:`significant_sql`): a card that 21 members
+    and 24 contractors carry is the organisation's, however many contractors it has. Its
+    other carriers (contractors, visitors on the office network, the card's other holders)
+    are tied to the organisation, not to each other: such a key explains nothing about an
+    operator, and gives no evidence."""
+    beyond = significant_sql("o.held", "k.n::DOUBLE * g.m / t.n_accounts",
+                             f"{_ORG_ALPHA} / t.tested")
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE owned_keys AS
-        SELECT o.kid FROM (
+        WITH held AS (
             SELECT km.kid, a.org_key, count(*) AS held
             FROM key_members km JOIN accounts a USING (idx)
             WHERE a.org_key IS NOT NULL GROUP BY km.kid, a.org_key
-        ) o JOIN keys k USING (kid) WHERE 2 * o.held > k.n
+        ),
+        orgs AS (
+            SELECT org_key, count(*) AS m FROM accounts WHERE org_key IS NOT NULL
+            GROUP BY org_key
+        ),
+        totals AS (
+            SELECT (SELECT count(*) FROM accounts) AS n_accounts,
+                   (SELECT count(*) FROM held) AS tested
+        )
+        SELECT DISTINCT o.kid FROM held o JOIN keys k USING (kid) JOIN orgs g USING (org_key)
+        CROSS JOIN totals t
+        WHERE 2 * o.held > k.n OR {beyond}
         """
     )
+
+
+# The chance that a key is called an organisation's own although its carriers were drawn
+# independently of their organisations (divided among the keys and organisations tested).
+_ORG_ALPHA = 0.01
 
 
 # Signals whose keys are tested against the background (:func:`key_cohesion`): exact values

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import replace
 from datetime import timedelta
 
@@ -140,12 +141,67 @@ def test_chance_overlap_of_templates_matches_the_hand_computed_case():
         "SELECT a, b, p, n_keys FROM edge_signals WHERE signal = 'template'").fetchall()}
     w, cap = TEMPLATES_ONLY.template.weight, TEMPLATES_ONLY.template.cap
     p2, p3 = w * specificity(2, cap), w * specificity(3, cap)
-    # q = sum n(n-1) / (sum n)^2 = (2 + 6 + 6 + 2) / 10^2; values carried: 1, 1, 3, 3, 2
-    q = 16 / 100
-    assert got[(0, 1)] == (pytest.approx(p2 * (1 - 1 * 1 * q / 1)), 1)
+    # The chance a pair shares: each value t of a is b's with probability d_b (n_t - 1) /
+    # total and would give p_t; both ways round. total = 2 + 3 + 3 + 2 carried values;
+    # s = sum p_t (n_t - 1) over an account's values; d: 1, 1, 3, 3, 2.
+    total = 10
+    s0 = s1 = p2
+    s2 = s3 = 2 * p3 * 2 + p2
+    s4 = 2 * p3 * 2
+
+    def chance(da, sa, db, sb):
+        return (db * sa + da * sb) / (2 * total)
+
+    assert got[(0, 1)] == (pytest.approx(p2 * (1 - chance(1, s0, 1, s1) / p2)), 1)
     raw23 = 1 - (1 - p3) ** 2 * (1 - p2)
-    assert got[(2, 3)] == (pytest.approx(raw23 * (1 - 3 * 3 * q / 3)), 3)
-    assert got[(2, 4)] == (pytest.approx((1 - (1 - p3) ** 2) * (1 - 3 * 2 * q / 2)), 2)
+    assert got[(2, 3)] == (pytest.approx(raw23 * (1 - chance(3, s2, 3, s3) / (2 * p3 + p2))), 3)
+    assert got[(2, 4)] == (pytest.approx((1 - (1 - p3) ** 2)
+                                         * (1 - chance(3, s2, 2, s4) / (2 * p3))), 2)
+
+
+def test_rare_shared_values_are_not_explained_by_the_popular_ones():
+    # A crowd of 50 heavy accounts each uses 20 of 30 popular templates; a group of 8 uses 5
+    # of them and draws 12 templates each from a private pool of 24 (each used by about four
+    # members: a pair of members shares two or three). Counted unweighted, chance explains
+    # the pairs' shares through the popular templates that dominate q (the group's edges
+    # vanish); weighted by their evidence, popular templates explain little, the private
+    # ones remain.
+    rng = random.Random(7)
+    crowd, group = range(50), range(50, 58)
+    uses = {i: rng.sample([f"pub{j}" for j in range(30)], 20) for i in crowd}
+    uses |= {i: rng.sample([f"pub{j}" for j in range(30)], 5)
+             + rng.sample([f"pool{j}" for j in range(24)], 12) for i in group}
+    rows = [(i, BASE + timedelta(minutes=m), t) for i, ts in uses.items()
+            for m, t in enumerate(ts)]
+    con = ingested(60, interactions=rows)
+    build_links(con, TEMPLATES_ONLY)
+    build_edges(con, GraphConfig(clique_max=100))
+    got = {(a, b): p for a, b, p in con.execute(
+        "SELECT a, b, p FROM edge_signals WHERE signal = 'template'").fetchall()}
+    # the formula, from the data
+    users: dict[str, set[int]] = {}
+    for i, ts in uses.items():
+        for t in ts:
+            users.setdefault(t, set()).add(i)
+    w, cap = TEMPLATES_ONLY.template.weight, TEMPLATES_ONLY.template.cap
+    p_of = {t: w * specificity(len(u), cap) for t, u in users.items()}
+    total = sum(len(u) for u in users.values())
+
+    def s(i: int) -> float:
+        return sum(p_of[t] * (len(users[t]) - 1) for t in uses[i])
+
+    for a, b in [(50, 51), (52, 57), (0, 1), (3, 50)]:
+        shared = set(uses[a]) & set(uses[b])
+        raw = 1 - math.prod(1 - p_of[t] for t in shared)
+        mass = sum(p_of[t] for t in shared)
+        chance = (len(uses[b]) * s(a) + len(uses[a]) * s(b)) / (2 * total)
+        want = raw * max(0.0, 1 - chance / mass)
+        assert got.get((a, b), 0.0) == pytest.approx(want, abs=1e-9)
+    in_group = [got.get((a, b), 0.0) for a in group for b in group if a < b
+                if len(set(uses[a]) & set(uses[b]) - {f"pub{j}" for j in range(30)}) >= 2]
+    in_crowd = [got.get((a, b), 0.0) for a in crowd for b in crowd if a < b]
+    assert len(in_group) >= 10 and min(in_group) > 0.2
+    assert statistics.median(in_crowd) < 0.1 < 0.4 < statistics.median(in_group)
 
 
 def test_heavy_users_who_meet_on_many_values_by_chance_get_no_evidence():
@@ -202,6 +258,21 @@ def test_an_organisations_own_keys_link_neither_members_nor_contractors():
     assert con.execute("SELECT count(*) FROM edges").fetchone()[0] == 13 * 12 // 2
     build_edges(con, GraphConfig())
     assert con.execute("SELECT a, b FROM edges").fetchall() == [(11, 12)]
+
+
+def test_a_card_of_more_contractors_than_members_is_still_the_organisations():
+    # Six members of one org (of 200 accounts) and nine contractors carry the corporate card:
+    # six of its 15 carriers are the org's, where chance puts 15 * 6 / 200 = 0.45. A ring's
+    # card of 15 carriers, one of them a seventh member of the org, is not the org's (one
+    # where chance puts 0.45): it still links its carriers.
+    orgs = {i: "acme" for i in [*range(6), 100]}
+    cards = [(i, "corp") for i in range(15)] + [(i, "ring") for i in range(100, 115)]
+    con = ingested(200, cards=cards, orgs=orgs)
+    build_links(con, ONLY_IDENTIFIERS)
+    build_edges(con, GraphConfig())
+    linked = con.execute("SELECT DISTINCT a, b FROM edge_signals WHERE signal = 'card'").fetchall()
+    assert {a for a, _ in linked} | {b for _, b in linked} == set(range(100, 115))
+    assert len(linked) == 15 * 14 // 2  # every pair of the ring, none of the card of the org
 
 
 POOLS_ONLY = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
