@@ -166,9 +166,10 @@ def detect_from_edges(
     else:
         labels = _modularity(edges, comp, sizes, resolution=resolution,
                              iterations=iterations, beta=beta, seed=seed, initial=initial)
+    free = None if fixed is None else ~np.asarray(fixed, dtype=bool)[comp]
     if core_min_size:
-        free = None if fixed is None else ~np.asarray(fixed, dtype=bool)[comp]
         _strong_cores(edges, labels, core_edge, core_min_size, free)
+    _detach_pendants(edges, labels, core_edge, free)
     cluster = renumber_clusters(labels)
     return Partition(
         cluster=cluster,
@@ -382,6 +383,43 @@ def _strong_cores(edges: EdgeArrays, labels: np.ndarray, core_edge: float,
         return
     # New labels above every Leiden label; renumber_clusters orders all clusters afterwards.
     labels[vertices[big]] = labels.max(initial=-1) + 1 + comp[big]
+
+
+def _detach_pendants(edges: EdgeArrays, labels: np.ndarray, strong: float,
+                     free: np.ndarray | None = None) -> None:
+    """Put each weakly attached pendant of a cluster on its own, in place.
+
+    A member whose only link inside its cluster is one edge, weaker than ``strong``, to a
+    member that is tied to the cluster otherwise too, is that member's acquaintance (one
+    shared address, one referral code), not the cluster's: CPM keeps it in a small cluster
+    because a single edge outweighs the density the cluster must keep
+    (``w > resolution (n - 1)``), but one weak witness to one member ties it to nobody else.
+    Repeated until no such member is left (a chain of acquaintances goes one by one). A
+    member whose every link runs to such pendants (a pair, a path of three, a star) is not
+    a cluster they hang off, and they stay. A pendant by a strong link (a card, a phone)
+    stays: the strong-core step already cuts those that hang off a core. Only vertices
+    where ``free`` is true (default: all) are detached.
+    """
+    if not len(edges):
+        return
+    fresh = labels.max(initial=-1) + 1
+    while True:
+        inside = (labels[edges.src] == labels[edges.dst]) & (labels[edges.src] >= 0)
+        src, dst, weight = edges.src[inside], edges.dst[inside], edges.weight[inside]
+        degree = np.bincount(np.concatenate([src, dst]), minlength=edges.n_vertices)
+        hangs_src = (degree[src] == 1) & (weight < strong)  # src hangs off dst by this edge
+        hangs_dst = (degree[dst] == 1) & (weight < strong)
+        # each vertex's links to members that do not hang off it
+        held = degree - np.bincount(np.concatenate([dst[hangs_src], src[hangs_dst]]),
+                                    minlength=edges.n_vertices)
+        pendant = np.concatenate([src[hangs_src & (held[dst] >= 1)],
+                                  dst[hangs_dst & (held[src] >= 1)]])
+        if free is not None:
+            pendant = pendant[free[pendant]]
+        if not pendant.size:
+            return
+        labels[pendant] = fresh + np.arange(pendant.size)
+        fresh += pendant.size
 
 
 def _cut_hanging_blocks(strong: ig.Graph, src: np.ndarray, dst: np.ndarray,

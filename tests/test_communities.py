@@ -189,6 +189,24 @@ def test_a_chain_of_small_blocks_stays_one_core_and_only_its_leaves_are_cut():
     assert not (cored[24:] == cored[3]).any()
 
 
+def test_an_acquaintance_tied_by_one_weak_link_to_one_member_is_detached():
+    # Six accounts tied to each other by their templates (0.5 each), and two outsiders: 6
+    # shares one address with member 0 (0.45, weak), 7 shares a card with member 1 (0.9,
+    # strong). CPM keeps both with the six (0.45 > resolution * 7); 6 goes, the card holder
+    # stays.
+    core = [(a, b) for a in range(6) for b in range(a + 1, 6)]
+    g = ig.Graph(n=8, edges=[*core, (0, 6), (1, 7)])
+    g.es["weight"] = [0.5] * len(core) + [0.45, 0.9]
+    cluster = detect_communities(g, seed=1, resolution=0.05).cluster
+    assert len(set(cluster[:6].tolist())) == 1 and cluster[0] >= 0
+    assert cluster[7] == cluster[0]
+    assert cluster[6] == -1
+    # a pair is all its one edge: it stays a cluster
+    pair = ig.Graph(n=2, edges=[(0, 1)])
+    pair.es["weight"] = [0.45]
+    assert detect_communities(pair, seed=1).cluster.tolist() == [0, 0]
+
+
 def test_small_strong_cores_are_left_to_leiden():
     g = ig.Graph(n=4, edges=[(0, 1), (1, 2), (0, 2), (2, 3)])
     g.es["weight"] = [0.9, 0.9, 0.9, 0.9]
