@@ -157,7 +157,8 @@ def spark_leiden(sql: SparkSQL, component: np.ndarray, cfg: CommunitiesConfig, s
                  buckets: int, initial: np.ndarray | None = None,
                  fixed: np.ndarray | None = None) -> Partition:
     """Leiden per component of ``edges`` on the executors (components from
-    :func:`spark_components`); ``initial`` and ``fixed`` are per vertex (warm start)."""
+    :func:`spark_components`): :data:`linkage.warmstart.Leiden` on Spark. ``initial`` is per
+    vertex and ``fixed`` per component (warm start)."""
     from pyspark.sql import functions as F
 
     n_vertices = int(component.shape[0])
@@ -177,7 +178,8 @@ def spark_leiden(sql: SparkSQL, component: np.ndarray, cfg: CommunitiesConfig, s
         state = pd.DataFrame({
             "v": np.arange(n_vertices, dtype=np.int64),
             "init": np.asarray(initial, dtype=np.int64),
-            "fixed": np.zeros(n_vertices, bool) if fixed is None else np.asarray(fixed, bool),
+            "fixed": (np.zeros(n_vertices, bool) if fixed is None
+                      else np.asarray(fixed, bool)[component]),
         })
         vertices = vertices.join(sql.spark.createDataFrame(state), "v")
     else:
