@@ -35,9 +35,8 @@ the resolution limit on large graphs: it merges small rings once the graph is bi
 
 Leiden runs in igraph's C implementation (``Graph.community_leiden``), faster than
 ``leidenalg.find_partition`` for the same objective (``docs/algorithm.md``). Its random
-choices come from
-Python's :mod:`random` generator, which igraph uses by default; it is seeded right before
-each call and restored afterwards.
+choices come from Python's :mod:`random` generator, which igraph uses by default; it is
+seeded right before each call and restored afterwards.
 """
 
 from __future__ import annotations
