@@ -1,8 +1,8 @@
 """python-igraph, imported without its matplotlib plotting backend.
 
 When matplotlib is installed (the ``bench`` extra), ``import igraph`` imports
-``matplotlib.pyplot`` for its drawing module: about 0.5 s of every process that builds a
-graph, a third of a 100k run's start-up. linkage never plots with igraph, so the first
+``matplotlib.pyplot`` for its drawing module, which lengthens the start-up of every process
+that builds a graph (``docs/benchmarks.md``). linkage never plots with igraph, so the first
 import hides matplotlib from igraph (a ``None`` in :data:`sys.modules` makes its import fail,
 and igraph falls back to a placeholder for plotting); matplotlib itself stays importable
 afterwards. Modules use ``from linkage._igraph import ig``.

@@ -26,17 +26,17 @@ incremental runs (:mod:`linkage.incremental`), and of any engine that runs compo
 separate workers (it reproduces this function by calling :func:`cpm_by_component` on each
 component's arrays, with the same names). Batching many components into one Leiden call is
 *not* equivalent: the components would share one random stream and one visiting order, so
-one component's result would depend on the others' (checked, and it does). The Python call
-per component of four or more accounts is the price (measured in ``docs/benchmarks.md``).
+one component's result would depend on the others'. The Python call per component of four
+or more accounts is the price (``docs/benchmarks.md``).
 
 Modularity is available but does not decompose over components (its null model uses the
 whole graph's weight), so it runs once over the graph of all linked accounts; it also suffers
 the resolution limit on large graphs: it merges small rings once the graph is big enough.
 
-Leiden runs in igraph's C implementation (``Graph.community_leiden``), measured about 15x
-faster than ``leidenalg.find_partition`` for the same objective. Its random choices come from
-Python's :mod:`random` generator, which igraph uses by default; it is seeded right before
-each call and restored afterwards.
+Leiden runs in igraph's C implementation (``Graph.community_leiden``), faster than
+``leidenalg.find_partition`` for the same objective (``docs/algorithm.md``). Its random
+choices come from Python's :mod:`random` generator, which igraph uses by default; it is
+seeded right before each call and restored afterwards.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def detect_from_edges(
     resolution : float
         CPM: minimum internal weighted density; modularity: the usual resolution parameter.
     iterations : int
-        Leiden iterations (``-1``: until stable; measured 5-10x slower for no gain here).
+        Leiden iterations (``-1``: until stable; the cost of more is in
+        ``docs/configuration.md``).
     beta : float
         Randomness of Leiden's refinement step.
     seed : int
@@ -194,9 +195,8 @@ def components_of(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     then follows pointers until every vertex points at a root (pointer jumping). Pointers
     only decrease and stay inside the component, so once a round changes nothing every
     edge's ends share one root, which is the component's smallest vertex. A few rounds
-    suffice (4 on the 200k bench graph), and no igraph graph is built: building one from
-    the arrays is what made igraph's routine about 8x slower here (0.41 s against 0.05 s
-    on 1.45M edges).
+    suffice, and no igraph graph is built: building one from the arrays costs more than
+    the whole computation (``docs/benchmarks.md``).
     """
     label = np.arange(n, dtype=np.int64)
     while src.size:

@@ -112,8 +112,8 @@ class CosignupConfig:
     window_minutes: int = 30
     weak_keys: tuple[str, ...] = ("signup_net",)
     """``signup_net``, ``bin``, ``user_agent``. Only the signup range by default: a bank's BIN
-    or a browser's user agent is shared by so many signups in any half hour that, at a million
-    accounts, they added 10-15 million weak pairs (most of the graph) for no measured gain."""
+    or a browser's user agent is shared by so many signups in any half hour that they add
+    most of the graph's pairs, weak ones, for no measured gain (docs/configuration.md)."""
 
 
 @dataclass(frozen=True)
@@ -396,8 +396,9 @@ class SparkConfig:
     buckets: int = 32
     """Connected components are hashed into this many groups, one Leiden task each."""
     max_rounds: int = 60
-    """Connected components stop with an error if labels still change after this many
-    rounds (each round at least halves the distance labels must travel on most graphs)."""
+    """Connected components stop with an error if their pairs still change after this many
+    rounds (large-star / small-star: O(log^2 n) rounds for n vertices, not more for longer
+    paths; docs/configuration.md)."""
 
 
 @dataclass(frozen=True)
@@ -408,8 +409,7 @@ class EngineConfig:
     memory_limit: str = "1.5GB"
     """DuckDB memory limit such as ``"4GB"`` or ``"25%"`` (of RAM); empty: DuckDB's own
     default, 80% of RAM. Above it DuckDB spills to ``temp_directory`` and gets slower instead
-    of failing. With 1.5 GB a million accounts of metadata peak at about 2.0 GB in all and spill
-    about 1.5 GB, for about 8% more time (docs/benchmarks.md); DuckDB's own default keeps
+    of failing (what the default costs: docs/configuration.md); DuckDB's own default keeps
     what it allows, which is most of a shared machine."""
     threads: int = 0
     """0: all cores."""

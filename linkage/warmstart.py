@@ -1,6 +1,8 @@
 """Warm start: begin tonight's community detection from last night's clusters.
 
-Three steps around :func:`linkage.communities.detect_from_edges`:
+Three steps around community detection (:func:`linkage.communities.detect_from_edges`), the
+same for both engines: :func:`warm_detect` takes the engine's connected components and
+Leiden (:data:`Components`, :data:`Leiden`) and does everything else itself.
 
 0. Carry forward. Every connected component of two or more accounts gets a fingerprint
    (:func:`component_fingerprints`): 128 bits over its account ids, its edges and their
@@ -37,6 +39,7 @@ import base64
 import hashlib
 import logging
 import zlib
+from collections.abc import Callable
 
 import duckdb
 import numpy as np
@@ -53,9 +56,9 @@ from linkage.config import RunConfig
 from linkage.graph import EdgeArrays
 
 __all__ = [
-    "FINGERPRINT_KEY", "cluster_quality", "component_fingerprints", "decode_fingerprints",
-    "encode_fingerprints", "initial_labels", "keep_settled", "unchanged_components",
-    "vertex_hashes", "warm_detect",
+    "FINGERPRINT_KEY", "Components", "Leiden", "cluster_quality", "component_fingerprints",
+    "decode_fingerprints", "encode_fingerprints", "initial_labels", "keep_settled",
+    "local_leiden", "unchanged_components", "vertex_hashes", "warm_detect",
 ]
 
 log = logging.getLogger("linkage.warmstart")
@@ -266,6 +269,31 @@ def _offset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.where(labels >= 0, labels + n, -1)
 
 
+Components = Callable[[EdgeArrays], np.ndarray]
+"""An engine's connected components: a component number per vertex of the edges, components
+numbered by their smallest vertex (:func:`linkage.communities.connected_components`)."""
+
+Leiden = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], Partition]
+"""An engine's community detection, ``leiden(component, initial, fixed)``: the components of
+:data:`Components`, the starting label per vertex (``None``: a cold start) and, per
+component, ``True`` to keep ``initial`` there as it is (``None``: none kept). It must give
+:func:`linkage.communities.from_config`'s partition for the same arguments."""
+
+
+def local_leiden(con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig) -> Leiden:
+    """:data:`Leiden` in this process: :func:`linkage.communities.from_config` on ``edges``,
+    each component seeded from its first account id in ``con``'s ``accounts``."""
+
+    def leiden(component: np.ndarray, initial: np.ndarray | None,
+               fixed: np.ndarray | None) -> Partition:
+        names = con.execute("SELECT account_id FROM accounts ORDER BY idx").fetchnumpy()[
+            "account_id"].tolist()
+        return from_config(edges, cfg.communities, cfg.seed, initial=initial, names=names,
+                           fixed=fixed, components=component)
+
+    return leiden
+
+
 def warm_detect(
     con: duckdb.DuckDBPyConnection,
     edges: EdgeArrays,
@@ -274,26 +302,31 @@ def warm_detect(
     previous_fingerprints: str | None,
     *,
     salt: str,
+    components: Components = connected_components,
+    leiden: Leiden | None = None,
 ) -> tuple[Partition, str]:
     """Tonight's clusters from ``edges`` (accounts of ``con``) and the previous run.
 
     Steps 0-2 of the module docstring; ``previous`` is the previous run's memberships and
-    ``previous_fingerprints`` its stored fingerprints (``None``: none kept). Returns the
-    partition and tonight's fingerprints, to be stored for the next run.
+    ``previous_fingerprints`` its stored fingerprints (``None``: none kept). ``components``
+    and ``leiden`` are the engine's (default: in this process, :func:`local_leiden`); the
+    Spark engine passes its own (:meth:`linkage.engines.spark.SparkEngine.communities`), and
+    everything else, the fingerprints, the starting labels and the hysteresis, is this
+    function's for both. Returns the partition and tonight's fingerprints, to be stored for
+    the next run.
     """
     comm = cfg.communities
-    comp = connected_components(edges)
+    if leiden is None:
+        leiden = local_leiden(con, edges, cfg)
+    comp = components(edges)
     fingerprints = component_fingerprints(edges, comp, vertex_hashes(con), salt)
-    names = con.execute("SELECT account_id FROM accounts ORDER BY idx").fetchnumpy()[
-        "account_id"].tolist()
     initial = initial_labels(con, previous, edges.n_vertices) if comm.warm_start else None
     fixed = None
     if initial is not None and comm.objective == "cpm" and previous_fingerprints:
         fixed = unchanged_components(fingerprints, decode_fingerprints(previous_fingerprints))
         log.info("warm start: %d of %d linked components unchanged, carried forward",
                  int(fixed.sum()), int((fingerprints != 0).any(axis=1).sum()))
-    partition = from_config(edges, comm, cfg.seed, initial=initial, names=names, fixed=fixed,
-                            components=comp)
+    partition = leiden(comp, initial, fixed)
     if initial is not None and comm.objective == "cpm":
         partition, settled = keep_settled(edges, initial, partition,
                                           resolution=comm.resolution, min_gain=comm.warm_min_gain)

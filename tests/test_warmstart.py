@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from linkage.config import load_config
+from linkage.communities import connected_components
+from linkage.config import RunConfig, load_config
 from linkage.continuity import LINEAGE_KINDS
 from linkage.graph import EdgeArrays
 from linkage.pipeline import run_pipeline
@@ -14,7 +17,9 @@ from linkage.warmstart import (
     component_fingerprints,
     decode_fingerprints,
     encode_fingerprints,
+    local_leiden,
     unchanged_components,
+    warm_detect,
 )
 from tests.test_continuity import SECRET, _change_one_percent, _groups, _lineage_rows, _night
 
@@ -92,3 +97,56 @@ def test_fingerprints_see_accounts_edges_and_exact_weights():
     assert (shifted[0] == base[0]).all() and (shifted[1] == base[1]).all()
     assert unchanged_components(shifted, decode_fingerprints(encode_fingerprints(base))
                                 ).tolist() == [True, True, False, False]
+
+
+def _accounts(n: int) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE accounts AS SELECT printf('a%02d', i) AS account_id, "
+                "i::BIGINT AS idx FROM range(?) t(i)", [n])
+    return con
+
+
+def _memberships(cluster: np.ndarray) -> pa.Table:
+    idx = np.flatnonzero(cluster >= 0)
+    return pa.table({"cluster_id": [f"c{c}" for c in cluster[idx]],
+                     "account_id": [f"a{i:02d}" for i in idx]})
+
+
+def test_warm_detect_takes_the_engines_components_and_leiden():
+    """One warm start for every engine: it hands the engine's Leiden the components the
+    engine's ``components`` found, the starting labels per account and ``fixed`` per
+    component, and does the rest itself; with the in-process pair it is the default."""
+    # a ring of five, a strong pair, a triple, two accounts alone
+    edges = _edges(12, [(0, 1), (0, 4), (1, 2), (2, 3), (3, 4), (5, 6), (7, 8), (8, 9)],
+                   [0.9, 0.9, 0.9, 0.9, 0.9, 0.8, 0.7, 0.7])
+    con = _accounts(12)
+    cfg = RunConfig()
+    calls: list[tuple] = []
+
+    def components(e: EdgeArrays) -> np.ndarray:
+        calls.append(("components", e.n_vertices))
+        return connected_components(e)
+
+    def leiden(component, initial, fixed):
+        calls.append(("leiden", component.tolist(), initial, fixed))
+        return local_leiden(con, edges, cfg)(component, initial, fixed)
+
+    cold, prints = warm_detect(con, edges, cfg, None, None, salt="s")
+    engine_cold, engine_prints = warm_detect(con, edges, cfg, None, None, salt="s",
+                                             components=components, leiden=leiden)
+    assert np.array_equal(engine_cold.cluster, cold.cluster) and engine_prints == prints
+    assert cold.n_clusters == 3
+    assert calls[0] == ("components", 12)
+    assert calls[1][1] == connected_components(edges).tolist() and calls[1][2:] == (None, None)
+
+    calls.clear()
+    previous = _memberships(cold.cluster)
+    warm, _ = warm_detect(con, edges, cfg, previous, prints, salt="s")
+    engine_warm, _ = warm_detect(con, edges, cfg, previous, prints, salt="s",
+                                 components=components, leiden=leiden)
+    assert np.array_equal(engine_warm.cluster, warm.cluster)
+    assert np.array_equal(warm.cluster, cold.cluster)
+    _, _, initial, fixed = calls[1]
+    assert initial.shape == (12,)
+    # per component, numbered by smallest vertex: the three linked ones are carried forward
+    assert fixed.tolist() == [True, True, True, False, False]

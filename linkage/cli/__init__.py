@@ -5,6 +5,12 @@ such run; 1 internal failure; 3 another run holds the store (try again later). E
 printed to standard error as ``Error: ...``.
 Tables go to standard output; progress and logs to standard error, so ``linkage run``'s last
 line of standard output is always the run id.
+
+This module is the application: its own commands (``run``, ``evaluate``, ``generate``,
+``runs``, ``db``, ``export memberships``) and the registration of every other command, which
+the submodules (:mod:`~linkage.cli.show`, :mod:`~linkage.cli.reports`, ...) define as plain
+functions. What all of them share (options, consoles, error handling, opening the store) is
+:mod:`linkage.cli.common`; the submodules import it and never this module.
 """
 
 from __future__ import annotations
@@ -375,14 +381,21 @@ def _root(
     """linkage: graph-based account linkage."""
 
 
-# The commands of the other modules register themselves on these apps.
-show.register(app)
-reports.register(app, export_app)
-forget.register(app)
-diff.register(app)
-label.register(app)
-learn.register(app)
-serve.register(app)
+# The commands the other modules define, after this module's own, in the order
+# `linkage --help` lists them.
+app.command("explain")(show.explain)
+app.command("report")(reports.report)
+app.command("browse")(reports.browse)
+app.command("forget")(forget.forget)
+app.command("diff")(diff.diff)
+app.command("label")(label.label)
+app.command("labels")(label.labels)
+app.command("learn")(learn.learn)
+app.command("serve")(serve.serve)
+app.add_typer(show.show_app, name="show")
+export_app.command("banlist")(reports.export_banlist)
+export_app.command("clusters")(reports.export_clusters)
+export_app.command("case")(reports.export_case)
 
 
 class _Command(TyperCommand):

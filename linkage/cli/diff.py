@@ -31,7 +31,7 @@ from rich.table import Table
 from linkage.cli.common import DbOpt, handle_errors, open_store, out
 from linkage.cli.terminal import cell
 
-__all__ = ["COLUMNS", "DiffFormat", "diff", "diff_table", "register"]
+__all__ = ["COLUMNS", "DiffFormat", "diff", "diff_table"]
 
 COLUMNS = ("cluster_id", "kind", "other_cluster_id", "overlap", "jaccard", "size", "score",
            "flagged", "size_before", "score_before", "flagged_before", "flag_change", "labels")
@@ -221,8 +221,3 @@ def _print_table(before: int, after: int, counts: dict[str, int], flags: dict[st
             cell(r["labels"]),
         )
     out.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``diff`` to the ``linkage`` app."""
-    app.command("diff")(diff)

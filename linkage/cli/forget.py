@@ -14,7 +14,7 @@ import typer
 
 from linkage.cli.common import DbOpt, SecretFileOpt, err, handle_errors, open_store
 
-__all__ = ["forget", "register"]
+__all__ = ["forget"]
 
 
 def forget(
@@ -58,8 +58,3 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         return "unknown"
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``forget`` to the ``linkage`` command."""
-    app.command("forget")(forget)

@@ -20,7 +20,7 @@ from linkage.cli.common import (
 )
 from linkage.cli.terminal import printable
 
-__all__ = ["label", "labels", "register"]
+__all__ = ["label", "labels"]
 
 
 class Target(StrEnum):
@@ -79,9 +79,3 @@ def labels(
             rows = list_labels(store, target_kind=kind, target_id=cluster or account)
     print_rows(rows, title="labels", as_json=as_json, columns=(
         "label_id", "created_at", "by", "target_kind", "target_id", "label", "note"))
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``label`` and ``labels`` to the ``linkage`` app."""
-    app.command("label")(label)
-    app.command("labels")(labels)

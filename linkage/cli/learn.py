@@ -27,7 +27,7 @@ from linkage.cli.common import (
 )
 from linkage.cli.terminal import cell, printable
 
-__all__ = ["learn", "register"]
+__all__ = ["learn"]
 
 
 def learn(
@@ -95,8 +95,3 @@ def learn(
         )
     out.print(table)
     err.print(printable(f"wrote {out_path}"), markup=False, highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``learn`` to the ``linkage`` app."""
-    app.command("learn")(learn)

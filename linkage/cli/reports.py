@@ -16,7 +16,8 @@ import typer
 from linkage.cli.common import DbOpt, RunOpt, err, handle_errors, open_store
 from linkage.cli.terminal import printable
 
-__all__ = ["TableFormat", "register"]
+__all__ = ["TableFormat", "browse", "export_banlist", "export_case", "export_clusters",
+           "report"]
 
 
 class TableFormat(StrEnum):
@@ -154,13 +155,3 @@ def browse(
     err.print(printable(f"Datasette on http://{host}:{port}/ (Ctrl-C stops it)"),
               markup=False, highlight=False)
     uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
-
-
-def register(app: typer.Typer, export_app: typer.Typer) -> None:
-    """Add ``report`` and ``browse`` to the root application and the analyst exports to
-    ``export``."""
-    app.command("report")(report)
-    app.command("browse")(browse)
-    export_app.command("banlist")(export_banlist)
-    export_app.command("clusters")(export_clusters)
-    export_app.command("case")(export_case)

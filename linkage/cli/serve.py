@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("linkage.serve")
 
-__all__ = ["MIN_TOKEN_CHARS", "load_token", "register", "serve", "worker_app"]
+__all__ = ["MIN_TOKEN_CHARS", "load_token", "serve", "worker_app"]
 
 MIN_TOKEN_CHARS = 16
 
@@ -190,8 +190,3 @@ def serve(
                 sock.close()
         finally:
             state.store.close()
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``serve`` to the ``linkage`` command."""
-    app.command("serve")(serve)

@@ -28,7 +28,7 @@ from linkage.cli.common import (
 )
 from linkage.cli.terminal import cell, printable
 
-__all__ = ["OutputFormat", "explain", "register", "show_app"]
+__all__ = ["OutputFormat", "explain", "show_app"]
 
 show_app = typer.Typer(help="Explain a cluster or an account from the store.",
                        no_args_is_help=True)
@@ -258,9 +258,3 @@ def explain(
                             for s in hop["signals"])
         table.add_row(_t(hop["from"]), _t(hop["to"]), f"{hop['weight']:.3f}", _t(signals))
     out.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``show`` and ``explain`` to the root application."""
-    app.add_typer(show_app, name="show")
-    app.command("explain")(explain)

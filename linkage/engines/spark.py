@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from linkage.config import IngestConfig, RunConfig, SparkConfig
@@ -51,15 +52,7 @@ from linkage.graph import EdgeArrays
 from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
 from linkage.signals import BAND_TABLES
-from linkage.warmstart import (
-    component_fingerprints,
-    decode_fingerprints,
-    encode_fingerprints,
-    initial_labels,
-    keep_settled,
-    unchanged_components,
-    vertex_hashes,
-)
+from linkage.warmstart import warm_detect
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -221,29 +214,22 @@ class SparkEngine:
     def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
                     previous: pa.Table | None, previous_fingerprints: str | None, *,
                     salt: str) -> tuple[Partition, str]:
-        """:func:`linkage.warmstart.warm_detect` with the components and the Leiden runs on
-        Spark: the same steps, the same functions per component, the same result."""
+        """:func:`linkage.warmstart.warm_detect` with the engine's components and Leiden on
+        Spark (:func:`~linkage.engines.spark_graph.spark_components`,
+        :func:`~linkage.engines.spark_graph.spark_leiden`): the same warm start, the same
+        functions per component, the same result."""
         from linkage.engines.spark_graph import spark_components, spark_leiden
 
-        comm = cfg.communities
-        component = spark_components(self.sql, edges.n_vertices, self.cfg.max_rounds)
-        fingerprints = component_fingerprints(edges, component, vertex_hashes(con), salt)
-        initial = initial_labels(con, previous, edges.n_vertices) if comm.warm_start else None
-        fixed = None
-        if initial is not None and comm.objective == "cpm" and previous_fingerprints:
-            unchanged = unchanged_components(fingerprints,
-                                             decode_fingerprints(previous_fingerprints))
-            log.info("warm start: %d of %d linked components unchanged, carried forward",
-                     int(unchanged.sum()), int((fingerprints != 0).any(axis=1).sum()))
-            fixed = unchanged[component]
-        partition = spark_leiden(self.sql, component, comm, cfg.seed,
-                                 buckets=self.cfg.buckets, initial=initial, fixed=fixed)
-        if initial is not None and comm.objective == "cpm":
-            partition, settled = keep_settled(edges, initial, partition,
-                                              resolution=comm.resolution,
-                                              min_gain=comm.warm_min_gain)
-            log.info("warm start: %d regions kept last run's clusters", settled)
-        return partition, encode_fingerprints(fingerprints)
+        def components(e: EdgeArrays) -> np.ndarray:
+            return spark_components(self.sql, e.n_vertices, self.cfg.max_rounds)
+
+        def leiden(component: np.ndarray, initial: np.ndarray | None,
+                   fixed: np.ndarray | None) -> Partition:
+            return spark_leiden(self.sql, component, cfg.communities, cfg.seed,
+                                buckets=self.cfg.buckets, initial=initial, fixed=fixed)
+
+        return warm_detect(con, edges, cfg, previous, previous_fingerprints, salt=salt,
+                           components=components, leiden=leiden)
 
     def close(self) -> None:
         """Remove this run's staging folder (the session stays for the next run)."""

@@ -7,17 +7,14 @@ neighbourhood; small-star links a vertex and its smaller neighbours to the small
 Both keep each component connected and its smallest vertex in it, and alternating them
 reaches a forest of stars, each centred on its component's smallest vertex: the fixed point,
 found when a round changes no pair. The paper bounds the rounds by O(log^2 n); they do not
-grow with the components' longest paths as label propagation's do: 8 at a million generated
-accounts (49.4 s on a local master), where min-label propagation with pointer jumping, used
-before, needed 31 (108.7 s). Each step's pairs are written as Parquet under the staging
-folder and read back, as Splink does: that cuts the lineage and, unlike ``localCheckpoint``,
-the size estimate too. A checkpoint keeps the estimate of the plan it came from, and Spark
-estimates a join's size as the product of its sides', so the joins of every round compounded
-it (745,304 digits after nine rounds on a 400-vertex path): from round 11 on, planning a
-round took longer than running it (2.2, 6.6, then 28.6 s for rounds 11-13 on 32k vertices,
-about fourfold a round). Each step's folder is deleted once the next is written. A run that
-still changes after ``engine.spark.max_rounds`` rounds stops with :class:`ConvergenceError`
-instead of looping.
+grow with the components' longest paths as label propagation's do. Each step's pairs are
+written as Parquet under the staging folder and read back, as Splink does: that cuts the
+lineage and, unlike ``localCheckpoint``, the size estimate too. A checkpoint keeps the
+estimate of the plan it came from, and Spark estimates a join's size as the product of its
+sides', so the joins of every round would compound it until planning a round took longer
+than running it (``docs/operations.md``, "Spark", has the rounds and times measured). Each
+step's folder is deleted once the next is written. A run that still changes after
+``engine.spark.max_rounds`` rounds stops with :class:`ConvergenceError` instead of looping.
 
 Leiden: components are hashed into ``engine.spark.buckets`` groups; each group is one
 ``applyInPandas`` task that builds an igraph graph from its edge arrays and runs the same
@@ -157,7 +154,8 @@ def spark_leiden(sql: SparkSQL, component: np.ndarray, cfg: CommunitiesConfig, s
                  buckets: int, initial: np.ndarray | None = None,
                  fixed: np.ndarray | None = None) -> Partition:
     """Leiden per component of ``edges`` on the executors (components from
-    :func:`spark_components`); ``initial`` and ``fixed`` are per vertex (warm start)."""
+    :func:`spark_components`): :data:`linkage.warmstart.Leiden` on Spark. ``initial`` is per
+    vertex and ``fixed`` per component (warm start)."""
     from pyspark.sql import functions as F
 
     n_vertices = int(component.shape[0])
@@ -177,7 +175,8 @@ def spark_leiden(sql: SparkSQL, component: np.ndarray, cfg: CommunitiesConfig, s
         state = pd.DataFrame({
             "v": np.arange(n_vertices, dtype=np.int64),
             "init": np.asarray(initial, dtype=np.int64),
-            "fixed": np.zeros(n_vertices, bool) if fixed is None else np.asarray(fixed, bool),
+            "fixed": (np.zeros(n_vertices, bool) if fixed is None
+                      else np.asarray(fixed, bool)[component]),
         })
         vertices = vertices.join(sql.spark.createDataFrame(state), "v")
     else:

@@ -24,7 +24,7 @@ fails loudly rather than running with other semantics:
     same HMAC text runs on both engines).
 ``DROP TABLE t``, and any ``SELECT``: its result is fetched to the driver by ``fetchone``
     or ``fetchall`` (rows), ``fetchnumpy`` or ``to_arrow_table`` (columns, through Arrow: no
-    Python object per row, for the 12.8M edges of a million accounts), in its ORDER BY.
+    Python object per row, which the edges need), in its ORDER BY.
 
 Parameters (``?``) of :meth:`SparkSQL.execute` are bound as SQL literals.
 

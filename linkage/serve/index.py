@@ -5,8 +5,8 @@ the clusters whose evidence the store keeps: score at least ``store.evidence_min
 ``clusters``, and nothing else. Columnar: each ``(signal, key_hash)`` becomes a 128-bit code
 (:func:`key_codes`); the codes are sorted, and each key points into flat arrays of
 ``(cluster, members)`` pairs. A request's keys get their codes from the same function and are
-found by binary search. About 40 bytes per stored key row, no Python object per key once
-built.
+found by binary search. No Python object per key once built (the memory per key row is
+in ``docs/benchmarks.md``).
 
 How a request's keys become ``evidence`` and ``risk`` is :meth:`KeyIndex.check`, documented
 with hand-computed examples in ``docs/algorithm.md`` (section "The online check").

@@ -145,7 +145,7 @@ def create_store_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")  # persistent; 'memory' for :memory:
         # 64 MB of page cache instead of 2 MB: a night's million membership rows go into
-        # primary-key B-trees that no longer fit 2 MB (publish 25% faster at 1M rows).
+        # primary-key B-trees that do not fit 2 MB (docs/benchmarks.md).
         cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         cursor.close()
 
@@ -592,8 +592,8 @@ class Store:
 
         ``top``: only the first ``top`` of that order. The database returns only the clusters
         scoring at least the ``top``-th highest score (ties at that score included), which
-        are then sorted here as always: a night's summary needs five of 175,000 rows (0.2 s
-        instead of 1.3 s at a million accounts).
+        are then sorted here as always: a night's summary reads five rows, not every
+        cluster of the run (docs/operations.md, "The nightly job").
         """
         schema = RECORD_SCHEMAS["clusters"]
         c = _CLUSTERS
@@ -748,7 +748,7 @@ class Store:
             _copy_rows(conn, table, columns, _row_chunks(run_id, data))
         else:
             # The driver's executemany on plain tuples: Core insert() builds and processes a
-            # dict per row, three times slower at a million rows (docs/benchmarks.md).
+            # dict per row, much slower at a million rows (docs/benchmarks.md).
             quote = conn.dialect.identifier_preparer.quote
             sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
                    f"VALUES ({', '.join('?' * len(columns))})")
