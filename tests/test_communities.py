@@ -281,9 +281,16 @@ def test_components_of_three_are_solved_exactly(w):
     g.es["weight"] = list(weights.values())
     got = detect_communities(g, resolution=0.05).cluster
     got_labels = np.where(got >= 0, got, 10 + np.arange(3)).tolist()
-    best = max(_cpm(p, weights, 0.05) for p in
-               ([0, 1, 2], [0, 0, 2], [0, 1, 0], [0, 1, 1], [0, 0, 0]))
-    assert _cpm(np.unique(got_labels, return_inverse=True)[1].tolist(), weights, 0.05) == best
+    best = max(([0, 1, 2], [0, 0, 2], [0, 1, 0], [0, 1, 1], [0, 0, 0]),
+               key=lambda p: _cpm(p, weights, 0.05))
+    # CPM's best, except that an account hanging by a weak link (below the strong 0.6) off
+    # a pair joined by a strong one is an acquaintance, on its own
+    (weak, w_weak), (strong, w_strong) = sorted(weights.items(), key=lambda kv: kv[1])[-2:]
+    if best == [0, 0, 0] and len(weights) == 2 and w_weak < 0.6 <= w_strong:
+        (alone,) = set(weak) - set(strong)
+        best = [1 if v == alone else 0 for v in range(3)]
+    assert (_cpm(np.unique(got_labels, return_inverse=True)[1].tolist(), weights, 0.05)
+            == _cpm(best, weights, 0.05))
 
 
 def test_fixed_components_keep_their_starting_clusters():
