@@ -211,25 +211,31 @@ def _band_overlap(con: SQLConnection) -> None:
     ``activity_sync`` band keys propose it (at least the signal's ``min_shared``), the
     number ``k`` of active buckets (``activity_sets``) the two accounts really share, and
     the number of pairs so proposed (``tested``, among which the significance is divided).
-    Bands only find candidates cheaply; the similarity they estimate is noisy (two bands of
-    30 read as a Jaccard of 0.26 whatever the sets), the count itself is not."""
+    Pairs that share no bucket have no row. Bands only find candidates cheaply; the
+    similarity they estimate is noisy (two bands of 30 read as a Jaccard of 0.26 whatever
+    the sets), the count itself is not.
+
+    The count joins every proposed pair with the first account's buckets, then looks each
+    of them up among the second account's: the rows that flow through the join and its
+    grouping carry only integers (the pair and the bucket), and the signal's name is added
+    once per counted pair."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE band_overlap AS
         WITH proposed AS (
-            SELECT pk.a, pk.b, k.signal FROM pair_keys pk JOIN keys k USING (kid)
+            SELECT pk.a, pk.b FROM pair_keys pk JOIN keys k USING (kid)
             LEFT JOIN signal_min_shared m USING (signal)
             WHERE k.signal = '{ACTIVITY_SYNC}'
-            GROUP BY pk.a, pk.b, k.signal, m.min_shared
+            GROUP BY pk.a, pk.b, m.min_shared
             HAVING count(*) >= coalesce(m.min_shared, 1)
         ),
         shared AS (
-            SELECT p.a, p.b, p.signal, count(*) AS k FROM proposed p
+            SELECT p.a, p.b, count(*) AS k FROM proposed p
             JOIN activity_sets x ON x.idx = p.a
             JOIN activity_sets y ON y.idx = p.b AND y.e = x.e
-            GROUP BY p.a, p.b, p.signal
+            GROUP BY p.a, p.b
         )
-        SELECT s.a, s.b, s.signal, s.k, t.n AS tested
+        SELECT s.a, s.b, '{ACTIVITY_SYNC}' AS signal, s.k, t.n AS tested
         FROM shared s CROSS JOIN (SELECT count(*) AS n FROM proposed) t
         """
     )

@@ -482,7 +482,7 @@ def _category_world(groups: dict[int, tuple[int, dict[str, int]]]) -> dict[int, 
     cluster -1 is the unclustered population."""
     import duckdb
 
-    from linkage.scoring import _category_departure
+    from linkage.scoring.departure import category_departure
 
     con = duckdb.connect()
     rows, members, idx = [], [], 0
@@ -496,7 +496,7 @@ def _category_world(groups: dict[int, tuple[int, dict[str, int]]]) -> dict[int, 
     insert_rows(con, "interactions", ["idx", "category"], rows)
     con.execute("CREATE TABLE members (idx INTEGER, cluster INTEGER)")
     insert_rows(con, "members", ["idx", "cluster"], members)
-    return _category_departure(con)
+    return category_departure(con)
 
 
 PEOPLE = {"chat": 18, "writing": 8, "analysis": 5, "coding": 7, "agentic": 2}   # 40 requests
@@ -534,7 +534,7 @@ def test_a_fleet_does_not_pull_the_norm_towards_itself():
 def test_a_cluster_of_people_and_scripts_departs_by_the_scripts_share():
     import duckdb
 
-    from linkage.scoring import _category_departure
+    from linkage.scoring.departure import category_departure
 
     con = duckdb.connect()
     con.execute("CREATE TABLE interactions (idx INTEGER, category VARCHAR)")
@@ -544,7 +544,7 @@ def test_a_cluster_of_people_and_scripts_departs_by_the_scripts_share():
     con.execute("CREATE TABLE members AS SELECT range::INTEGER AS idx, 0 AS cluster "
                 "FROM range(94, 106)")
     # six people (94-99) and six scripts (100-105): half the members depart
-    assert _category_departure(con) == {0: pytest.approx(0.5)}
+    assert category_departure(con) == {0: pytest.approx(0.5)}
 
 
 def test_a_category_only_the_fleet_asks_for_still_makes_it_depart():

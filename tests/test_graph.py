@@ -260,3 +260,47 @@ def test_a_lone_weak_witness_is_no_edge_unless_corroborated():
                        ).fetchall() == [("device",), ("ip_net",)]
     build_edges(con, GraphConfig(min_edge_weight=0.0))
     assert con.execute("SELECT a, b FROM edges ORDER BY a").fetchall() == [(0, 1), (2, 3)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_band_overlap_counts_shared_buckets_of_proposed_pairs(seed):
+    """``_band_overlap`` against a count in Python: only pairs with at least ``min_shared``
+    shared ``activity_sync`` band keys are counted (and make ``tested``), other signals'
+    keys propose nothing, and a pair that shares no bucket has no row."""
+    import duckdb
+
+    from linkage.graph import _band_overlap
+    from linkage.signals import ACTIVITY_SYNC
+
+    rng = random.Random(seed)
+    n, min_shared = 60, 2
+    sets = {i: {rng.randrange(40) for _ in range(rng.randrange(1, 15))} for i in range(n)}
+    sets[n] = {1000}  # shares no bucket with anyone
+    keys = [(kid, ACTIVITY_SYNC if kid % 4 else "prompt") for kid in range(30)]
+    pair_keys = sorted({(a, b, kid) for _ in range(400) for kid in [rng.randrange(30)]
+                        for a, b in [sorted(rng.sample(range(n), 2))]}
+                       | {(0, n, 1), (0, n, 2)})
+    con = duckdb.connect()
+    con.execute("CREATE TABLE keys (kid INTEGER, signal VARCHAR)")
+    con.executemany("INSERT INTO keys VALUES (?, ?)", keys)
+    con.execute("CREATE TABLE pair_keys (a INTEGER, b INTEGER, kid INTEGER)")
+    con.executemany("INSERT INTO pair_keys VALUES (?, ?, ?)", pair_keys)
+    con.execute("CREATE TABLE activity_sets (idx INTEGER, e BIGINT)")
+    con.executemany("INSERT INTO activity_sets VALUES (?, ?)",
+                    [(i, e) for i, es in sets.items() for e in sorted(es)])
+    con.execute("CREATE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
+    con.execute("INSERT INTO signal_min_shared VALUES (?, ?), ('prompt', 1)",
+                [ACTIVITY_SYNC, min_shared])
+    _band_overlap(con)
+
+    sync = {kid for kid, signal in keys if signal == ACTIVITY_SYNC}
+    shared_keys: dict[tuple[int, int], int] = defaultdict(int)
+    for a, b, kid in pair_keys:
+        if kid in sync:
+            shared_keys[(a, b)] += 1
+    proposed = [pair for pair, c in shared_keys.items() if c >= min_shared]
+    expected = sorted((a, b, ACTIVITY_SYNC, len(sets[a] & sets[b]), len(proposed))
+                      for a, b in proposed if sets[a] & sets[b])
+    got = con.execute("SELECT a, b, signal, k, tested FROM band_overlap ORDER BY a, b").fetchall()
+    assert got == expected
+    assert (0, n) in proposed and len(expected) >= 5
