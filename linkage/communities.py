@@ -403,9 +403,10 @@ def _detach_pendants(edges: EdgeArrays, labels: np.ndarray, strong: float,
     if not len(edges):
         return
     fresh = labels.max(initial=-1) + 1
+    # The edges inside clusters, once: a detached pendant takes its one such edge with it.
+    inside = (labels[edges.src] == labels[edges.dst]) & (labels[edges.src] >= 0)
+    src, dst, weight = edges.src[inside], edges.dst[inside], edges.weight[inside]
     while True:
-        inside = (labels[edges.src] == labels[edges.dst]) & (labels[edges.src] >= 0)
-        src, dst, weight = edges.src[inside], edges.dst[inside], edges.weight[inside]
         degree = np.bincount(np.concatenate([src, dst]), minlength=edges.n_vertices)
         hangs_src = (degree[src] == 1) & (weight < strong)  # src hangs off dst by this edge
         hangs_dst = (degree[dst] == 1) & (weight < strong)
@@ -420,6 +421,8 @@ def _detach_pendants(edges: EdgeArrays, labels: np.ndarray, strong: float,
             return
         labels[pendant] = fresh + np.arange(pendant.size)
         fresh += pendant.size
+        keep = labels[src] == labels[dst]
+        src, dst, weight = src[keep], dst[keep], weight[keep]
 
 
 def _cut_hanging_blocks(strong: ig.Graph, src: np.ndarray, dst: np.ndarray,
