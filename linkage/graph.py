@@ -156,7 +156,7 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
             FROM (
                 SELECT pk.a, pk.b, k.signal,
                        CASE WHEN k.signal IN {TIME_BUCKETED} THEN max(k.p)
-                            ELSE 1 - {_product("1 - k.p")} END AS p,
+                            ELSE 1 - {product_sql("1 - k.p")} END AS p,
                        count(*)::INTEGER AS n_keys, sum(k.p) AS mass
                 FROM pair_keys pk JOIN keys k USING (kid)
                 GROUP BY pk.a, pk.b, k.signal
@@ -195,10 +195,10 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edges AS
-        SELECT a, b, 1 - {_product("1 - p")} AS weight
+        SELECT a, b, 1 - {product_sql("1 - p")} AS weight
         FROM edge_signals
         GROUP BY a, b
-        HAVING 1 - {_product("1 - p")} > {float(cfg.min_edge_weight)}
+        HAVING 1 - {product_sql("1 - p")} > {float(cfg.min_edge_weight)}
         ORDER BY a, b
         """
     )
@@ -445,7 +445,8 @@ def _ring_order(key: str, account: str) -> str:
     return f"md5({key}.signal || ':' || {key}.key || ':' || {account}.account_id)"
 
 
-def _product(expr: str) -> str:
+def product_sql(expr: str) -> str:
+    """SQL: the product of ``expr`` over a group, multiplied in sorted order."""
     # Floating-point products depend on the order of their factors, and a parallel GROUP BY
     # meets the rows of a group in any order: multiply in sorted order so that the same input
     # gives bit-identical weights (and so the same Leiden partition) on every run.

@@ -228,6 +228,51 @@ def test_strong_edges_of_one_family_are_not_identifier_reuse():
     assert all(c["features"]["observation_reuse"] > 0 for c in big)
 
 
+def test_colleagues_office_range_and_templates_are_not_identifier_reuse():
+    # Twelve colleagues, each at its own address of one office /24, each working six of eight
+    # internal templates: the range and the templates together make strong edges, yet
+    # neither is an identifier the colleagues share. With three exact addresses shared by all
+    # twelve (single-valued evidence strong on its own) the same team is linked as by a card.
+    def office(exact: bool):
+        ips = [(i, f"officeip{k}" if exact else f"officeip{i}", "officenet")
+               for i in range(12) for k in range(3)]
+        rows = [(i, BASE + timedelta(days=d, hours=i % 5), f"int{(i + k) % 8}")
+                for i in range(12) for k in range(6) for d in (0, 3)]
+        con = ingested(40, ips=ips, interactions=rows)
+        _, _, clusters = run_scoring(con)
+        (team,) = [c for c in clusters if c["size"] >= 10]
+        (strongest,) = con.execute("SELECT max(weight) FROM intra_edges").fetchone()
+        return team, strongest
+
+    (hosts, strongest), (shared, _) = office(exact=False), office(exact=True)
+    assert strongest >= ScoringConfig().strong_edge
+    assert hosts["features"]["network_concentration"] == 1.0
+    assert hosts["features"]["behaviour_reuse"] == 1.0
+    assert hosts["features"]["identifier_reuse"] == 0.0
+    assert shared["features"]["identifier_reuse"] == 1.0
+
+
+def test_one_pipeline_links_members_like_an_identifier():
+    # Ten scripts in the same 30 buckets beside ten heavy users (_schedule_world): their
+    # synchronised activity is strong evidence on its own, yet one family; where two of them
+    # also share private templates (one pipeline: its work on its schedule) the edge links
+    # them for identifier_reuse too.
+    def scripts(template):
+        rows = [(i, BASE + timedelta(minutes=10 * b), f"h{i}-{b}") for i in range(10)
+                for b in range(200)]
+        rows += [(i, BASE + timedelta(minutes=10 * b + 1), template(i, b))
+                 for i in range(10, 20) for b in range(1, 176, 6)]
+        _, _, clusters = run_scoring(ingested(40, interactions=rows))
+        (group,) = [c for c in clusters if c["size"] == 10]
+        return group["features"]
+
+    timed = scripts(lambda i, b: f"s{i}-{b}")
+    pipeline = scripts(lambda i, b: f"pool{(b + i) % 9}")
+    assert timed["schedule_sync"] == pipeline["schedule_sync"] == 1.0
+    assert timed["identifier_reuse"] == 0.0
+    assert pipeline["behaviour_reuse"] > 0 and pipeline["identifier_reuse"] > 0
+
+
 def test_privacy_weighs_observed_values_by_the_members_share_of_their_users():
     # Accounts 0-7 share six observed values nobody else has (private). Accounts 8-15 share
     # six values that 30 outsiders have too, five per value: each has 13 carriers.

@@ -31,7 +31,7 @@ Parameters (``?``) of :meth:`SparkSQL.execute` are bound as SQL literals.
 Rewrites beyond sqlglot's own transpiling (each keeps DuckDB's result bit for bit):
 
 * ``list_aggregate(list(x ORDER BY x), 'product')`` (a product in sorted order, see
-  :func:`linkage.graph._product`) becomes ``aggregate(array_sort(collect_list(x)), 1D,
+  :func:`linkage.graph.product_sql`) becomes ``aggregate(array_sort(collect_list(x)), 1D,
   (acc, v) -> acc * v)``: the same multiplications in the same order.
 * ``sum(x ORDER BY k1, k2, ...)`` (a floating-point sum in a fixed order, e.g. scoring's
   intra-cluster weight) becomes ``aggregate(array_sort(collect_list(struct(k1, k2, ...,

@@ -58,9 +58,10 @@ through one kind of evidence alone, as a share of the cluster):
 ``burst``                   largest share of members that signed up within
                             ``burst_window_minutes`` of each other
 ``identifier_reuse``        linked share through shared cards, devices, emails and phones
-                            (and strong edges, which several weaker signals can make
-                            together): identifiers one person owns, so one feature however
-                            an operator mixes them (a chain linked card-device-card-device)
+                            (and strong edges that single-valued weaker signals, or one
+                            pipeline's templates on its schedule, make together):
+                            identifiers one person owns, so one feature however an operator
+                            mixes them (a chain linked card-device-card-device)
 ``issuer_reuse``            linked share through shared card BIN + billing postal code
 ``network_concentration``   linked share through shared IPs, /24, /64 or /48 ranges
 ``observation_reuse``       linked share through shared ``observations`` values, times how

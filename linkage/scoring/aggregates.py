@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.engines import SQLConnection
-from linkage.scoring.features import MULTI_VALUED, PRIVATE_FAMILIES, family_of
+from linkage.graph import product_sql
+from linkage.scoring.features import MULTI_VALUED, PIPELINE, PRIVATE_FAMILIES, family_of
 
 __all__ = [
     "cluster_aggregates",
@@ -217,8 +218,10 @@ def intra_family_pairs(
     holds: the intra-cluster pairs of each family, in one pass over ``edge_signals``.
 
     The ``identifier`` family's pairs include the strong intra-cluster edges (at least
-    ``strong_edge``) that weaker signals make together, unless multi-valued evidence
-    (:data:`linkage.scoring.features.MULTI_VALUED`) alone made them."""
+    ``strong_edge``) that single-valued evidence alone makes strong, or that one pipeline
+    makes (:data:`linkage.scoring.features.PIPELINE`: shared templates on a shared
+    schedule); other multi-valued evidence
+    (:data:`linkage.scoring.features.MULTI_VALUED`) is its own family's feature only."""
     sql.execute(
         """
         CREATE OR REPLACE TEMP TABLE intra_families AS
@@ -231,15 +234,20 @@ def intra_family_pairs(
     def pairs(family: str) -> dict[str, np.ndarray]:
         # Identifier links also run through strong edges that weaker signals make together
         # (an exact IP and a BIN+postal code and a co-signup): a camouflage ring chained by
-        # such edges is still one linked group. A strong edge made by multi-valued evidence
-        # alone (many shared observed values or templates, each weak, which noisy-OR adds up)
-        # is that family's evidence only.
+        # such edges is still one linked group. So does one pipeline: private templates
+        # used on one schedule. Other multi-valued evidence counts in its own feature only:
+        # colleagues' office range and internal templates are not a card they share.
         multi = ", ".join(f"'{f}'" for f in MULTI_VALUED)
-        strong = (f"""UNION SELECT f.a, f.b FROM intra_families f JOIN intra_edges ie
-                      USING (a, b) WHERE ie.weight >= {float(strong_edge)}
-                      GROUP BY f.a, f.b
-                      HAVING count(DISTINCT f.family) >= 2
-                          OR max(CASE WHEN f.family IN ({multi}) THEN 0 ELSE 1 END) = 1"""
+        pipeline = ", ".join(f"'{f}'" for f in PIPELINE)
+        single = f"CASE WHEN f.family IN ({multi}) THEN 1 ELSE 1 - es.p END"
+        strong = (f"""UNION SELECT es.a, es.b FROM edge_signals es
+                      JOIN families f ON f.signal = es.signal
+                      JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+                      WHERE ie.weight >= {float(strong_edge)}
+                      GROUP BY es.a, es.b
+                      HAVING 1 - {product_sql(single)} >= {float(strong_edge)}
+                          OR count(DISTINCT CASE WHEN f.family IN ({pipeline})
+                                                 THEN f.family END) = {len(PIPELINE)}"""
                   if family == "identifier" else "")
         return sql.execute(
             f"SELECT DISTINCT a, b FROM intra_families WHERE family = ? {strong}", [family],

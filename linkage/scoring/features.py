@@ -21,6 +21,7 @@ __all__ = [
     "FEATURES",
     "HOUSEHOLD",
     "MULTI_VALUED",
+    "PIPELINE",
     "PRIVATE_FAMILIES",
     "UNSQUARED",
     "burst_share",
@@ -61,6 +62,9 @@ FAMILY_FEATURE = {
 }
 # Families whose signals an account carries many values of (observed values, templates).
 MULTI_VALUED = ("observation", "behaviour", "schedule")
+# Families that together say one pipeline drives two accounts (its private templates, on its
+# schedule): as good as a shared identifier when they make a strong edge.
+PIPELINE = ("behaviour", "schedule")
 # Families of multi-valued signals whose linked share is weighted by the members' share of
 # the values' carriers (:func:`linkage.scoring.aggregates.privacy_shares`); templates are
 # weighed by the members' own work instead (:func:`contributions`).
