@@ -62,7 +62,7 @@ SECRET = "bench-secret-0123456789abcdef"
 # Unbounded, seedscale peaked at 20.8 GB of this 24 GB machine's memory, which a shared
 # machine cannot give; 5M is kept below 12 GB.
 SCALE_LIMITS = {"seedscale": "4GB", "5m": "8GB"}
-# Issue 7's targets: scale → (seconds, peak MB)
+# The scale targets: scale → (seconds, peak MB)
 TARGETS = {"1m": (60, 3 * 1024), "seedscale": (180, 6 * 1024), "5m": (300, 12 * 1024)}
 
 
@@ -253,7 +253,7 @@ def render(entries: list[dict[str, Any]]) -> str:
 
 
 def _targets(entries: list[dict[str, Any]]) -> list[str]:
-    rows = ["### Issue 7's targets", "", "| target | measured | met? |", "|---|---|---|"]
+    rows = ["### Scale targets", "", "| target | measured | met? |", "|---|---|---|"]
 
     def line(target: str, measured: str, ok: bool | None) -> None:
         verdict = "not measured" if ok is None else ("**met**" if ok else "**no**")
@@ -325,8 +325,9 @@ def _stage_table(entries: list[dict[str, Any]]) -> list[str]:
     mixed = sorted((e for e in lk if e["pipeline"] == "linkage"
                     and SCALES[e["scale"]][0] == "mixed"), key=lambda e: SCALES[e["scale"]][1])
     if len(mixed) >= 2:
-        head += ["", "Growth per doubling of accounts (time ratio; 2.0 is linear, issue 7 allows "
-                 "2.2), between consecutive scales (n/a: under 0.1 s at the smaller scale):", "",
+        head += ["", "Growth per doubling of accounts (time ratio; 2.0 is linear, the target "
+                 "allows 2.2), between consecutive scales (n/a: under 0.1 s at the smaller "
+                 "scale):", "",
                  "| from → to | " + " | ".join(stages) + " | **wall** |",
                  "|---|" + "---:|" * (len(stages) + 1)]
         for x, y in itertools.pairwise(mixed):
@@ -368,7 +369,7 @@ def _peer_table(entries: list[dict[str, Any]]) -> list[str]:
             rows += ["", f"networkx is run at 100k only. At 1M it is not run: scaled by the "
                      f"peer's edge count ({p100['edges']:,} → {p1m['edges']:,}) its 100k time "
                      f"becomes about {est:,.0f} s, a lower bound (Louvain is not linear, and "
-                     "issue 7 reports it unfinished after 10 minutes at 9.3 GB)."]
+                     "an earlier run left it unfinished after 10 minutes at 9.3 GB)."]
     rows += ["", "The peer (`bench/peers.py`) links on the same exact attributes but does no "
              "validation, pseudonymisation, time-bucketed signals, hub rings, scoring, "
              "explanations or audit store.", ""]

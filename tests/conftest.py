@@ -14,6 +14,10 @@ parameter does not exist at all, rather than showing up as hundreds of skips.
   runs of ``linkage run``) and each of its tests works on its own copy, so that no test sees
   another's writes.
 
+The CLI configures the ``linkage`` logger (its own handler, no propagation); every test
+gets that logger back as it found it, so that ``caplog`` hears linkage's log whichever tests
+ran before in the same process.
+
 Every database name holds a token of this test process, so that parallel workers and
 parallel test runs never collide; each is dropped when its test, module or session ends.
 
@@ -25,6 +29,7 @@ draws as many as its ``@settings`` say.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import uuid
@@ -178,3 +183,13 @@ def database_copy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     with ExitStack() as stack:
         yield lambda source: _copy(source, tmp_path, stack)
 
+
+@pytest.fixture(autouse=True)
+def _linkage_logger_restored():
+    """Undo what a test's CLI invocation did to the ``linkage`` logger."""
+    logger = logging.getLogger("linkage")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

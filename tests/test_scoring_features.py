@@ -319,7 +319,9 @@ def test_nouns_and_durations() -> None:
     assert (noun("card", 1), noun("card", 2)) == ("card", "cards")
     assert (noun("obs:ref_code", 1), noun("obs:ref_code", 3)) == ("ref code value",
                                                                   "ref code values")
-    assert noun("new_signal", 2) == "new_signal"
+    assert noun("new_signal", 2) == "new signal"
+    assert noun("bin_postal", 1) == "BIN + billing postal code"  # as the glossary names it
+    assert noun("prompt", 2) == "MinHash bands of near-identical prompt-template sets"
     assert duration(-5) == "0 seconds" and duration(119) == "119 seconds"
     assert duration(120) == "2 minutes" and duration(7200) == "2.0 hours"
     assert duration(172800) == "2.0 days"

@@ -1,11 +1,11 @@
 """A store written by the previous release upgrades to head without losing its runs.
 
-``fixtures/store_0001.sql`` is a SQLite store as the release before issue 9 left it (schema
-revision 0001, one succeeded run). On SQLite it is loaded as is; on PostgreSQL an empty
-database is migrated to 0001 and given the fixture's rows. Then the store is upgraded the way
-a nightly run does it (``ensure_schema``), must match the models, must still serve its run,
-and a new run must continue its clusters. Keep the fixture; add one per release that changes
-the schema.
+``fixtures/store_0001.sql`` is a SQLite store as the release before the reliability
+migration (0002) left it (schema revision 0001, one succeeded run). On SQLite it is loaded
+as is; on PostgreSQL an empty database is migrated to 0001 and given the fixture's rows.
+Then the store is upgraded the way a nightly run does it (``ensure_schema``), must match the
+models, must still serve its run, and a new run must continue its clusters. Keep the
+fixture; add one per release that changes the schema.
 """
 
 from __future__ import annotations

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from linkage.reports.glossary import signal_name
 from linkage.scoring.features import family_of
 
 __all__ = ["cluster_reasons", "duration", "evidence_reasons", "noun", "usage_reason"]
 
-_NOUNS = {
-    "card": ("card", "cards"),
-    "bin_postal": ("BIN and billing postal code", "BIN and billing postal codes"),
-    "device": ("device fingerprint", "device fingerprints"),
-    "email": ("email address", "email addresses"),
-    "phone": ("phone number", "phone numbers"),
-    "ip": ("IP address", "IP addresses"),
-    "ip_net": ("IP range (/24 or /64)", "IP ranges (/24 or /64)"),
-    "ip_net48": ("IPv6 /48 range", "IPv6 /48 ranges"),
+# What a reason counts for the signals whose keys are not the values themselves (MinHash
+# bands, minutes, moments); every other signal's keys are named as in the glossary.
+_KEY_UNITS = {
     "prompt": ("MinHash band of near-identical prompt-template sets",
                "MinHash bands of near-identical prompt-template sets"),
     "activity_sync": ("MinHash band of near-identical activity schedules",
@@ -144,8 +139,9 @@ def noun(signal: str, k: int) -> str:
     if signal.startswith("obs:"):
         kind = signal[4:].replace("_", " ")
         return f"{kind} value" if k == 1 else f"{kind} values"
-    one, many = _NOUNS.get(signal, (signal, signal))
-    return one if k == 1 else many
+    if signal in _KEY_UNITS:
+        return _KEY_UNITS[signal][0 if k == 1 else 1]
+    return signal_name(signal, plural=k != 1)
 
 
 def duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Reliability: erasure log, abandoned runs (issue 9).
+"""Reliability: erasure log, abandoned runs.
 
 Revision ID: 0002
 Revises: 0001

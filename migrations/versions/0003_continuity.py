@@ -1,4 +1,4 @@
-"""Continuity: lineage and analyst labels (issue 5).
+"""Continuity: lineage and analyst labels.
 
 Revision ID: 0003
 Revises: 0002

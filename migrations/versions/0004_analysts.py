@@ -1,4 +1,4 @@
-"""Analyst access: a read-only PostgreSQL role that sees the views and nothing else (issue 6).
+"""Analyst access: a read-only PostgreSQL role that sees the views and nothing else.
 
 Revision ID: 0004
 Revises: 0003
