@@ -469,9 +469,9 @@ def edge_arrays(con: SQLConnection) -> EdgeArrays:
 def graph_from_arrays(n: int, src: np.ndarray, dst: np.ndarray) -> ig.Graph:
     """An undirected igraph graph of ``n`` vertices with the edges ``src[i] - dst[i]``.
 
-    ``add_edges`` on an ``(m, 2)`` array is python-igraph's fastest and leanest input: at 8M
-    edges 4.6 s and 0.57 GB above the arrays, against 5.5 s and 1.03 GB for lists of tuples
-    and about twice that for the same array passed to the constructor (docs/benchmarks.md).
+    ``add_edges`` on an ``(m, 2)`` array is python-igraph's fastest and leanest input, ahead
+    of lists of tuples and of the same array passed to the constructor (figures in
+    docs/benchmarks.md).
     """
     g = ig.Graph(n=n, directed=False)
     if len(src):

@@ -89,10 +89,10 @@ class _Key:
     """An output column ``lk_hash(namespace, value)``, both SQL over the staging table ``s``.
 
     ``shared``: values repeat across rows (a device seen a thousand times, a prompt template,
-    a BIN), so each distinct value is hashed once and joined back, three times faster than
-    hashing every row when values repeat ten times. Account attributes that are nearly
-    unique (email, phone) are hashed per row, where a dictionary would only add work; display
-    names repeat (139 k distinct among 900 k in the generated 1M input), so they are shared.
+    a BIN), so each distinct value is hashed once and joined back, far cheaper than hashing
+    every row when values repeat. Account attributes that are nearly unique (email, phone)
+    are hashed per row, where a dictionary would only add work; display names repeat, so
+    they are shared.
     """
 
     namespace: str

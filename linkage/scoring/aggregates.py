@@ -64,12 +64,12 @@ def create_cluster_keys(sql: SQLConnection) -> dict[int, list[tuple[str, int, in
     """
     # Keys shared by two or more members. Most links are keys of one account (an email, an
     # IP): only keys of 2 <= n < cap accounts (signals' `keys`, members in `key_members`,
-    # integers) and the hub keys above their cap can be shared, so the strings of the
-    # 12 M links of a million accounts are grouped once, for the hubs, and never joined.
-    # The hubs are first found by the keys' 64-bit hashes (a collision only adds a candidate,
-    # counted exactly below): the group-by then holds integers, not 12 M strings (at 1M
-    # accounts 1.0 GB instead of 1.5 GB, no slower). Spark's hash() is another function
-    # (32-bit Murmur3): more collisions, so a few more candidates, and the same hubs.
+    # integers) and the hub keys above their cap can be shared, so the strings of all the
+    # links are grouped once, for the hubs, and never joined. The hubs are first found by the
+    # keys' 64-bit hashes (a collision only adds a candidate, counted exactly below): the
+    # group-by then holds integers, not strings (a third less memory, no slower). Spark's
+    # hash() is another function (32-bit Murmur3): more collisions, so a few more
+    # candidates, and the same hubs.
     sql.execute(
         """
         CREATE OR REPLACE TEMP TABLE hub_keys AS
