@@ -168,7 +168,8 @@ class TemplatePoolConfig(SetBandsConfig):
     min_used: int = 2
     min_lift: float = 2.0
     """Two templates are one pool's when they share at least this many times the users
-    chance predicts from their popularity (``|A & B| >= min_lift |A| |B| / N``)."""
+    chance predicts from who their users are (``|A & B| >= min_lift (|B| S_A + |A| S_B) /
+    2D``, ``S_A``: the templates A's users use in all, ``D``: everyone's; docs/algorithm.md)."""
 
 
 @dataclass(frozen=True)

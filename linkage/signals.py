@@ -452,11 +452,14 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
     _set_bands(con, "SELECT tid AS idx, idx::BIGINT AS e FROM template_users",
                "template_bands", cfg.bands, cfg.rows, int(cfg.min_carriers))
     # Candidates (shared band keys), then the background: two templates belong to one pool
-    # when they share at least min_lift times the users chance predicts from their
-    # popularity, |A & B| >= min_lift * |A| |B| / N (N: accounts that sent any request). The
-    # users of two popular public templates overlap as much as chance says (a template
-    # used by half of everyone shares half of its users with any other); a pipeline's
-    # templates share nearly all of theirs, however many they are.
+    # when they share at least min_lift times the users chance predicts from who their users
+    # are. Under independence account u uses a template of n users with probability
+    # n d_u / D (d_u: the compared templates u used, D their sum), so the users of A meet B
+    # (n_B users) n_B S_A / D times (S_A: the sum of d over A's users); taken both ways round,
+    # E = (n_B S_A + n_A S_B) / 2D. A template of heavy users, who use every popular
+    # template, meets any other on them by chance, and chained together such templates would
+    # make one "pool" of everyone; a pipeline's templates share nearly all of their users,
+    # who use little else, however many they are.
     pairs = con.execute(
         f"""
         WITH candidates AS (
@@ -471,10 +474,16 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
             JOIN template_users ub ON ub.tid = c.b AND ub.idx = ua.idx
             GROUP BY c.a, c.b
         ),
-        active AS (SELECT count(DISTINCT idx) AS n FROM interactions)
+        degrees AS (SELECT idx, count(*)::DOUBLE AS d FROM template_users GROUP BY idx),
+        reach AS (
+            SELECT u.tid, sum(g.d) AS s FROM template_users u JOIN degrees g USING (idx)
+            GROUP BY u.tid
+        ),
+        total AS (SELECT sum(d) AS d FROM degrees)
         SELECT c.a, c.b FROM common c
-        JOIN sizes sa ON sa.tid = c.a JOIN sizes sb ON sb.tid = c.b CROSS JOIN active t
-        WHERE c.k::DOUBLE * t.n >= {float(cfg.min_lift)} * sa.n * sb.n
+        JOIN sizes sa ON sa.tid = c.a JOIN sizes sb ON sb.tid = c.b
+        JOIN reach ra ON ra.tid = c.a JOIN reach rb ON rb.tid = c.b CROSS JOIN total t
+        WHERE c.k >= {float(cfg.min_lift)} * (sb.n * ra.s + sa.n * rb.s) / (2 * t.d)
         ORDER BY c.a, c.b
         """
     ).fetchnumpy()

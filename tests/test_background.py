@@ -334,14 +334,15 @@ def pool_carriers(con) -> list[tuple[str, list[int]]]:
 
 def test_a_private_pool_is_found_from_its_templates_users_and_weighed_by_its_work():
     # Accounts 0-11 each use all ten templates of a pool once and a personal template twice;
-    # accounts 12-41 use public templates, each by a random-looking third of them.
+    # accounts 12-141 use public templates, each by a random-looking third of them (the
+    # pool's users are a small part of everyone's template use: D = 120 + about 260).
     rows = [(i, BASE + timedelta(minutes=i + 60 * j), f"pool{j}") for i in range(12)
             for j in range(10)]
     rows += [(i, BASE + timedelta(hours=200 + h), f"own{i}") for i in range(12) for h in (0, 1)]
     rng = random.Random(1)
-    rows += [(i, BASE + timedelta(hours=j), f"pub{j}") for i in range(12, 42) for j in range(6)
+    rows += [(i, BASE + timedelta(hours=j), f"pub{j}") for i in range(12, 142) for j in range(6)
              if rng.random() < 1 / 3]
-    con = ingested(42, interactions=rows)
+    con = ingested(142, interactions=rows)
     carriers = pool_carriers(con)
     assert [ids for _, ids in carriers] == [list(range(12))]
     (key,) = (k for k, _ in carriers)
@@ -404,17 +405,40 @@ def test_a_bin_and_postal_code_behind_one_card_is_that_card():
 
 
 def test_templates_everyone_uses_are_no_pool_and_a_pipelines_are():
-    # Twelve accounts use ten pool templates each; all 40 accounts use the same five public
+    # Twelve accounts use ten pool templates each; all 100 accounts use the same five public
     # templates, whose users are identical sets (Jaccard 1) but no more than chance: a
     # template used by everyone shares all of its users with any other (lift 1).
     rows = [(i, BASE + timedelta(minutes=i + 60 * j), f"pool{j}") for i in range(12)
             for j in range(10)]
-    rows += [(i, BASE + timedelta(hours=300 + j), f"pub{j}") for i in range(40) for j in range(5)]
-    con = ingested(40, interactions=rows)
+    rows += [(i, BASE + timedelta(hours=300 + j), f"pub{j}") for i in range(100)
+             for j in range(5)]
+    con = ingested(100, interactions=rows)
     carriers = pool_carriers(con)
     assert [ids for _, ids in carriers] == [list(range(12))]
-    # pool templates: 12 users each of 40 active accounts: 12 shared >= 2 * 12 * 12 / 40
+    # Each account's volume d (compared templates it used) is 15 for the twelve, 5 for the
+    # others: D = 12 * 15 + 88 * 5 = 620. A pool template's 12 users reach S = 180, so chance
+    # shares (12 * 180 + 12 * 180) / (2 * 620) = 3.5 of them and 12 >= 2 * 3.5; a public
+    # template's 100 users reach all of D, and chance shares all 100.
     assert con.execute("SELECT count(DISTINCT prompt_key) FROM pool_templates").fetchone() == (10,)
+
+
+def test_heavy_users_who_use_every_popular_template_make_no_pool():
+    # Twelve heavy users use all twenty public templates; sixty ordinary accounts use two
+    # each; eight pipeline accounts use six pool templates each. Two public templates share
+    # their twelve heavy users (of 18 users each: Jaccard 0.5). Counted against everyone
+    # alike (18 * 18 / 80 = 4.1 by chance) that is a pool; counted against who the users are
+    # it is chance: d = 20, 2 and 6, D = 240 + 120 + 48 = 408, and a public template's users
+    # reach S = 12 * 20 + 6 * 2 = 252, so chance shares 18 * 252 / 408 = 11.1 and
+    # 12 < 2 * 11.1. The pipeline's templates (8 users, S = 48) share their 8 where chance
+    # says 8 * 48 / 408 = 0.9: a pool.
+    rows = [(i, BASE + timedelta(hours=j, minutes=i), f"pub{j}") for i in range(12)
+            for j in range(20)]
+    rows += [(i, BASE + timedelta(days=2, minutes=i), f"pub{t}") for i in range(12, 72)
+             for t in (i % 20, (i * 7 + 3) % 20)]
+    rows += [(i, BASE + timedelta(days=5, hours=j, minutes=i), f"pool{j}") for i in range(72, 80)
+             for j in range(6)]
+    con = ingested(80, interactions=rows)
+    assert [ids for _, ids in pool_carriers(con)] == [list(range(72, 80))]
 
 
 SCHEDULE_ONLY = replace(TEMPLATES_ONLY, template=SignalConfig(weight=0.3, enabled=False),
