@@ -467,7 +467,6 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
             JOIN template_bands y ON x.key = y.key AND x.idx < y.idx
             GROUP BY x.idx, y.idx HAVING count(*) >= {int(cfg.min_shared)}
         ),
-        sizes AS (SELECT tid, count(*) AS n FROM template_users GROUP BY tid),
         common AS (
             SELECT c.a, c.b, count(*) AS k FROM candidates c
             JOIN template_users ua ON ua.tid = c.a
@@ -475,15 +474,15 @@ def template_pools(con: SQLConnection, cfg: TemplatePoolConfig) -> int:
             GROUP BY c.a, c.b
         ),
         degrees AS (SELECT idx, count(*)::DOUBLE AS d FROM template_users GROUP BY idx),
-        reach AS (
-            SELECT u.tid, sum(g.d) AS s FROM template_users u JOIN degrees g USING (idx)
-            GROUP BY u.tid
+        -- per template: its users (n) and the templates they use in all (s)
+        sizes AS (
+            SELECT u.tid, count(*) AS n, sum(g.d) AS s
+            FROM template_users u JOIN degrees g USING (idx) GROUP BY u.tid
         ),
         total AS (SELECT sum(d) AS d FROM degrees)
         SELECT c.a, c.b FROM common c
-        JOIN sizes sa ON sa.tid = c.a JOIN sizes sb ON sb.tid = c.b
-        JOIN reach ra ON ra.tid = c.a JOIN reach rb ON rb.tid = c.b CROSS JOIN total t
-        WHERE c.k >= {float(cfg.min_lift)} * (sb.n * ra.s + sa.n * rb.s) / (2 * t.d)
+        JOIN sizes sa ON sa.tid = c.a JOIN sizes sb ON sb.tid = c.b CROSS JOIN total t
+        WHERE c.k >= {float(cfg.min_lift)} * (sb.n * sa.s + sa.n * sb.s) / (2 * t.d)
         ORDER BY c.a, c.b
         """
     ).fetchnumpy()

@@ -215,7 +215,8 @@ def intra_family_pairs(
 ) -> Iterator[Callable[[str], dict[str, np.ndarray]]]:
     """Within the block, a function from a signal family to its intra-cluster pairs
     (``a``, ``b`` numpy columns), from the temporary ``intra_families`` that the block
-    holds: the intra-cluster pairs of each family, in one pass over ``edge_signals``.
+    holds: the intra-cluster pairs of each family and the product of ``1 - p`` over the
+    family's signals, in one pass over ``edge_signals``.
 
     The ``identifier`` family's pairs include the strong intra-cluster edges (at least
     ``strong_edge``) that single-valued evidence alone makes strong, or that one pipeline
@@ -223,11 +224,12 @@ def intra_family_pairs(
     schedule); other multi-valued evidence
     (:data:`linkage.scoring.features.MULTI_VALUED`) is its own family's feature only."""
     sql.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE intra_families AS
-        SELECT DISTINCT es.a, es.b, f.family FROM edge_signals es
+        SELECT es.a, es.b, f.family, {product_sql("1 - es.p")} AS q FROM edge_signals es
         JOIN families f ON f.signal = es.signal
         SEMI JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+        GROUP BY es.a, es.b, f.family
         """
     )
 
@@ -239,12 +241,11 @@ def intra_family_pairs(
         # colleagues' office range and internal templates are not a card they share.
         multi = ", ".join(f"'{f}'" for f in MULTI_VALUED)
         pipeline = ", ".join(f"'{f}'" for f in PIPELINE)
-        single = f"CASE WHEN f.family IN ({multi}) THEN 1 ELSE 1 - es.p END"
-        strong = (f"""UNION SELECT es.a, es.b FROM edge_signals es
-                      JOIN families f ON f.signal = es.signal
-                      JOIN intra_edges ie ON ie.a = es.a AND ie.b = es.b
+        single = f"CASE WHEN f.family IN ({multi}) THEN 1 ELSE f.q END"
+        strong = (f"""UNION SELECT f.a, f.b FROM intra_families f
+                      JOIN intra_edges ie USING (a, b)
                       WHERE ie.weight >= {float(strong_edge)}
-                      GROUP BY es.a, es.b
+                      GROUP BY f.a, f.b
                       HAVING 1 - {product_sql(single)} >= {float(strong_edge)}
                           OR count(DISTINCT CASE WHEN f.family IN ({pipeline})
                                                  THEN f.family END) = {len(PIPELINE)}"""
