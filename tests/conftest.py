@@ -15,8 +15,8 @@ parameter does not exist at all, rather than showing up as hundreds of skips.
   another's writes.
 
 The CLI configures the ``linkage`` logger (its own handler, no propagation); every test
-gets that logger back as it found it, so that ``caplog`` hears linkage's log whichever tests
-ran before in the same process.
+starts and ends with that logger as it was before any CLI ran, so that ``caplog`` hears
+linkage's log whichever tests ran before in the same process.
 
 Every database name holds a token of this test process, so that parallel workers and
 parallel test runs never collide; each is dropped when its test, module or session ends.
@@ -184,12 +184,22 @@ def database_copy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
         yield lambda source: _copy(source, tmp_path, stack)
 
 
+_LOGGER = logging.getLogger("linkage")
+_PRISTINE = (_LOGGER.handlers[:], _LOGGER.level, _LOGGER.propagate)
+
+
+def _restore_logger() -> None:
+    handlers, level, propagate = _PRISTINE
+    _LOGGER.handlers[:] = handlers
+    _LOGGER.setLevel(level)
+    _LOGGER.propagate = propagate
+
+
 @pytest.fixture(autouse=True)
 def _linkage_logger_restored():
-    """Undo what a test's CLI invocation did to the ``linkage`` logger."""
-    logger = logging.getLogger("linkage")
-    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    """Give every test the ``linkage`` logger as it was before any CLI invocation, and undo
+    what the test's own did: a module-scoped fixture that runs the CLI configures it before
+    this fixture sees it, and its handler writes to a stream closed since."""
+    _restore_logger()
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+    _restore_logger()
