@@ -192,9 +192,17 @@ class ActivitySyncConfig(SetBandsConfig):
     window_minutes: int = 10
     min_buckets: int = 20
     alpha: float = 0.01
-    """The chance that any of the pairs the bands propose is linked by chance alone: a pair's
-    shared buckets must be that unlikely under independence, divided among the pairs tested
+    """The chance that any of the pairs tested is linked by chance alone: a pair's shared
+    buckets must be that unlikely under independence, divided among the pairs tested
     (Bonferroni)."""
+    group_rounds: int = 3
+    """Rounds of the group step: two accounts each synchronised beyond chance with a third
+    are tested too (the bands rarely propose a pair of a big scheduler that each run a
+    small share of its jobs); 0 tests only what the bands propose."""
+    group_fanout: int = 16
+    """In each round an account offers pairs among its this many strongest synchronised
+    fellows, and takes at most this many new pairs from its fellows' offers (first those
+    with most fellows in common): the tests grow with the accounts, not their squares."""
 
 
 @dataclass(frozen=True)
@@ -552,7 +560,7 @@ def _check_ranges(cfg: RunConfig) -> None:
                  sig.min_shared)
         if isinstance(sig, SetBandsConfig):  # prompt, activity_sync: every count at least 1
             counts = [g.name for g in dataclasses.fields(sig) if g.type in ("int", int)]
-            for key in (k for k in counts if k not in ("cap", "min_shared")):
+            for key in (k for k in counts if k not in ("cap", "min_shared", "group_rounds")):
                 need(getattr(sig, key) >= 1, f"signals.{f.name}.{key}", "at least 1",
                      getattr(sig, key))
             need(sig.min_shared <= sig.bands, f"signals.{f.name}.min_shared",
@@ -564,6 +572,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
     need(0.0 < cfg.signals.activity_sync.alpha < 1.0, "signals.activity_sync.alpha",
          "in (0, 1)", cfg.signals.activity_sync.alpha)
+    need(cfg.signals.activity_sync.group_rounds >= 0, "signals.activity_sync.group_rounds",
+         "at least 0", cfg.signals.activity_sync.group_rounds)
     need(cfg.signals.template_pool.min_lift >= 1, "signals.template_pool.min_lift",
          "at least 1", cfg.signals.template_pool.min_lift)
     for name in ("coactivity", "prompt_sync"):

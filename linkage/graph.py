@@ -160,6 +160,13 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
                        count(*)::INTEGER AS n_keys, sum(k.p) AS mass
                 FROM pair_keys pk JOIN keys k USING (kid)
                 GROUP BY pk.a, pk.b, k.signal
+                UNION ALL
+                SELECT o.a, o.b, o.signal, 1 - pow(1 - sp.p, coalesce(m.min_shared, 1)),
+                       coalesce(m.min_shared, 1), sp.p
+                FROM band_overlap o
+                JOIN (SELECT signal, max(p) AS p FROM keys GROUP BY signal) sp USING (signal)
+                LEFT JOIN signal_min_shared m USING (signal)
+                WHERE o.expanded
             ) r
             LEFT JOIN chance c USING (signal)
             LEFT JOIN carried x ON x.signal = r.signal AND x.idx = r.a
@@ -207,36 +214,117 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
 
 
 def _band_overlap(con: SQLConnection) -> None:
-    """Create ``band_overlap(a, b, signal, k, tested)``: for every pair whose shared
-    ``activity_sync`` band keys propose it (at least the signal's ``min_shared``), the
+    """Create ``band_overlap(a, b, signal, k, tested, expanded)``: for every pair whose
+    shared ``activity_sync`` band keys propose it (at least the signal's ``min_shared``), the
     number ``k`` of active buckets (``activity_sets``) the two accounts really share, and
-    the number of pairs so proposed (``tested``, among which the significance is divided).
+    the number of pairs tested in all (``tested``, among which the significance is divided).
     Pairs that share no bucket have no row. Bands only find candidates cheaply; the
     similarity they estimate is noisy (two bands of 30 read as a Jaccard of 0.26 whatever
     the sets), the count itself is not.
 
-    The count joins every proposed pair with the first account's buckets, then looks each
+    Then the group step (``rounds`` and ``fanout`` of ``band_background``): two accounts
+    that are each synchronised beyond chance with a third are tested too (``expanded``).
+    Bands propose a pair of Jaccard 0.1 rarely, so a scripted group's members are each
+    found with a few of their fellows only; its fellows' fellows are the candidates a group
+    has, and the count judges them like any other pair, among all pairs tested.
+
+    The count joins every tested pair with the first account's buckets, then looks each
     of them up among the second account's: the rows that flow through the join and its
-    grouping carry only integers (the pair and the bucket), and the signal's name is added
-    once per counted pair."""
+    grouping carry only integers (the pair and the bucket)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE sync_tested AS
+        SELECT pk.a, pk.b, false AS expanded FROM pair_keys pk JOIN keys k USING (kid)
+        LEFT JOIN signal_min_shared m USING (signal)
+        WHERE k.signal = '{ACTIVITY_SYNC}'
+        GROUP BY pk.a, pk.b, m.min_shared
+        HAVING count(*) >= coalesce(m.min_shared, 1)
+        """
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE sync_shared (a INTEGER, b INTEGER, k BIGINT)")
+    _count_shared(con, "sync_tested")
+    row = con.execute(
+        f"SELECT rounds, fanout FROM band_background WHERE signal = '{ACTIVITY_SYNC}'"
+    ).fetchone()
+    rounds, fanout = (int(row[0]), int(row[1])) if row else (0, 0)
+    for _ in range(rounds):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE sync_links AS
+            SELECT s.a, s.b, s.k FROM sync_shared s
+            JOIN band_chance ca ON ca.signal = '{ACTIVITY_SYNC}' AND ca.idx = s.a
+            JOIN band_chance cb ON cb.signal = '{ACTIVITY_SYNC}' AND cb.idx = s.b
+            CROSS JOIN (SELECT * FROM band_background
+                        WHERE signal = '{ACTIVITY_SYNC}') bg
+            CROSS JOIN (SELECT count(*) AS n FROM sync_tested) t
+            WHERE {significant_sql('s.k', _ACTIVITY_CHANCE, 'bg.alpha / t.n')}
+              AND s.k::DOUBLE / (ca.d + cb.d - s.k)
+                  >= 2 * {_chance_jaccard('ca.d', 'cb.d', _ACTIVITY_CHANCE)}
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE sync_next AS
+            WITH l AS (SELECT a AS x, b AS y, k FROM sync_links
+                       UNION ALL SELECT b AS x, a AS y, k FROM sync_links),
+            top AS (
+                SELECT x, y FROM (
+                    SELECT l.x, l.y, row_number() OVER (
+                        PARTITION BY l.x ORDER BY l.k DESC, {_pair_order('ax', 'ay')}) AS r
+                    FROM l JOIN accounts ax ON ax.idx = l.x JOIN accounts ay ON ay.idx = l.y
+                ) z
+                WHERE r <= {fanout}
+            ),
+            cand AS (
+                SELECT t1.y AS a, t2.y AS b, count(*) AS common
+                FROM top t1 JOIN top t2 ON t1.x = t2.x AND t1.y < t2.y
+                GROUP BY t1.y, t2.y
+            ),
+            new AS (
+                SELECT c.a, c.b, c.common, {_pair_order('aa', 'ab')} AS o FROM cand c
+                JOIN accounts aa ON aa.idx = c.a JOIN accounts ab ON ab.idx = c.b
+                LEFT JOIN sync_tested t ON t.a = c.a AND t.b = c.b
+                WHERE t.a IS NULL
+            ),
+            ranked AS (
+                SELECT a, b,
+                       row_number() OVER (PARTITION BY a ORDER BY common DESC, o) AS ra,
+                       row_number() OVER (PARTITION BY b ORDER BY common DESC, o) AS rb
+                FROM new
+            )
+            SELECT a, b, true AS expanded FROM ranked
+            WHERE ra <= {fanout} OR rb <= {fanout}
+            """
+        )
+        row = con.execute("SELECT count(*) FROM sync_next").fetchone()
+        if not row or not row[0]:
+            con.execute("DROP TABLE sync_next")
+            break
+        con.execute("INSERT INTO sync_tested SELECT a, b, expanded FROM sync_next")
+        _count_shared(con, "sync_next")
+        con.execute("DROP TABLE sync_next")
+    con.execute("DROP TABLE IF EXISTS sync_links")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE band_overlap AS
-        WITH proposed AS (
-            SELECT pk.a, pk.b FROM pair_keys pk JOIN keys k USING (kid)
-            LEFT JOIN signal_min_shared m USING (signal)
-            WHERE k.signal = '{ACTIVITY_SYNC}'
-            GROUP BY pk.a, pk.b, m.min_shared
-            HAVING count(*) >= coalesce(m.min_shared, 1)
-        ),
-        shared AS (
-            SELECT p.a, p.b, count(*) AS k FROM proposed p
-            JOIN activity_sets x ON x.idx = p.a
-            JOIN activity_sets y ON y.idx = p.b AND y.e = x.e
-            GROUP BY p.a, p.b
-        )
-        SELECT s.a, s.b, '{ACTIVITY_SYNC}' AS signal, s.k, t.n AS tested
-        FROM shared s CROSS JOIN (SELECT count(*) AS n FROM proposed) t
+        SELECT s.a, s.b, '{ACTIVITY_SYNC}' AS signal, s.k, t.n AS tested, p.expanded
+        FROM sync_shared s JOIN sync_tested p USING (a, b)
+        CROSS JOIN (SELECT count(*) AS n FROM sync_tested) t
+        """
+    )
+    con.execute("DROP TABLE sync_shared")
+    con.execute("DROP TABLE sync_tested")
+
+
+def _count_shared(con: SQLConnection, pairs: str) -> None:
+    """Add to ``sync_shared(a, b, k)`` the active buckets each pair of ``pairs`` shares."""
+    con.execute(
+        f"""
+        INSERT INTO sync_shared
+        SELECT p.a, p.b, count(*) AS k FROM {pairs} p
+        JOIN activity_sets x ON x.idx = p.a
+        JOIN activity_sets y ON y.idx = p.b AND y.e = x.e
+        GROUP BY p.a, p.b
         """
     )
 
@@ -443,6 +531,12 @@ def _ring_order(key: str, account: str) -> str:
     # md5 of the key and the account id: content, not run-local numbers, and the same text in
     # every engine (an engine's own hash() differs between DuckDB and Spark).
     return f"md5({key}.signal || ':' || {key}.key || ':' || {account}.account_id)"
+
+
+def _pair_order(a: str, b: str) -> str:
+    """SQL: a fixed pseudo-random order of pairs of ``accounts`` rows ``a`` and ``b``, from
+    their ids (content, not run-local numbers; md5: the same text in every engine)."""
+    return f"md5({a}.account_id || ':' || {b}.account_id)"
 
 
 def product_sql(expr: str) -> str:

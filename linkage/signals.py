@@ -294,7 +294,8 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         con.execute("CREATE OR REPLACE TABLE band_chance "
                     "(signal VARCHAR, idx INTEGER, d INTEGER, lo BIGINT, hi BIGINT)")
         con.execute("CREATE OR REPLACE TABLE band_background "
-                    "(signal VARCHAR, q DOUBLE, span BIGINT, alpha DOUBLE)")
+                    "(signal VARCHAR, q DOUBLE, span BIGINT, alpha DOUBLE, rounds INTEGER, "
+                    "fanout INTEGER)")
         con.execute("CREATE OR REPLACE TABLE activity_sets (idx INTEGER, e BIGINT)")
     band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
@@ -553,8 +554,9 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
 
     Also creates the signal's background, ``band_chance(signal, idx, d, lo, hi)`` (each
     keyed account's number of active buckets, its first and last), ``band_background(signal,
-    q, span, alpha)`` (``q``: the chance that two of everyone's active buckets are the same
-    one; ``span``: the buckets from everyone's first to last; ``alpha``: ``cfg.alpha``) and
+    q, span, alpha, rounds, fanout)`` (``q``: the chance that two of everyone's active buckets
+    are the same one; ``span``: the buckets from everyone's first to last; ``alpha``,
+    ``rounds`` and ``fanout``: ``cfg.alpha``, ``cfg.group_rounds``, ``cfg.group_fanout``) and
     keeps ``activity_sets(idx, e)``, every account's active buckets, from
     which :func:`linkage.graph.build_edges` judges each pair the bands propose by the
     buckets it really shares against the overlap their volumes alone predict: two heavy
@@ -582,7 +584,8 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
         f"""
         CREATE OR REPLACE TABLE band_background AS
         SELECT '{ACTIVITY_SYNC}' AS signal, {coincidence_sql("n")} AS q,
-               max(e) - min(e) + 1 AS span, {float(cfg.alpha)}::DOUBLE AS alpha
+               max(e) - min(e) + 1 AS span, {float(cfg.alpha)}::DOUBLE AS alpha,
+               {int(cfg.group_rounds)} AS rounds, {int(cfg.group_fanout)} AS fanout
         FROM (SELECT e, count(*) AS n FROM activity_sets GROUP BY e) t
         """
     )

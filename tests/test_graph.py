@@ -13,7 +13,7 @@ import pytest
 
 from linkage.communities import detect_communities
 from linkage.config import GraphConfig, SignalConfig, SignalsConfig
-from linkage.graph import EdgeArrays, build_edges, build_graph, edge_arrays
+from linkage.graph import EdgeArrays, _band_overlap, build_edges, build_graph, edge_arrays
 from linkage.signals import build_links, specificity
 from tests.helpers import ingested
 
@@ -264,12 +264,12 @@ def test_a_lone_weak_witness_is_no_edge_unless_corroborated():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_band_overlap_counts_shared_buckets_of_proposed_pairs(seed):
-    """``_band_overlap`` against a count in Python: only pairs with at least ``min_shared``
-    shared ``activity_sync`` band keys are counted (and make ``tested``), other signals'
-    keys propose nothing, and a pair that shares no bucket has no row."""
+    """``_band_overlap`` (without the group step) against a count in Python: only pairs
+    with at least ``min_shared`` shared ``activity_sync`` band keys are counted (and make
+    ``tested``), other signals' keys propose nothing, and a pair that shares no bucket has
+    no row."""
     import duckdb
 
-    from linkage.graph import _band_overlap
     from linkage.signals import ACTIVITY_SYNC
 
     rng = random.Random(seed)
@@ -291,6 +291,8 @@ def test_band_overlap_counts_shared_buckets_of_proposed_pairs(seed):
     con.execute("CREATE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
     con.execute("INSERT INTO signal_min_shared VALUES (?, ?), ('prompt', 1)",
                 [ACTIVITY_SYNC, min_shared])
+    con.execute("CREATE TABLE band_background (signal VARCHAR, rounds INTEGER, fanout INTEGER)")
+    con.execute("INSERT INTO band_background VALUES (?, 0, 0)", [ACTIVITY_SYNC])
     _band_overlap(con)
 
     sync = {kid for kid, signal in keys if signal == ACTIVITY_SYNC}
@@ -304,3 +306,86 @@ def test_band_overlap_counts_shared_buckets_of_proposed_pairs(seed):
     got = con.execute("SELECT a, b, signal, k, tested FROM band_overlap ORDER BY a, b").fetchall()
     assert got == expected
     assert (0, n) in proposed and len(expected) >= 5
+
+
+def _sync_tables(sets: dict[int, set[int]], proposed: list[tuple[int, int]], rounds: int,
+                 fanout: int = 16):
+    """A DuckDB connection holding what ``_band_overlap`` reads: the active buckets ``sets``,
+    the pairs the bands ``proposed`` (two band keys each), and the background of 1,000
+    buckets in which two of everyone's active buckets meet with probability 1/1,000, with
+    ``rounds`` and ``fanout`` of the group step."""
+    import duckdb
+
+    from linkage.signals import ACTIVITY_SYNC
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE accounts AS SELECT range::INTEGER AS idx, "
+                "'acct' || range AS account_id FROM range(100)")
+    con.execute("CREATE TABLE keys (kid INTEGER, signal VARCHAR)")
+    con.execute("INSERT INTO keys VALUES (0, ?), (1, ?)", [ACTIVITY_SYNC, ACTIVITY_SYNC])
+    con.execute("CREATE TABLE pair_keys (a INTEGER, b INTEGER, kid INTEGER)")
+    con.executemany("INSERT INTO pair_keys VALUES (?, ?, ?)",
+                    [(a, b, kid) for a, b in proposed for kid in (0, 1)])
+    con.execute("CREATE TABLE activity_sets (idx INTEGER, e BIGINT)")
+    con.executemany("INSERT INTO activity_sets VALUES (?, ?)",
+                    [(i, e) for i, es in sets.items() for e in sorted(es)])
+    con.execute("CREATE TABLE signal_min_shared (signal VARCHAR, min_shared INTEGER)")
+    con.execute("INSERT INTO signal_min_shared VALUES (?, 2)", [ACTIVITY_SYNC])
+    con.execute("CREATE TABLE band_chance AS SELECT ? AS signal, idx, count(*)::INTEGER AS d, "
+                "0::BIGINT AS lo, 999::BIGINT AS hi FROM activity_sets GROUP BY idx",
+                [ACTIVITY_SYNC])
+    con.execute("CREATE TABLE band_background AS SELECT ? AS signal, 0.001::DOUBLE AS q, "
+                "1000::BIGINT AS span, 0.01::DOUBLE AS alpha, ? AS rounds, ? AS fanout",
+                [ACTIVITY_SYNC, rounds, fanout])
+    return con
+
+
+def test_fellows_of_synchronised_fellows_are_tested_too():
+    # Five scripts active in the same 30 buckets; the bands propose only the chain 0-1-2-3-4.
+    # Chance shares 30 * 30 / 1000 = 0.9 buckets, and 30 shared is far beyond it
+    # (-0.9 + 30 (1 + ln 0.9 - ln 30) = -76 < ln(0.01 / 11)). Account 5 (proposed with 0)
+    # shares nothing; account 6 shares 2 buckets with 4 (-0.9 + 2 (1 + ln 0.9 - ln 2) = -0.5:
+    # a coincidence), so its pair proposes no fellows.
+    script = set(range(0, 300, 10))
+    sets = {i: set(script) for i in range(5)}
+    sets[5] = set(range(500, 530))
+    sets[6] = {0, 10} | set(range(600, 628))
+    chain = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (4, 6)]
+
+    def overlap(rounds: int) -> dict[tuple[int, int], tuple[int, int, bool]]:
+        con = _sync_tables(sets, chain, rounds)
+        _band_overlap(con)
+        return {(a, b): (k, tested, expanded) for a, b, k, tested, expanded in con.execute(
+            "SELECT a, b, k, tested, expanded FROM band_overlap").fetchall()}
+
+    scripts = {(a, b) for a in range(5) for b in range(a + 1, 5)}
+    none = overlap(0)
+    assert set(none) == {(0, 1), (1, 2), (2, 3), (3, 4), (4, 6)}
+    assert {t for _, t, _ in none.values()} == {6}
+    # Round one: the fellows' fellows 0-2, 1-3, 2-4; round two: 0-3 (through 1 or 2), 1-4
+    # and 0-4 (through 2). Nothing is left to propose in round three.
+    one = overlap(1)
+    assert set(one) == {(0, 1), (1, 2), (2, 3), (3, 4), (4, 6), (0, 2), (1, 3), (2, 4)}
+    assert {t for _, t, _ in one.values()} == {9}
+    full = overlap(5)
+    assert set(full) == scripts | {(4, 6)}
+    assert {t for _, t, _ in full.values()} == {12}
+    assert all(k == 30 for pair, (k, _, _) in full.items() if pair in scripts)
+    assert {pair for pair, (_, _, x) in full.items() if x} == scripts - set(chain)
+
+
+def test_the_group_step_asks_each_account_for_its_strongest_fellows_only():
+    # A hub active in 40 buckets; leaf i (1-6) in the first 30 + i of them, proposed with the
+    # hub only. With a fanout of 2 the hub offers its two strongest links (leaves 6 and 5,
+    # 36 and 35 shared buckets) and each leaf its only one: one new pair, (5, 6). With 16,
+    # every pair of leaves: 15.
+    hub = list(range(0, 400, 10))
+    sets = {0: set(hub)} | {i: set(hub[:30 + i]) for i in range(1, 7)}
+    star = [(0, i) for i in range(1, 7)]
+    for fanout, new in ((2, {(5, 6)}), (16, {(i, j) for i in range(1, 7)
+                                               for j in range(i + 1, 7)})):
+        con = _sync_tables(sets, star, 1, fanout)
+        _band_overlap(con)
+        got = con.execute("SELECT a, b, k FROM band_overlap WHERE expanded").fetchall()
+        assert {(a, b) for a, b, _ in got} == new
+        assert all(k == 30 + min(a, b) for a, b, k in got)
