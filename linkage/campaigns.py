@@ -68,8 +68,8 @@ from linkage.config import CampaignsConfig
 from linkage.graph import EdgeArrays, graph_from_arrays
 
 __all__ = [
-    "ClusterLinks", "assign_campaigns", "cluster_links", "join_clusters", "name_campaigns",
-    "publish_campaigns",
+    "ClusterLinks", "FleetPieces", "assign_campaigns", "cluster_links", "fleet_pieces",
+    "join_clusters", "name_campaigns", "publish_campaigns",
 ]
 
 
@@ -79,13 +79,16 @@ class ClusterLinks:
 
     ``left < right`` are cluster numbers and ``weight`` the summed edge weight ``W`` between
     them (one entry per pair of clusters with an edge between them, sorted by pair);
-    ``strength[c]`` is cluster ``c``'s total edge weight ``k_c``; ``total`` is ``2m``, the
-    sum of every account's strength (clustered or not).
+    ``touch_left`` and ``touch_right`` the members of ``left`` with an edge into ``right``
+    and of ``right`` into ``left``; ``strength[c]`` is cluster ``c``'s total edge weight
+    ``k_c``; ``total`` is ``2m``, the sum of every account's strength (clustered or not).
     """
 
     left: np.ndarray
     right: np.ndarray
     weight: np.ndarray
+    touch_left: np.ndarray
+    touch_right: np.ndarray
     strength: np.ndarray
     total: float
 
@@ -112,10 +115,21 @@ def cluster_links(edges: EdgeArrays, cluster: np.ndarray, n_clusters: int) -> Cl
     cross = (ca >= 0) & (cb >= 0) & (ca != cb)
     lo = np.minimum(ca[cross], cb[cross])
     hi = np.maximum(ca[cross], cb[cross])
-    pairs, inverse = np.unique(lo * max(n_clusters, 1) + hi, return_inverse=True)
+    k = max(n_clusters, 1)
+    pairs, inverse = np.unique(lo * k + hi, return_inverse=True)
     weight = np.bincount(inverse.ravel(), weights=w[cross], minlength=len(pairs))
+    # Each end of a crossing edge touches the other end's cluster; counted once per account.
+    acct = np.concatenate([edges.src[cross], edges.dst[cross]]).astype(np.int64)
+    other = np.concatenate([cb[cross], ca[cross]])
+    touched = np.unique(acct * k + other)
+    del acct, other
+    t_own, t_other = cluster[touched // k], touched % k
+    t_pair = np.searchsorted(pairs, np.minimum(t_own, t_other) * k + np.maximum(t_own, t_other))
+    on_left = t_own < t_other
     return ClusterLinks(
-        left=pairs // max(n_clusters, 1), right=pairs % max(n_clusters, 1), weight=weight,
+        left=pairs // k, right=pairs % k, weight=weight,
+        touch_left=np.bincount(t_pair[on_left], minlength=len(pairs)),
+        touch_right=np.bincount(t_pair[~on_left], minlength=len(pairs)),
         strength=strength, total=float(2.0 * w.sum()),
     )
 
@@ -145,6 +159,63 @@ def join_clusters(
                                       return_inverse=True)
         rank = np.argsort(np.argsort(first))
         out[flagged] = rank[inverse.ravel()]
+    return out
+
+
+@dataclass(frozen=True)
+class FleetPieces:
+    """Per cluster number: ``fleet``, the flagged cluster it is a piece of (``-1``: none),
+    the evidence ``weight`` between the two and its ``share`` of the piece's strength."""
+
+    fleet: np.ndarray
+    weight: np.ndarray
+    share: np.ndarray
+
+
+def fleet_pieces(
+    links: ClusterLinks, flagged: np.ndarray, size: np.ndarray, density: np.ndarray, *,
+    min_lift: float, min_evidence: float, resolution: float,
+) -> FleetPieces:
+    """The clusters not flagged on their own evidence that are pieces of a flagged
+    cluster's fleet (``size`` and internal ``density`` per cluster number):
+
+    * the piece is a group by its own evidence: its density is at least CPM's
+      ``resolution`` (what a cluster must keep; the accounts left over when a strong core
+      is taken out of a cluster share nothing with each other and are no piece);
+    * the evidence ``W`` between it and the flagged cluster passes the test of two flagged
+      clusters joining one campaign (:func:`join_clusters`: ``min_lift``, ``min_evidence``)
+      and has at least a quarter of the density CPM asks inside a cluster
+      (``W >= resolution / 4 * n_piece * n_flagged``: members tied to many of the flagged
+      cluster's, not one member's shared device), and most of its members have an edge
+      into the flagged cluster;
+    * it is more than half of all the piece's evidence (``2 W > k``): its members are tied
+      more to the flagged cluster than to each other and everyone else together.
+
+    CPM keeps a piece apart when its evidence towards a large cluster is thinner than the
+    resolution, however much of the piece's own evidence that is: one operator's fleet comes
+    out as a flagged cluster and pieces too small to be flagged alone. At most one fleet per
+    piece (more than half), and flagged clusters only: pieces do not relay."""
+    flagged = np.asarray(flagged, dtype=bool)
+    n = len(flagged)
+    w = np.round(links.weight, 9)
+    ok = (w >= min_evidence) & (w >= np.round(min_lift * links.expected(), 9))
+    piece = np.concatenate([links.left, links.right])
+    fleet = np.concatenate([links.right, links.left])
+    both_w, both_ok = np.concatenate([w, w]), np.concatenate([ok, ok])
+    touch = np.concatenate([links.touch_left, links.touch_right])
+    sizes = np.asarray(size, dtype=np.float64)
+    own = np.round(np.asarray(density, dtype=np.float64), 9) >= resolution
+    tie = both_w >= np.round(resolution / 4 * sizes[piece] * sizes[fleet], 9)
+    raw = np.concatenate([links.weight, links.weight])
+    # "more than half", compared at 9 digits: a tie (a key shared by the piece and one of
+    # the cluster's members) must not pass by the last bits of two sums
+    most = np.round(2 * raw - links.strength[piece], 9) > 0
+    keep = (both_ok & tie & own[piece] & flagged[fleet] & ~flagged[piece]
+            & (2 * touch > sizes[piece]) & most)
+    out = FleetPieces(np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n))
+    out.fleet[piece[keep]] = fleet[keep]
+    out.weight[piece[keep]] = both_w[keep]
+    out.share[piece[keep]] = raw[keep] / links.strength[piece[keep]]
     return out
 
 

@@ -194,7 +194,9 @@ def run_pipeline(
                     summary.n_flagged = score_clusters(
                         con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
                         false_positive=facts.false_positive,
-                        engine_con=spark.sql if spark else None)
+                        engine_con=spark.sql if spark else None,
+                        links=links, fleet_min_lift=cfg.campaigns.min_lift,
+                        resolution=cfg.communities.resolution)
                     _explain(con, cfg.store.evidence_min_score)
                     if spark:
                         # The one copy of stage rows back from Spark: the evidence the store

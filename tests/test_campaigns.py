@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from linkage.campaigns import (
     assign_campaigns,
     cluster_links,
+    fleet_pieces,
     join_clusters,
     name_campaigns,
     publish_campaigns,
@@ -69,6 +70,8 @@ def test_strong_cross_evidence_joins_two_flagged_clusters() -> None:
     # W_01 = 0.9 + 0.5; k_0 = k_1 = 2 * 3 * 0.9 + 1.4 = 6.8; k_2 = 5.4; 2m = 2 * 9.5 = 19.
     assert (links.left.tolist(), links.right.tolist()) == ([0], [1])
     assert links.weight.tolist() == pytest.approx([1.4])
+    # members with an edge across: 1 and 2 of the first, 3 and 4 of the second
+    assert (links.touch_left.tolist(), links.touch_right.tolist()) == ([2], [2])
     assert links.strength.tolist() == pytest.approx([6.8, 6.8, 5.4])
     assert links.total == pytest.approx(19.0)
     # E_01 = 6.8 * 6.8 / 19 = 2.434, so the lift is 1.4 / 2.434 = 0.575 in this tiny graph:
@@ -133,6 +136,88 @@ def test_unflagged_clusters_get_no_campaign_and_relay_nothing() -> None:
     got = campaigns_of(edges, cluster, [True, False, True, True], ["ca", "cu", "cb", "cc"])
     assert got == ["ca", None, "cb", "ca"]
     assert campaigns_of(edges, cluster, [False] * 4, ["ca", "cu", "cb", "cc"]) == [None] * 4
+
+
+def _fleet(extra: list[tuple[int, int, float]], flagged: list[bool], sizes: list[int],
+           resolution: float = 0.05):
+    """``fleet_pieces`` of a clique of six (0-5, edges 0.9, cluster 0) and the clusters of
+    ``sizes`` after it (accounts 6, 7, ...), with the ``extra`` edges, in a population of
+    1,000 pairs that sets ``2m``."""
+    pairs = [(a, b, 0.9) for a, b in itertools.combinations(range(6), 2)] + extra
+    n = 6 + sum(sizes)
+    edges = edges_of(n + 2000, pairs + population(n, 1000))
+    cluster = np.array([0] * 6 + [c + 1 for c, k in enumerate(sizes) for _ in range(k)]
+                       + [-1] * 2000)
+    size = np.array([6, *sizes])
+    inside = np.zeros(len(size))
+    for a, b, w in pairs:
+        if cluster[a] == cluster[b]:
+            inside[cluster[a]] += w
+    density = 2 * inside / (size * (size - 1))
+    links = cluster_links(edges, cluster, len(size))
+    return fleet_pieces(links, np.array(flagged), size, density, min_lift=2.0,
+                        min_evidence=STRONG, resolution=resolution), links
+
+
+def test_a_piece_tied_more_to_a_flagged_cluster_than_to_itself_is_of_its_fleet() -> None:
+    # Triangle P = {6, 7, 8} (edges 0.3 among its members: density 0.3) whose members each
+    # have two edges of 0.9 into the flagged clique: W = 5.4, and P's strength is
+    # k = 2 * 0.9 + 5.4 = 7.2 < 2 W. Triangle L = {9, 10, 11} (a family: edges 0.9) of
+    # which one member shares a device (0.9) with the clique: k = 2 * 2.7 + 0.9 = 6.3 and
+    # 2 W = 1.8, its own evidence is most of it.
+    piece = [(6, 7, 0.3), (6, 8, 0.3), (7, 8, 0.3)]
+    piece += [(v, f, 0.9) for v, fs in ((6, (0, 1)), (7, (2, 3)), (8, (4, 5))) for f in fs]
+    family = [*triangle(9), (9, 0, 0.9)]
+    got, links = _fleet(piece + family, [True, False, False], [3, 3])
+    assert links.strength.tolist() == pytest.approx([2 * 15 * 0.9 + 5.4 + 0.9, 7.2, 6.3])
+    assert got.fleet.tolist() == [-1, 0, -1]
+    assert got.weight[1] == pytest.approx(5.4)
+    assert got.share[1] == pytest.approx(5.4 / 7.2)
+    # Not flagged, the clique has no fleet; flagged, P is not a piece of anything.
+    assert _fleet(piece + family, [False] * 3, [3, 3])[0].fleet.tolist() == [-1] * 3
+    assert _fleet(piece + family, [True, True, False], [3, 3])[0].fleet.tolist() == [-1] * 3
+
+
+def test_accounts_that_share_nothing_with_each_other_are_no_piece() -> None:
+    # Three accounts each tied to the clique by two edges of 0.9 and to nothing else: all of
+    # their evidence is the clique's (W = 5.4), but as a cluster they have density 0 (what
+    # is left of a cluster when its strong core is taken out), below the resolution.
+    left_over = [(v, f, 0.9) for v, fs in ((6, (0, 1)), (7, (2, 3)), (8, (4, 5))) for f in fs]
+    assert _fleet(left_over, [True, False], [3])[0].fleet.tolist() == [-1, -1]
+    # One edge of 0.3 among them: density 0.1, a group of its own, and a piece.
+    got, _ = _fleet([*left_over, (6, 7, 0.3)], [True, False], [3])
+    assert got.fleet.tolist() == [-1, 0]
+
+
+def test_a_piece_must_be_tied_to_many_of_the_flagged_cluster() -> None:
+    # A pair (edge 0.9: density 0.9) whose members each have two edges of 0.5 into the
+    # clique: W = 2.0, k = 1.8 + 2.0 = 3.8 < 2 W. At resolution 0.05 the tie needs
+    # 0.05 / 4 * 2 * 6 = 0.15: a piece; at 0.8 it needs 0.2 * 12 = 2.4 > 2.0: not one.
+    pair = [(6, 7, 0.9), (6, 0, 0.5), (6, 1, 0.5), (7, 2, 0.5), (7, 3, 0.5)]
+    assert _fleet(pair, [True, False], [2])[0].fleet.tolist() == [-1, 0]
+    assert _fleet(pair, [True, False], [2], resolution=0.8)[0].fleet.tolist() == [-1, -1]
+
+
+def test_a_piece_is_tied_through_most_of_its_members() -> None:
+    # A pair on one referral code (0.45) whose one member shares a device (0.9) and more
+    # with the clique: W = 1.8 is most of the pair's evidence (k = 0.9 + 1.8), but one
+    # member of two is tied, not most of them. Both tied (0.9 each): a piece.
+    one = [(6, 7, 0.45), (6, 0, 0.9), (6, 1, 0.9)]
+    got, links = _fleet(one, [True, False], [2])
+    assert (links.touch_left.tolist(), links.touch_right.tolist()) == ([2], [1])
+    assert got.fleet.tolist() == [-1, -1]
+    both = [(6, 7, 0.45), (6, 0, 0.9), (7, 1, 0.9)]
+    assert _fleet(both, [True, False], [2])[0].fleet.tolist() == [-1, 0]
+
+
+def test_a_piece_whose_own_evidence_is_half_or_more_stays_apart() -> None:
+    # The family shares devices with the clique through all three members (W = 2.7), but its
+    # own edges weigh as much: k = 2 * 2.7 + 2.7 = 8.1, and 2 W = 5.4 is not more than k.
+    family = [*triangle(6), (6, 0, 0.9), (7, 1, 0.9), (8, 2, 0.9)]
+    assert _fleet(family, [True, False], [3])[0].fleet.tolist() == [-1, -1]
+    # The same ties with weak family edges (0.2: k = 1.2 + 2.7 = 3.9 < 5.4): a piece.
+    weak = [*triangle(6, 0.2), (6, 0, 0.9), (7, 1, 0.9), (8, 2, 0.9)]
+    assert _fleet(weak, [True, False], [3])[0].fleet.tolist() == [-1, 0]
 
 
 def test_naming_oldest_then_largest_then_smallest_id() -> None:

@@ -241,3 +241,50 @@ def test_a_ring_that_shares_only_private_prompt_templates_is_flagged():
         in ring["reasons"]
     assert any(r.endswith("; 10 of them share 5 private prompt templates")
                for r in ring["reasons"])
+
+
+def test_a_piece_of_a_flagged_fleet_is_flagged_with_it():
+    # The ring of 16 (flagged on its own) and three accounts, 30-32, that share a card and
+    # are each on one of the ring's devices: alone, three accounts on one card are a
+    # household. Given as their own cluster (CPM splits such pieces off large clusters),
+    # each links to five or six ring members: most of the piece's evidence ties it to the
+    # ring, far beyond what 400 pairs of card-sharing accounts around them make chance
+    # predict. The family of 3 is tied to nobody.
+    import numpy as np
+
+    from linkage.campaigns import cluster_links
+    from linkage.communities import Partition
+
+    ring = range(16)
+    cards = [(i, "ringcard") for i in ring] + [(20, "fam"), (21, "fam"), (22, "fam")]
+    cards += [(40 + i, f"pc{i // 2}") for i in range(800)] + [(30, "pcard"), (31, "pcard"),
+                                                              (32, "pcard")]
+    devices = [(i, f"ringdev{i % 3}") for i in ring] + [(30 + k, f"ringdev{k}") for k in range(3)]
+    created = {i: BASE + timedelta(minutes=2 * i) for i in ring}
+    con = ingested(840, cards=cards, devices=devices, created=created)
+    weights = build_links(con, SIGNALS)
+    build_edges(con, GraphConfig())
+    edges = edge_arrays(con)
+    cluster = np.full(840, -1)
+    cluster[list(ring)], cluster[30:33], cluster[20:23] = 0, 1, 2
+    part = Partition(cluster=cluster, n_clusters=3, n_components=1, largest_component=19)
+    caps = {s: c for s, (_, c) in weights.items()}
+    links = cluster_links(edges, cluster, 3)
+
+    def scored(**kw):
+        n = score_clusters(con, part, ScoringConfig(), caps, **kw)
+        rows = con.execute("SELECT cluster, score, flagged, reasons FROM cluster_scores "
+                           "ORDER BY cluster").fetchall()
+        return n, [(s, f, json.loads(r)) for _, s, f, r in rows]
+
+    n_alone, alone = scored()
+    assert n_alone == 1 and [f for _, f, _ in alone] == [True, False, False]
+    n, got = scored(links=links)
+    assert n == 2 and [f for _, f, _ in got] == [True, True, False]
+    assert [s for s, _, _ in got] == [s for s, _, _ in alone]  # the scores stay their own
+    piece_reasons = got[1][2]
+    assert piece_reasons[0].startswith("a piece of a flagged cluster of 16 accounts: ")
+    assert piece_reasons[1:] == alone[1][2]
+    # the lift: W / (k_ring k_piece / 2m) with every edge of the graph in 2m
+    w = links.weight[(links.left == 0) & (links.right == 1)][0]
+    assert w >= 0.6 * 3 and w / links.expected()[(links.left == 0) & (links.right == 1)][0] > 2

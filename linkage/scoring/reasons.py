@@ -11,7 +11,8 @@ import numpy as np
 from linkage.reports.glossary import signal_name
 from linkage.scoring.features import family_of
 
-__all__ = ["cluster_reasons", "duration", "evidence_reasons", "noun", "usage_reason"]
+__all__ = ["cluster_reasons", "duration", "evidence_reasons", "fleet_reason", "noun",
+           "usage_reason"]
 
 # What a reason counts for the signals whose keys are not the values themselves (MinHash
 # bands, minutes, moments); every other signal's keys are named as in the glossary.
@@ -61,6 +62,13 @@ def cluster_reasons(
             reasons.insert(0, suppressed[c][0])  # an analyst's verdict leads, before any evidence
         out.append(reasons)
     return out
+
+
+def fleet_reason(share: float, weight: float, fleet_size: int) -> str:
+    """Why a cluster not flagged on its own evidence is flagged: it is a piece of a flagged
+    cluster's fleet (:func:`linkage.campaigns.fleet_pieces`)."""
+    return (f"a piece of a flagged cluster of {fleet_size} accounts: {share:.0%} of its "
+            f"members' evidence ({weight:.1f}) ties them to it")
 
 
 def evidence_reasons(

@@ -6,6 +6,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from linkage.campaigns import ClusterLinks, fleet_pieces
 from linkage.communities import Partition
 from linkage.config import ScoringConfig
 from linkage.engines import SQLConnection
@@ -21,7 +22,7 @@ from linkage.scoring.features import (
     members_with_partner,
     size_factor,
 )
-from linkage.scoring.reasons import cluster_reasons
+from linkage.scoring.reasons import cluster_reasons, fleet_reason
 from linkage.scoring.rows import contributions_json, features_json, write_cluster_scores
 from linkage.scoring.usage import cluster_usage, has_interactions
 from linkage.scoring.verdicts import cleared, false_positives, known_bad
@@ -38,6 +39,9 @@ def score_clusters(
     confirmed: pa.Table | None = None,
     false_positive: pa.Table | None = None,
     engine_con: SQLConnection | None = None,
+    links: ClusterLinks | None = None,
+    fleet_min_lift: float = 2.0,
+    resolution: float = 0.05,
 ) -> int:
     """Create ``members``, ``cluster_keys``, ``intra_edges`` and ``cluster_scores``.
 
@@ -48,7 +52,9 @@ def score_clusters(
     ``engine_con`` is the connection holding the stage tables, where every aggregate runs,
     when that is not ``con`` (the Spark engine's): ``members`` is created on both,
     ``cluster_keys`` and ``intra_edges`` stay on ``engine_con``, ``cluster_scores`` goes to
-    ``con``. Returns the number of flagged clusters.
+    ``con``. With the evidence between clusters (``links``), a cluster that is a piece of a
+    flagged cluster's fleet (:func:`linkage.campaigns.fleet_pieces`, at ``fleet_min_lift``
+    and CPM's ``resolution``) is flagged with it. Returns the number of flagged clusters.
     """
     sql: SQLConnection = con if engine_con is None else engine_con
     idx, cluster = partition.members()
@@ -87,9 +93,22 @@ def score_clusters(
     damp_h = size_factor(size, cfg.household_full_size)
     score = combine(contrib, damp, damp_h) if n else np.zeros(0)
     suppressed = false_positives(sql, false_positive, n, cfg.suppress_min_jaccard)
-    flagged = (score >= cfg.threshold) & ~cleared(suppressed, n)
+    quiet = cleared(suppressed, n)
+    flagged = (score >= cfg.threshold) & ~quiet
     reasons = cluster_reasons(base, shared, ip_ranges, damp, damp_h, cfg.strong_edge,
                               (n_confirmed, confirmed_by), usage, suppressed)
+    if links is not None and n:
+        at = base["cluster"].astype(np.int64)
+        n_all = len(links.strength)
+        whole, sizes, dens = np.zeros(n_all, dtype=bool), np.zeros(n_all), np.zeros(n_all)
+        whole[at], sizes[at], dens[at] = flagged, size, density(base["w"], size)
+        pieces = fleet_pieces(links, whole, sizes, dens, min_lift=fleet_min_lift,
+                              min_evidence=cfg.strong_edge, resolution=resolution)
+        fleet = np.where(quiet, -1, pieces.fleet[at])
+        flagged |= fleet >= 0
+        for c in np.flatnonzero(fleet >= 0):  # the pieces only
+            reasons[c].insert(0, fleet_reason(pieces.share[at[c]], pieces.weight[at[c]],
+                                              int(sizes[fleet[c]])))
     write_cluster_scores(con, base["cluster"], size, score, flagged,
                          features_json(feats, density(base["w"], size), damp, damp_h, usage),
                          contributions_json(contrib), reasons)
