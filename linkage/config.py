@@ -377,7 +377,8 @@ class StoreConfig:
 
     evidence_min_score: float = 0.4
     """Evidence (intra-cluster edges with per-signal contributions, and shared keys) is kept
-    for every cluster scoring at least this; memberships and scores for every cluster. At a
+    for every flagged cluster and every cluster scoring at least this; memberships and
+    scores for every cluster. At a
     million accounts most accounts sit in low-scoring neighbourhood clusters whose evidence
     would be most of the store's rows and write time; 0 keeps everything."""
     max_shrink: float = 0.5

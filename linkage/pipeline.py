@@ -349,11 +349,12 @@ EVIDENCE = {
 
 
 def _explain(con: duckdb.DuckDBPyConnection, evidence_min_score: float) -> None:
-    """``explained``: the clusters whose evidence the store keeps (``cluster_scores``' score
-    at least ``store.evidence_min_score``)."""
+    """``explained``: the clusters whose evidence the store keeps (``cluster_scores``' flagged
+    clusters, and those scoring at least ``store.evidence_min_score``)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE explained AS
-        SELECT cluster FROM cluster_scores WHERE score >= {float(evidence_min_score)}
+        SELECT cluster FROM cluster_scores
+        WHERE flagged OR score >= {float(evidence_min_score)}
     """)
 
 

@@ -282,6 +282,13 @@ def test_a_piece_of_a_flagged_fleet_is_flagged_with_it():
     n, got = scored(links=links)
     assert n == 2 and [f for _, f, _ in got] == [True, True, False]
     assert [s for s, _, _ in got] == [s for s, _, _ in alone]  # the scores stay their own
+    # the store keeps a flagged piece's evidence whatever its own score
+    from linkage.pipeline import _explain
+
+    _explain(con, 0.4)
+    assert got[1][0] < 0.4
+    assert con.execute("SELECT cluster FROM explained ORDER BY cluster").fetchall() == [
+        (0,), (1,)]
     piece_reasons = got[1][2]
     assert piece_reasons[0].startswith("a piece of a flagged cluster of 16 accounts: ")
     assert piece_reasons[1:] == alone[1][2]
