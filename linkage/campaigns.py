@@ -183,11 +183,11 @@ def fleet_pieces(
       ``resolution`` (what a cluster must keep; the accounts left over when a strong core
       is taken out of a cluster share nothing with each other and are no piece);
     * the evidence ``W`` between it and the flagged cluster passes the test of two flagged
-      clusters joining one campaign (:func:`join_clusters`: ``min_lift``, ``min_evidence``)
-      and has at least a quarter of the density CPM asks inside a cluster
-      (``W >= resolution / 4 * n_piece * n_flagged``: members tied to many of the flagged
-      cluster's, not one member's shared device), and most of its members have an edge
-      into the flagged cluster;
+      clusters joining one campaign (:func:`join_clusters`: ``min_lift``) with
+      ``min_evidence`` (a strong link's worth) per member of the piece, and has at least a
+      quarter of the density CPM asks inside a cluster (``W >= resolution / 4 * n_piece *
+      n_flagged``): members tied to many of the flagged cluster's, not one member's shared
+      device; and most of its members have an edge into the flagged cluster;
     * it is more than half of all the piece's evidence (``2 W > k``): its members are tied
       more to the flagged cluster than to each other and everyone else together.
 
@@ -205,7 +205,8 @@ def fleet_pieces(
     touch = np.concatenate([links.touch_left, links.touch_right])
     sizes = np.asarray(size, dtype=np.float64)
     own = np.round(np.asarray(density, dtype=np.float64), 9) >= resolution
-    tie = both_w >= np.round(resolution / 4 * sizes[piece] * sizes[fleet], 9)
+    tie = both_w >= np.round(np.maximum(resolution / 4 * sizes[fleet], min_evidence)
+                             * sizes[piece], 9)
     raw = np.concatenate([links.weight, links.weight])
     # "more than half", compared at 9 digits: a tie (a key shared by the piece and one of
     # the cluster's members) must not pass by the last bits of two sums

@@ -189,6 +189,18 @@ def test_accounts_that_share_nothing_with_each_other_are_no_piece() -> None:
     assert got.fleet.tolist() == [-1, 0]
 
 
+def test_a_piece_is_tied_by_a_strong_link_per_member() -> None:
+    # Five accounts in a ring of 0.2 edges (density 2 * 1.0 / 20 = 0.1), each with one edge
+    # of 0.5 into the clique: W = 2.5 is most of their evidence (k = 2 * 1.0 + 2.5 = 4.5 <
+    # 2 W), but a strong link's worth per member is 0.6 * 5 = 3.0 > 2.5: not a piece. With
+    # edges of 0.7 (W = 3.5, k = 5.5 < 7.0): a piece.
+    ring = [(6 + i, 6 + (i + 1) % 5, 0.2) for i in range(5)]
+    weak = ring + [(6 + i, i, 0.5) for i in range(5)]
+    assert _fleet(weak, [True, False], [5])[0].fleet.tolist() == [-1, -1]
+    strong = ring + [(6 + i, i, 0.7) for i in range(5)]
+    assert _fleet(strong, [True, False], [5])[0].fleet.tolist() == [-1, 0]
+
+
 def test_a_piece_must_be_tied_to_many_of_the_flagged_cluster() -> None:
     # A pair (edge 0.9: density 0.9) whose members each have two edges of 0.5 into the
     # clique: W = 2.0, k = 1.8 + 2.0 = 3.8 < 2 W. At resolution 0.05 the tie needs
