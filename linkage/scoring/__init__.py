@@ -85,6 +85,8 @@ through one kind of evidence alone, as a share of the cluster):
 
                                 score = 1 - (1 - size * raw) * (1 - w_known_bad * known_bad)
 
+A cluster is flagged when its score reaches ``scoring.threshold``, or when it is a piece of a
+flagged cluster's fleet (:func:`linkage.campaigns.fleet_pieces`; its first reason says so).
 A cluster whose members overlap a membership an analyst marked ``false_positive`` with
 Jaccard at least ``scoring.suppress_min_jaccard`` (0.8) keeps its score but is not flagged,
 and its reasons say so; once it changes more than that it is judged afresh.
