@@ -97,12 +97,13 @@ def score_clusters(
     flagged = (score >= cfg.threshold) & ~quiet
     reasons = cluster_reasons(base, shared, ip_ranges, damp, damp_h, cfg.strong_edge,
                               (n_confirmed, confirmed_by), usage, suppressed)
+    dens = density(base["w"], size)
     if links is not None and n:
         at = base["cluster"].astype(np.int64)
         n_all = len(links.strength)
-        whole, sizes, dens = np.zeros(n_all, dtype=bool), np.zeros(n_all), np.zeros(n_all)
-        whole[at], sizes[at], dens[at] = flagged, size, density(base["w"], size)
-        pieces = fleet_pieces(links, whole, sizes, dens, min_lift=fleet_min_lift,
+        whole, sizes, dens_all = np.zeros(n_all, dtype=bool), np.zeros(n_all), np.zeros(n_all)
+        whole[at], sizes[at], dens_all[at] = flagged, size, dens
+        pieces = fleet_pieces(links, whole, sizes, dens_all, min_lift=fleet_min_lift,
                               min_evidence=cfg.strong_edge, resolution=resolution)
         fleet = np.where(quiet, -1, pieces.fleet[at])
         flagged |= fleet >= 0
@@ -110,6 +111,6 @@ def score_clusters(
             reasons[c].insert(0, fleet_reason(pieces.share[at[c]], pieces.weight[at[c]],
                                               int(sizes[fleet[c]])))
     write_cluster_scores(con, base["cluster"], size, score, flagged,
-                         features_json(feats, density(base["w"], size), damp, damp_h, usage),
+                         features_json(feats, dens, damp, damp_h, usage),
                          contributions_json(contrib), reasons)
     return int(flagged.sum())
