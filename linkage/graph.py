@@ -146,9 +146,7 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
                    CASE WHEN bg.q IS NOT NULL THEN (
                             CASE WHEN {significant_sql('o.k', _ACTIVITY_CHANCE,
                                                     'bg.alpha / o.tested')}
-                                 THEN r.p * round({_lift_factor(
-                                     _chance_jaccard('ca.d', 'cb.d', _ACTIVITY_CHANCE),
-                                     '(o.k::DOUBLE / (ca.d + cb.d - o.k))')}, 9)
+                                 THEN r.p * round({_sync_lift('o.k')}, 9)
                                  ELSE 0::DOUBLE END)
                         WHEN c.total IS NULL THEN r.p
                         ELSE r.p * round(greatest(0::DOUBLE, 1 - {_SET_CHANCE} / r.mass), 9)
@@ -164,7 +162,8 @@ def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
                 SELECT o.a, o.b, o.signal, 1 - pow(1 - sp.p, coalesce(m.min_shared, 1)),
                        coalesce(m.min_shared, 1), sp.p
                 FROM band_overlap o
-                JOIN (SELECT signal, max(p) AS p FROM keys GROUP BY signal) sp USING (signal)
+                JOIN (SELECT signal, max(p) AS p FROM keys WHERE signal = '{ACTIVITY_SYNC}'
+                      GROUP BY signal) sp USING (signal)
                 LEFT JOIN signal_min_shared m USING (signal)
                 WHERE o.expanded
             ) r
@@ -258,8 +257,7 @@ def _band_overlap(con: SQLConnection) -> None:
                         WHERE signal = '{ACTIVITY_SYNC}') bg
             CROSS JOIN (SELECT count(*) AS n FROM sync_tested) t
             WHERE {significant_sql('s.k', _ACTIVITY_CHANCE, 'bg.alpha / t.n')}
-              AND s.k::DOUBLE / (ca.d + cb.d - s.k)
-                  >= 2 * {_chance_jaccard('ca.d', 'cb.d', _ACTIVITY_CHANCE)}
+              AND {_sync_lift('s.k')} > 0
             """
         )
         con.execute(
@@ -376,6 +374,13 @@ def _lift_factor(chance: str, observed: str) -> str:
     ``1 - chance / observed``, and 0 below twice chance (a lift under 2 is no evidence)."""
     return (f"CASE WHEN {observed} >= 2 * {chance} THEN 1 - {chance} / {observed} "
             "ELSE 0::DOUBLE END")
+
+
+def _sync_lift(k: str) -> str:
+    """SQL: :func:`_lift_factor` of a pair's ``k`` shared active buckets (``band_chance``
+    ``ca``, ``cb``, ``band_background`` ``bg``) against the overlap chance predicts."""
+    return _lift_factor(_chance_jaccard("ca.d", "cb.d", _ACTIVITY_CHANCE),
+                        f"({k}::DOUBLE / (ca.d + cb.d - {k}))")
 
 
 def weigh_keys(con: SQLConnection, cfg: GraphConfig, has_org: bool) -> None:
