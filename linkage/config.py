@@ -24,6 +24,7 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +60,30 @@ _PLUS_TAGS = (
 )
 
 
+# The range of a key sits next to its field, as field metadata: what it must be, in words, and
+# the test. :func:`_build` checks every key of a table it builds, and the table's own rules
+# across keys (a ``rules`` method), naming the key by its dotted path.
+def _must(what: str, ok: Callable[[Any], bool]) -> dict[str, tuple[str, Callable[[Any], bool]]]:
+    return {"must": (what, ok)}
+
+
+def _at_least(n: int) -> dict[str, tuple[str, Callable[[Any], bool]]]:
+    return _must(f"at least {n}", lambda v: v >= n)
+
+
+_WEIGHT = _must("in [0, 1)", lambda v: 0.0 <= v < 1.0)
+_UNIT = _must("in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+_SHARE = _must("in (0, 1]", lambda v: 0.0 < v <= 1.0)
+_POSITIVE = _must("positive", lambda v: v > 0)
+_NON_NEGATIVE = _must("non-negative", lambda v: v >= 0)
+_CAP = _at_least(2)
+_COUNT = _at_least(1)
+
+# A rule across keys, from a table's ``rules(at)`` (``at``: the table's dotted path): (holds,
+# the key's name in its table, what it must be, its value).
+Rule = tuple[bool, str, str, Any]
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """How input is read, validated and normalised."""
@@ -67,14 +92,14 @@ class IngestConfig:
     """``fail``: any contract violation stops the run before anything is written.
     ``quarantine``: row-level violations set the row aside and are counted; file-level ones
     (missing table or column, unreadable file) still fail."""
-    quarantine_sample: int = 1000
+    quarantine_sample: int = field(default=1000, metadata=_NON_NEGATIVE)
     """How many quarantined rows the run keeps (with reason and shortened value)."""
     max_reported_problems: int = 50
     """How many problems an input error lists before it says "and N more"."""
-    max_field_chars: int = 10_000
+    max_field_chars: int = field(default=10_000, metadata=_at_least(64))
     """Longest text value accepted in any column; a longer one is a row-level problem (a
     runaway export or a hostile file must not reach the hash functions and the graph)."""
-    max_line_bytes: int = 2_097_152
+    max_line_bytes: int = field(default=2_097_152, metadata=_at_least(1024))
     """Longest CSV line accepted, in bytes; a longer one stops the run with an error naming
     the file and line (a file without newlines must not be read into memory whole)."""
     email_ignore_dots: tuple[str, ...] = _DOT_BLIND
@@ -93,10 +118,10 @@ class SignalConfig:
     linearly in ``log n``, zero at ``cap`` accounts and above.
     """
 
-    weight: float
-    cap: int = 200
+    weight: float = field(metadata=_WEIGHT)
+    cap: int = field(default=200, metadata=_CAP)
     enabled: bool = True
-    min_shared: int = 1
+    min_shared: int = field(default=1, metadata=_COUNT)
     """A pair that shares fewer keys of this signal gets no evidence from it (prompt
     templates: one shared template is a coincidence, several are a pipeline)."""
 
@@ -106,14 +131,19 @@ class CosignupConfig:
     """Co-signup: accounts created within ``window_minutes`` of each other that share a weak
     key (a signup network range, a card BIN, a user agent)."""
 
-    weight: float = 0.4
-    cap: int = 200
+    weight: float = field(default=0.4, metadata=_WEIGHT)
+    cap: int = field(default=200, metadata=_CAP)
     enabled: bool = True
-    window_minutes: int = 30
+    window_minutes: int = field(default=30, metadata=_POSITIVE)
     weak_keys: tuple[str, ...] = ("signup_net",)
     """``signup_net``, ``bin``, ``user_agent``. Only the signup range by default: a bank's BIN
     or a browser's user agent is shared by so many signups in any half hour that they add
     most of the graph's pairs, weak ones, for no measured gain (docs/configuration.md)."""
+
+    def rules(self, at: str) -> Iterator[Rule]:
+        known = {"signup_net", "bin", "user_agent"}
+        for k in self.weak_keys:
+            yield k in known, "weak_keys", f"a subset of {sorted(known)}", k
 
 
 @dataclass(frozen=True)
@@ -123,12 +153,15 @@ class SetBandsConfig:
     of ``rows`` values each; a pair needs ``min_shared`` shared band keys, each a witness of
     ``weight * specificity(n, cap)``."""
 
-    weight: float = 0.35
-    cap: int = 200
+    weight: float = field(default=0.35, metadata=_WEIGHT)
+    cap: int = field(default=200, metadata=_CAP)
     enabled: bool = True
-    min_shared: int = 2
-    bands: int = 20
-    rows: int = 3
+    min_shared: int = field(default=2, metadata=_COUNT)
+    bands: int = field(default=20, metadata=_COUNT)
+    rows: int = field(default=3, metadata=_COUNT)
+
+    def rules(self, at: str) -> Iterator[Rule]:
+        yield self.min_shared <= self.bands, "min_shared", f"at most {at}bands", self.min_shared
 
 
 @dataclass(frozen=True)
@@ -144,8 +177,8 @@ class PromptConfig(SetBandsConfig):
     Accounts with fewer than ``min_templates`` templates in their set get no band keys (a set
     of one or two templates says little)."""
 
-    min_templates: int = 5
-    min_uses: int = 2
+    min_templates: int = field(default=5, metadata=_COUNT)
+    min_uses: int = field(default=2, metadata=_COUNT)
 
 
 @dataclass(frozen=True)
@@ -158,15 +191,15 @@ class TemplatePoolConfig(SetBandsConfig):
     templates have the same users, while the users of popular public templates are random
     slices of everyone. ``cap`` is the population itself (no cap)."""
 
-    weight: float = 0.5
-    cap: int = 2_000_000_000
+    weight: float = field(default=0.5, metadata=_WEIGHT)
+    cap: int = field(default=2_000_000_000, metadata=_CAP)
     enabled: bool = True
-    min_carriers: int = 3
+    min_carriers: int = field(default=3, metadata=_COUNT)
     """Templates used by fewer accounts are not compared."""
-    min_templates: int = 3
+    min_templates: int = field(default=3, metadata=_COUNT)
     """A pool has at least this many templates."""
-    min_used: int = 2
-    min_lift: float = 2.0
+    min_used: int = field(default=2, metadata=_COUNT)
+    min_lift: float = field(default=2.0, metadata=_at_least(1))
     """Two templates are one pool's when they share at least this many times the users
     chance predicts from who their users are (``|A & B| >= min_lift (|B| S_A + |A| S_B) /
     2D``, ``S_A``: the templates A's users use in all, ``D``: everyone's; docs/algorithm.md)."""
@@ -181,25 +214,25 @@ class ActivitySyncConfig(SetBandsConfig):
     ``min_buckets`` buckets. A pair's shared bands count only as far as they exceed the
     overlap chance predicts from both accounts' volumes (see ``docs/algorithm.md``)."""
 
-    weight: float = 0.3
-    cap: int = 2_000_000_000
+    weight: float = field(default=0.3, metadata=_WEIGHT)
+    cap: int = field(default=2_000_000_000, metadata=_CAP)
     """No cap: a band key is judged by the chance overlap of its pairs' schedules
     (:func:`linkage.graph.build_edges`), not by how many accounts share it."""
-    bands: int = 30
-    rows: int = 2
+    bands: int = field(default=30, metadata=_COUNT)
+    rows: int = field(default=2, metadata=_COUNT)
     """Sensitive bands (a pair of Jaccard 0.3 shares two of 30 three times in four): they
     only propose pairs, which the count of their shared buckets judges."""
-    window_minutes: int = 10
-    min_buckets: int = 20
-    alpha: float = 0.01
+    window_minutes: int = field(default=10, metadata=_COUNT)
+    min_buckets: int = field(default=20, metadata=_COUNT)
+    alpha: float = field(default=0.01, metadata=_must("in (0, 1)", lambda v: 0.0 < v < 1.0))
     """The chance that any of the pairs tested is linked by chance alone: a pair's shared
     buckets must be that unlikely under independence, divided among the pairs tested
     (Bonferroni)."""
-    group_rounds: int = 3
+    group_rounds: int = field(default=3, metadata=_NON_NEGATIVE)
     """Rounds of the group step: two accounts each synchronised beyond chance with a third
     are tested too (the bands rarely propose a pair of a big scheduler that each run a
     small share of its jobs); 0 tests only what the bands propose."""
-    group_fanout: int = 16
+    group_fanout: int = field(default=16, metadata=_COUNT)
     """In each round an account offers pairs among its this many strongest synchronised
     fellows, and takes at most this many new pairs from its fellows' offers (first those
     with most fellows in common): the tests grow with the accounts, not their squares."""
@@ -212,11 +245,11 @@ class CoactivityConfig:
     the same link posted in the same hour. Needs ``observations.seen_at``. Off by default: on
     account metadata, observations are attributes, not events."""
 
-    weight: float = 0.3
-    cap: int = 50
+    weight: float = field(default=0.3, metadata=_WEIGHT)
+    cap: int = field(default=50, metadata=_CAP)
     enabled: bool = False
-    window_minutes: int = 60
-    min_shared: int = 1
+    window_minutes: int = field(default=60, metadata=_POSITIVE)
+    min_shared: int = field(default=1, metadata=_COUNT)
     """A pair with fewer shared keys (value and time bucket; one coincidence gives one key
     per bucket grid that sees it, so one or two) gets no evidence from this signal."""
 
@@ -226,10 +259,14 @@ class ObservationConfig:
     """``observations`` rows: every kind is a signal; ``kinds`` overrides the weight per kind
     (0 disables a kind)."""
 
-    weight: float = 0.5
-    cap: int = 200
+    weight: float = field(default=0.5, metadata=_WEIGHT)
+    cap: int = field(default=200, metadata=_CAP)
     enabled: bool = True
     kinds: dict[str, float] = field(default_factory=dict)
+
+    def rules(self, at: str) -> Iterator[Rule]:
+        for kind, w in self.kinds.items():
+            yield 0.0 <= w < 1.0, f"kinds.{kind}", "in [0, 1)", w
 
 
 @dataclass(frozen=True)
@@ -266,13 +303,13 @@ class SignalsConfig:
 class GraphConfig:
     """How shared keys become edges."""
 
-    clique_max: int = 32
+    clique_max: int = field(default=32, metadata=_at_least(2))
     """A key shared by at most this many accounts links every pair of them."""
-    cohesion_min: int = 8
+    cohesion_min: int = field(default=8, metadata=_at_least(2))
     """A device or network key shared by more accounts than this (more than a household
     shares) counts as far as its carriers are tied to each other by independent evidence
     beyond chance (its cohesion), like every identifier key of more than ``clique_max``."""
-    ring_degree: int = 8
+    ring_degree: int = field(default=8, metadata=_COUNT)
     """A key shared by more accounts (up to the signal's cap) links each account only to its
     ``ring_degree`` successors in a fixed pseudo-random order: connected, linear in size."""
     min_edge_weight: float = 0.2
@@ -290,20 +327,22 @@ class CommunitiesConfig:
     """Leiden community detection, run per connected component."""
 
     objective: Literal["cpm", "modularity"] = "cpm"
-    resolution: float = 0.05
+    resolution: float = field(default=0.05, metadata=_POSITIVE)
     """For CPM: the minimum weighted internal density a cluster must keep."""
-    iterations: int = 1
+    iterations: int = field(default=1, metadata=_must("non-zero (-1: until stable)",
+                                                      lambda v: v != 0))
     beta: float = 0.01
-    core_edge: float = 0.6
+    core_edge: float = field(default=0.6, metadata=_SHARE)
     """An edge at least this heavy is a strong link for the strong-core step."""
-    core_min_size: int = 8
+    core_min_size: int = field(default=8, metadata=_must("0 (off) or at least 3",
+                                                         lambda v: v == 0 or v >= 3))
     """Accounts that strong links join into a connected 2-core of at least this many form one
     cluster whatever Leiden made of them (chain-like camouflage rings); 0 disables the step."""
     warm_start: bool = True
     """Keep the previous run's clusters in components that have not changed at all, and
     start Leiden from them elsewhere (accounts seen before keep their cluster, new accounts
     start alone), so a small change of input is a small change of clusters."""
-    warm_min_gain: float = 2.0
+    warm_min_gain: float = field(default=2.0, metadata=_NON_NEGATIVE)
     """With a warm start, a connected component keeps last run's clusters unless tonight's
     Leiden result is better by at least this much CPM quality (hysteresis: no renaming for
     marginal gains)."""
@@ -313,11 +352,11 @@ class CommunitiesConfig:
 class ScoringConfig:
     """Cluster score and the flagging threshold (see ``docs/algorithm.md``)."""
 
-    threshold: float = 0.5
-    full_size: int = 10
+    threshold: float = field(default=0.5, metadata=_SHARE)
+    full_size: int = field(default=10, metadata=_at_least(3))
     """Clusters of this size or more get the full size factor; smaller ones are damped so
     that a handful of accounts cannot reach the threshold on little evidence."""
-    household_full_size: int = 24
+    household_full_size: int = field(default=24, metadata=_at_least(3))
     """What households share too (cards, devices, emails, phones, BIN and postal codes,
     networks, observed values) gets its full weight only from this size: a family card
     shared by two households of four is what families do, not an operator."""
@@ -340,16 +379,22 @@ class ScoringConfig:
         }
     )
     """Feature weights of the noisy-OR that combines features into the raw score."""
-    suppress_min_jaccard: float = 0.8
+    suppress_min_jaccard: float = field(default=0.8, metadata=_SHARE)
     """A cluster marked ``false_positive`` is not flagged again while its members overlap the
     labelled members at least this much (Jaccard)."""
+
+    def rules(self, at: str) -> Iterator[Rule]:
+        known = sorted(ScoringConfig().weights)
+        for name, w in self.weights.items():
+            yield name in known, "weights", f"keys among {known}", name
+            yield 0.0 <= w <= 1.0, f"weights.{name}", "in [0, 1]", w
 
 
 @dataclass(frozen=True)
 class ContinuityConfig:
     """Matching tonight's clusters to the previous run's."""
 
-    min_jaccard: float = 0.5
+    min_jaccard: float = field(default=0.5, metadata=_SHARE)
     """A cluster keeps a previous id when their member sets overlap at least this much."""
 
 
@@ -359,29 +404,24 @@ class CampaignsConfig:
 
     enabled: bool = True
     """Give flagged clusters a ``campaign_id``; ``false`` leaves every one NULL."""
-    min_lift: float = 2.0
+    min_lift: float = field(default=2.0, metadata=_at_least(1))
     """Two flagged clusters join when the evidence between them is at least this many times
     what a degree-preserving null model expects (``k_i k_j / 2m``, as modularity does) and
-    amounts to at least one strong edge (``scoring.strong_edge``)."""
-
-    def __post_init__(self) -> None:
-        if not self.min_lift >= 1.0:
-            # Below 1 a join would lower modularity: less shared than chance predicts.
-            raise ConfigError(f"configuration key 'campaigns.min_lift' must be at least 1, "
-                              f"not {self.min_lift!r}")
+    amounts to at least one strong edge (``scoring.strong_edge``); below 1 a join would lower
+    modularity (less shared than chance predicts)."""
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     """What a run keeps in the store."""
 
-    evidence_min_score: float = 0.4
+    evidence_min_score: float = field(default=0.4, metadata=_UNIT)
     """Evidence (intra-cluster edges with per-signal contributions, and shared keys) is kept
     for every flagged cluster and every cluster scoring at least this; memberships and
     scores for every cluster. At a
     million accounts most accounts sit in low-scoring neighbourhood clusters whose evidence
     would be most of the store's rows and write time; 0 keeps everything."""
-    max_shrink: float = 0.5
+    max_shrink: float = field(default=0.5, metadata=_UNIT)
     """A run whose input has fewer accounts than the latest published run's by more than this
     share is refused (exit 2) unless ``linkage run --allow-shrink``: a truncated export
     published as ``latest`` would dissolve every cluster. 1 turns the check off."""
@@ -403,9 +443,9 @@ class SparkConfig:
     """Where Spark writes its intermediate tables (Parquet): a folder or URL every executor
     can reach (``hdfs://``, ``s3a://``). Empty: the run's private temporary folder, which
     only a local master can use."""
-    buckets: int = 32
+    buckets: int = field(default=32, metadata=_COUNT)
     """Connected components are hashed into this many groups, one Leiden task each."""
-    max_rounds: int = 60
+    max_rounds: int = field(default=60, metadata=_COUNT)
     """Connected components stop with an error if their pairs still change after this many
     rounds (large-star / small-star: O(log^2 n) rounds for n vertices, not more for longer
     paths; docs/configuration.md)."""
@@ -445,8 +485,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build and validate a configuration from plain data (as parsed from TOML)."""
-        cfg = _build(cls, data, "")
-        _check_ranges(cfg)
+        cfg: RunConfig = _build(cls, data, "")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -498,13 +537,29 @@ def _build(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
         if isinstance(value, dict) and default is not dataclasses.MISSING:
             values[name] = {**default(), **value}
     if base is not None:
-        return dataclasses.replace(base, **values)
+        return _checked(dataclasses.replace(base, **values), values, prefix)
     missing = [n for n, f in fields.items() if n not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"configuration table {prefix.rstrip('.') or '<root>'!r} needs "
                           f"the key {prefix + missing[0]!r}")
-    return cls(**values)
+    return _checked(cls(**values), values, prefix)
+
+
+def _checked(table: Any, given: dict[str, Any], prefix: str) -> Any:
+    """``table`` once the keys given and its rules across keys hold (see :func:`_must`)."""
+    for f in dataclasses.fields(table):
+        if f.name in given and "must" in f.metadata:
+            what, ok = f.metadata["must"]
+            _need(ok(getattr(table, f.name)), prefix + f.name, what, getattr(table, f.name))
+    for ok, name, what, value in getattr(table, "rules", lambda at: ())(prefix):
+        _need(ok, prefix + name, what, value)
+    return table
+
+
+def _need(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"configuration key {key!r} must be {what}, not {value!r}")
 
 
 def _field_default(f: dataclasses.Field[Any]) -> Any:
@@ -545,82 +600,3 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             f"({value!r})"
         )
     return value
-
-
-def _check_ranges(cfg: RunConfig) -> None:
-    def need(ok: bool, key: str, what: str, value: Any) -> None:
-        if not ok:
-            raise ConfigError(f"configuration key {key!r} must be {what}, not {value!r}")
-
-    for f in dataclasses.fields(cfg.signals):
-        sig = getattr(cfg.signals, f.name)
-        need(0.0 <= sig.weight < 1.0, f"signals.{f.name}.weight", "in [0, 1)", sig.weight)
-        need(sig.cap >= 2, f"signals.{f.name}.cap", "at least 2", sig.cap)
-        if isinstance(sig, SignalConfig | CoactivityConfig | SetBandsConfig):
-            need(sig.min_shared >= 1, f"signals.{f.name}.min_shared", "at least 1",
-                 sig.min_shared)
-        if isinstance(sig, SetBandsConfig):  # prompt, activity_sync: every count at least 1
-            counts = [g.name for g in dataclasses.fields(sig) if g.type in ("int", int)]
-            for key in (k for k in counts if k not in ("cap", "min_shared", "group_rounds")):
-                need(getattr(sig, key) >= 1, f"signals.{f.name}.{key}", "at least 1",
-                     getattr(sig, key))
-            need(sig.min_shared <= sig.bands, f"signals.{f.name}.min_shared",
-                 f"at most signals.{f.name}.bands", sig.min_shared)
-    for kind, w in cfg.signals.observation.kinds.items():
-        need(0.0 <= w < 1.0, f"signals.observation.kinds.{kind}", "in [0, 1)", w)
-    known_weak = {"signup_net", "bin", "user_agent"}
-    for k in cfg.signals.cosignup.weak_keys:
-        need(k in known_weak, "signals.cosignup.weak_keys", f"a subset of {sorted(known_weak)}", k)
-    need(0.0 < cfg.signals.activity_sync.alpha < 1.0, "signals.activity_sync.alpha",
-         "in (0, 1)", cfg.signals.activity_sync.alpha)
-    need(cfg.signals.activity_sync.group_rounds >= 0, "signals.activity_sync.group_rounds",
-         "at least 0", cfg.signals.activity_sync.group_rounds)
-    need(cfg.signals.template_pool.min_lift >= 1, "signals.template_pool.min_lift",
-         "at least 1", cfg.signals.template_pool.min_lift)
-    for name in ("coactivity", "prompt_sync"):
-        minutes = getattr(cfg.signals, name).window_minutes
-        need(minutes > 0, f"signals.{name}.window_minutes", "positive", minutes)
-    need(cfg.signals.cosignup.window_minutes > 0, "signals.cosignup.window_minutes", "positive",
-         cfg.signals.cosignup.window_minutes)
-    need(cfg.graph.clique_max >= 2, "graph.clique_max", "at least 2", cfg.graph.clique_max)
-    need(cfg.graph.cohesion_min >= 2, "graph.cohesion_min", "at least 2",
-         cfg.graph.cohesion_min)
-    need(cfg.graph.ring_degree >= 1, "graph.ring_degree", "at least 1", cfg.graph.ring_degree)
-    need(cfg.communities.resolution > 0, "communities.resolution", "positive",
-         cfg.communities.resolution)
-    need(0.0 < cfg.communities.core_edge <= 1.0, "communities.core_edge", "in (0, 1]",
-         cfg.communities.core_edge)
-    need(cfg.communities.core_min_size == 0 or cfg.communities.core_min_size >= 3,
-         "communities.core_min_size", "0 (off) or at least 3", cfg.communities.core_min_size)
-    need(cfg.communities.iterations != 0, "communities.iterations", "non-zero (-1: until stable)",
-         cfg.communities.iterations)
-    need(0.0 < cfg.scoring.threshold <= 1.0, "scoring.threshold", "in (0, 1]",
-         cfg.scoring.threshold)
-    need(cfg.scoring.full_size >= 3, "scoring.full_size", "at least 3", cfg.scoring.full_size)
-    need(cfg.scoring.household_full_size >= 3, "scoring.household_full_size", "at least 3",
-         cfg.scoring.household_full_size)
-    known_features = set(ScoringConfig().weights)
-    for name, w in cfg.scoring.weights.items():
-        need(name in known_features, "scoring.weights", f"keys among {sorted(known_features)}",
-             name)
-        need(0.0 <= w <= 1.0, f"scoring.weights.{name}", "in [0, 1]", w)
-    need(0.0 < cfg.scoring.suppress_min_jaccard <= 1.0, "scoring.suppress_min_jaccard",
-         "in (0, 1]", cfg.scoring.suppress_min_jaccard)
-    need(cfg.communities.warm_min_gain >= 0.0, "communities.warm_min_gain", "non-negative",
-         cfg.communities.warm_min_gain)
-    need(0.0 < cfg.continuity.min_jaccard <= 1.0, "continuity.min_jaccard", "in (0, 1]",
-         cfg.continuity.min_jaccard)
-    need(0.0 <= cfg.store.evidence_min_score <= 1.0, "store.evidence_min_score", "in [0, 1]",
-         cfg.store.evidence_min_score)
-    need(0.0 <= cfg.store.max_shrink <= 1.0, "store.max_shrink", "in [0, 1]",
-         cfg.store.max_shrink)
-    need(cfg.engine.spark.buckets >= 1, "engine.spark.buckets", "at least 1",
-         cfg.engine.spark.buckets)
-    need(cfg.engine.spark.max_rounds >= 1, "engine.spark.max_rounds", "at least 1",
-         cfg.engine.spark.max_rounds)
-    need(cfg.ingest.quarantine_sample >= 0, "ingest.quarantine_sample", "non-negative",
-         cfg.ingest.quarantine_sample)
-    need(cfg.ingest.max_line_bytes >= 1024, "ingest.max_line_bytes", "at least 1024",
-         cfg.ingest.max_line_bytes)
-    need(cfg.ingest.max_field_chars >= 64, "ingest.max_field_chars", "at least 64",
-         cfg.ingest.max_field_chars)

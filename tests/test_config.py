@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from linkage.config import RunConfig, load_config
@@ -44,6 +46,17 @@ def test_toml_overrides_merge_tables(tmp_path):
         ({"ingest": {"on_bad_rows": "ignore"}}, "'ingest.on_bad_rows' must be one of"),
         ({"engine": {"threads": True}}, "'engine.threads' must be int"),
         ({"graph": 3}, "'graph' must be a table"),
+        ({"signals": {"activity_sync": {"alpha": 1.5}}},
+         "'signals.activity_sync.alpha' must be in (0, 1), not 1.5"),
+        ({"signals": {"prompt": {"min_shared": 30}}},
+         "'signals.prompt.min_shared' must be at most signals.prompt.bands, not 30"),
+        ({"signals": {"observation": {"kinds": {"referral": 1.0}}}},
+         "'signals.observation.kinds.referral' must be in [0, 1), not 1.0"),
+        ({"communities": {"core_min_size": 2}},
+         "'communities.core_min_size' must be 0 (off) or at least 3, not 2"),
+        ({"scoring": {"weights": {"burst": 2.0}}}, "'scoring.weights.burst' must be in [0, 1]"),
+        ({"engine": {"spark": {"buckets": 0}}}, "'engine.spark.buckets' must be at least 1"),
+        ({"ingest": {"max_line_bytes": 10}}, "'ingest.max_line_bytes' must be at least 1024"),
     ],
 )
 def test_bad_config_names_the_key(data, message):
@@ -94,3 +107,28 @@ def test_memory_limit_reaches_duckdb(tmp_path, toml, expected):
     finally:
         con.close()
         reference.close()
+
+
+def _tables(table, at=""):
+    yield at, table
+    for f in dataclasses.fields(table):
+        value = getattr(table, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _tables(value, f"{at}{f.name}.")
+
+
+def test_every_default_is_within_the_range_written_next_to_its_key():
+    """The ranges sit next to the fields (field metadata and a table's rules across keys);
+    the defaults hold them, and a value outside is refused whichever table it is in."""
+    checked = 0
+    for at, table in _tables(RunConfig()):
+        for f in dataclasses.fields(table):
+            if "must" in f.metadata:
+                what, ok = f.metadata["must"]
+                assert ok(getattr(table, f.name)), f"{at}{f.name} is not {what}"
+                checked += 1
+        for ok, name, what, _ in getattr(table, "rules", lambda at: ())(at):
+            assert ok, f"{at}{name} is not {what}"
+    assert checked > 60
+    with pytest.raises(ConfigError, match=r"'signals\.ip_net\.cap' must be at least 2, not 1"):
+        RunConfig.from_dict({"signals": {"ip_net": {"cap": 1}}})
