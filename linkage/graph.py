@@ -534,7 +534,7 @@ def key_cohesion(con: SQLConnection, min_carriers: int, min_shared_values: int) 
 
 def _ring_order(key: str, account: str) -> str:
     # md5 of the key and the account id: content, not run-local numbers, and the same text in
-    # every engine (an engine's own hash() differs between DuckDB and Spark).
+    # every engine (an engine's own hash() is its own function).
     return f"md5({key}.signal || ':' || {key}.key || ':' || {account}.account_id)"
 
 
@@ -553,8 +553,8 @@ def product_sql(expr: str) -> str:
 
 
 def edge_arrays(con: SQLConnection) -> EdgeArrays:
-    """Fetch ``edges`` as numpy arrays (columnar, no per-edge Python objects), from the
-    engine that built them (with Spark straight to the driver's arrays, through Arrow)."""
+    """Fetch ``edges`` as numpy arrays (columnar, no per-edge Python objects), straight
+    from the engine's connection that built them."""
     n_row = con.execute("SELECT count(*) FROM accounts").fetchone()
     cols = con.execute("SELECT a, b, weight FROM edges ORDER BY a, b").fetchnumpy()
     return EdgeArrays(

@@ -151,8 +151,8 @@ def merge(con: duckdb.DuckDBPyConnection, state: Path) -> int:
     for table in TABLES:
         con.execute(f"DROP TABLE _lk_inc_{table}")
     con.execute(f"DROP TABLE _lk_inc_ids; DROP TABLE {KNOWN}")
-    # fetchall: a result left unfinished would block the next relation on ``con`` (the
-    # Spark engine copies the merged tables out with ``con.sql`` next)
+    # fetchall: a result left unfinished would block the next relation on ``con`` (an
+    # engine may copy the merged tables out with ``con.sql`` next)
     ((n,),) = con.execute("SELECT count(*) FROM accounts").fetchall()
     return int(n)
 

@@ -191,8 +191,7 @@ def learn_weights(con: duckdb.DuckDBPyConnection, truth: pa.Table,
 def learn_from_input(input_dir: Path | str, truth: pa.Table, cfg: RunConfig,
                      secret: bytes) -> Fit:
     """Run ingest, signals and edges on ``input_dir`` and fit the model."""
-    from linkage.engines import connect_duckdb
-    from linkage.engines.spill import spill_folder
+    from linkage.engines import connect_duckdb, spill_folder
     from linkage.graph import build_edges
     from linkage.ingest import ingest
     from linkage.pseudonymise import Pseudonymiser

@@ -19,37 +19,33 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
 from linkage import __version__
 from linkage import incremental as incr
-from linkage.campaigns import cluster_links, publish_campaigns
+from linkage.campaigns import ClusterLinks, cluster_links, publish_campaigns
+from linkage.communities import Partition
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
-from linkage.engines import connect_duckdb
-from linkage.engines.spill import spill_folder
+from linkage.engines import Engine, connect_duckdb, open_engine, spill_folder
 from linkage.errors import ConfigError, InputError, InputProblem
-from linkage.graph import build_edges, edge_arrays
-from linkage.ingest import ingest
+from linkage.graph import EdgeArrays, build_edges, edge_arrays
+from linkage.ingest import IngestResult
 from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser
 from linkage.scoring import score_clusters
 from linkage.signals import build_links
+from linkage.stage_tables import STAGES, TABLES, dropped_after
 from linkage.store import RunRecord, Store
 from linkage.store.lock import run_lock
-from linkage.warmstart import FINGERPRINT_KEY, warm_detect
-
-if TYPE_CHECKING:
-    from linkage.engines.spark import SparkEngine
+from linkage.warmstart import FINGERPRINT_KEY
 
 __all__ = ["STAGES", "RunSummary", "run_pipeline"]
 
 log = logging.getLogger("linkage.run")
 
-STAGES = ("ingest", "signals", "graph", "communities", "scoring", "continuity", "store")
 
 # A stage reporter: called with a stage name, returns a context manager around the stage.
 StageReporter = Callable[[str], contextlib.AbstractContextManager[None]]
@@ -80,6 +76,48 @@ def _log_stage(name: str) -> Iterator[None]:
     yield
 
 
+class _Clock:
+    """Times each stage, reports it, records it on the run and names the stage under way;
+    calls ``done`` with the stage's name when it ends."""
+
+    def __init__(self, reporter: StageReporter, store: Store,
+                 done: Callable[[str], None]) -> None:
+        self.reporter, self.store, self.done = reporter, store, done
+        self.timings: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+        self.current = "ingest"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, run_id: int | None = None) -> Iterator[None]:
+        self.current = name
+        if run_id is not None:
+            self.store.set_stage(run_id, name)
+        start = time.perf_counter()
+        with self.reporter(name):
+            yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.peaks[name] = _peak_rss_mb()
+        log.info("stage %s: done in %.1f s, peak RSS %.0f MB", name, self.timings[name],
+                 self.peaks[name])
+        self.done(name)
+
+
+@dataclass(frozen=True)
+class _Ingested:
+    result: IngestResult
+    n_accounts: int
+
+
+@dataclass(frozen=True)
+class _Detected:
+    """What the communities stage hands on: the partition and what travels with it."""
+
+    partition: Partition
+    fingerprints: str
+    previous: pa.Table | None
+    links: ClusterLinks
+
+
 def run_pipeline(
     input_dir: Path,
     store: Store,
@@ -103,176 +141,165 @@ def run_pipeline(
     :class:`~linkage.errors.RunLockedError` (nothing done) when another run holds the store.
     """
     pseudo = Pseudonymiser(secret)
-    timings: dict[str, float] = {}
-    peaks: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(name: str, run_id: int | None = None) -> Iterator[None]:
-        if run_id is not None:
-            store.set_stage(run_id, name)
-        start = time.perf_counter()
-        with reporter(name):
-            yield
-        timings[name] = round(time.perf_counter() - start, 3)
-        peaks[name] = _peak_rss_mb()
-        log.info("stage %s: done in %.1f s, peak RSS %.0f MB", name, timings[name], peaks[name])
-
+    keep_state = state_dir is not None
     # The run lock comes first, before ingest: a second run refuses at once (RunLockedError)
     # instead of discovering the first one an hour later, at publish.
-    with run_lock(store), spill_folder(cfg.engine.temp_directory) as spill:
-        spark = _spark_engine(cfg, spill)
-        con = connect_duckdb(cfg.engine, spill)
+    with run_lock(store), spill_folder(cfg.engine.temp_directory) as spill, \
+            _engine(cfg, spill, pseudo) as engine:
+        # after each stage, what no later stage reads goes (linkage.stage_tables)
+        clock = _Clock(reporter, store, lambda stage: _drop(
+            engine.driver, *dropped_after(stage, keep_state=keep_state)))
+        state = _incremental_state(store, state_dir) if incremental else None
+        with clock("ingest"):
+            ing = _ingest(engine, store, cfg, pseudo, Path(input_dir), state, keep_state)
+        run_id = _begin(store, cfg, pseudo, Path(input_dir), ing.n_accounts, allow_shrink)
+        summary = RunSummary(run_id=run_id, n_accounts=ing.n_accounts,
+                             rows_read=ing.result.rows_read,
+                             rows_quarantined=ing.result.rows_quarantined)
         try:
-            pseudo.install(con)
-            state = _incremental_state(store, state_dir) if incremental else None
-            with stage("ingest"):
-                if state is not None:
-                    incr.load_known(con, state, key_check=pseudo.check_value(),
-                                    ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
-                if spark and state is None:
-                    # Without state to write, the driver needs only what scoring,
-                    # continuity and the store read; interactions stays on Spark.
-                    ing = spark.ingest(con, Path(input_dir), cfg.ingest, pseudo,
-                                       skip=() if state_dir is not None else _SPARK_ONLY)
-                else:  # an incremental run's ingest builds on DuckDB's state (below)
-                    ing = ingest(con, Path(input_dir), cfg.ingest, pseudo,
-                                 known=incr.KNOWN if state is not None else None)
-                n_accounts = incr.merge(con, state) if state is not None else ing.n_accounts
-            store.ensure_schema()
-            store.check_key(pseudo.check_value())
-            if not allow_shrink:
-                check_shrink(store, n_accounts, cfg.store.max_shrink)
-            # We hold the lock, so a run still marked running belongs to a dead process.
-            store.abandon_running()
-            run_id = store.begin_run(
-                config_json=json.dumps(cfg.to_dict(), sort_keys=True),
-                config_hash=cfg.hash(),
-                seed=cfg.seed,
-                code_version=__version__,
-                input_path=str(Path(input_dir).resolve()),
-            )
-            current = "signals"
-            try:
-                summary = RunSummary(run_id=run_id, n_accounts=n_accounts,
-                                     rows_read=ing.rows_read,
-                                     rows_quarantined=ing.rows_quarantined)
-                with stage(current, run_id):
-                    if spark:
-                        spark.load(con)
-                    weights = build_links(spark.sql if spark else con, cfg.signals)
-                    # Ingest's tables that no later stage reads go now (the state written at
-                    # the end needs them): DuckDB reuses their memory for the edges instead
-                    # of growing.
-                    if state_dir is None:
-                        _drop(con, *_SIGNAL_INPUTS)
-                current = "graph"
-                with stage(current, run_id):
-                    summary.n_edges = build_edges(spark.sql if spark else con, cfg.graph)
-                    # numpy arrays on the driver, for the warm start (with Spark, straight
-                    # from Spark: the edges are not copied into DuckDB)
-                    edges = edge_arrays(spark.sql if spark else con)
-                current = "communities"
-                with stage(current, run_id):
-                    previous = store.previous_memberships()
-                    detect = spark.communities if spark else warm_detect
-                    partition, fingerprints = detect(
-                        con, edges, cfg, previous, _previous_fingerprints(store),
-                        # An erasure changes every fingerprint: the previous clusters
-                        # lack the erased account, so no component is carried forward as is.
-                        salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
-                    # What the campaigns need of the edges, kept small: one row per pair of
-                    # clusters that share an edge (both engines' edges are arrays here).
-                    links = cluster_links(edges, partition.cluster, partition.n_clusters)
-                    del edges
-                summary.n_clusters = partition.n_clusters
-                summary.largest_component = partition.largest_component
-                current = "scoring"
-                with stage(current, run_id):
-                    caps = {s: cap for s, (_, cap) in weights.items()}
-                    # Labels reach scoring as plain data, read from the store here.
-                    facts = label_facts(store)
-                    summary.n_flagged = score_clusters(
-                        con, partition, cfg.scoring, caps, confirmed=facts.confirmed,
-                        false_positive=facts.false_positive,
-                        engine_con=spark.sql if spark else None,
-                        links=links, fleet_min_lift=cfg.campaigns.min_lift,
-                        resolution=cfg.communities.resolution)
-                    _explain(con, cfg.store.evidence_min_score)
-                    if spark:
-                        # The one copy of stage rows back from Spark: the evidence the store
-                        # keeps. Nothing else reads links, keys, key_members or edge_signals.
-                        spark.collect(con, EVIDENCE, send=("explained",))
-                    else:
-                        for name, query in EVIDENCE.items():
-                            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
-                _drop(con, "links", "keys", "key_members", "pool_templates", "band_chance",
-                      "band_background", "activity_sets", "edges",
-                      "edge_signals", "intra_edges", "cluster_keys",
-                      *(() if state_dir is not None else ("interactions",)))
-                current = "continuity"
-                with stage(current, run_id):
-                    summary.origins = assign_identities(
-                        con, previous, min_jaccard=cfg.continuity.min_jaccard)
-                    # Campaigns are named after continuity's stable cluster ids.
-                    summary.n_campaigns = publish_campaigns(
-                        con, links, cfg.campaigns, min_evidence=cfg.scoring.strong_edge)
-                    del links
-                current = "store"
-                with stage(current, run_id):
-                    record = _record(con, ing.input_fingerprint, summary, timings,
-                                     ing.quarantine_sample)
-                    # Published with the run, for the next run's warm start.
-                    record = replace(record, meta={
-                        FINGERPRINT_KEY.format(run_id=run_id): fingerprints})
-                    if state_dir is not None:
-                        # The state goes in place before the publish and the old one only
-                        # after it: a crash anywhere leaves the latest run's state intact.
-                        tmp = incr.write_state(con, state_dir, key_check=pseudo.check_value(),
-                                               ingest_cfg=cfg.ingest,
-                                               erasures=incr.erasure_count(store))
-                        incr.commit_state(tmp, run_id)
-                    # The key's check value commits with the first publish: no store holds
-                    # hashes without the check of the key they were made with.
-                    store.publish_run(run_id, record, key_check=pseudo.check_value())
-                    if state_dir is not None:
-                        incr.prune_states(state_dir, run_id)
-                    store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
-                                      keep=FINGERPRINT_KEY.format(run_id=run_id))
-            except BaseException as exc:
-                # Record the failure where it happened (also for Ctrl-C), then re-raise.
-                with contextlib.suppress(Exception):
-                    store.fail_run(run_id, stage=current, error=_describe(exc))
-                raise
-        finally:
-            con.close()
-            if spark:
-                spark.close()
-    summary.timings = timings
-    summary.peak_rss_mb = peaks
+            with clock("signals", run_id):
+                engine.load()
+                weights = build_links(engine.sql, cfg.signals)
+            with clock("graph", run_id):
+                summary.n_edges = build_edges(engine.sql, cfg.graph)
+                # numpy arrays on the driver, straight from the engine
+                edges = edge_arrays(engine.sql)
+            with clock("communities", run_id):
+                found = _communities(engine, store, cfg, edges, summary)
+                del edges
+            with clock("scoring", run_id):
+                summary.n_flagged = _score(engine, store, cfg, weights, found)
+            with clock("continuity", run_id):
+                summary.origins = assign_identities(
+                    engine.driver, found.previous, min_jaccard=cfg.continuity.min_jaccard)
+                # Campaigns are named after continuity's stable cluster ids.
+                summary.n_campaigns = publish_campaigns(
+                    engine.driver, found.links, cfg.campaigns,
+                    min_evidence=cfg.scoring.strong_edge)
+            with clock("store", run_id):
+                _publish(engine.driver, store, cfg, pseudo, ing, summary, clock.timings,
+                         found.fingerprints, state_dir)
+        except BaseException as exc:
+            # Record the failure where it happened (also for Ctrl-C), then re-raise.
+            with contextlib.suppress(Exception):
+                store.fail_run(run_id, stage=clock.current, error=_describe(exc))
+            raise
+    summary.timings = clock.timings
+    summary.peak_rss_mb = clock.peaks
     return summary
 
 
-# Ingest's tables that only the signals stage reads (graph and scoring read accounts,
-# scoring interactions; the incremental state, written at the end, all of them).
-_SIGNAL_INPUTS = ("payment_instruments", "ip_events", "devices", "observations")
-# What the Spark engine's driver need not copy from Spark when no state is written: the
-# signals and scoring (its engine_con) read these on Spark.
-_SPARK_ONLY = (*_SIGNAL_INPUTS, "interactions")
+@contextlib.contextmanager
+def _engine(cfg: RunConfig, spill: Path, pseudo: Pseudonymiser) -> Iterator[Engine]:
+    """The configured engine around a new driver DuckDB, with the keyed hash installed."""
+    con = connect_duckdb(cfg.engine, spill)
+    try:
+        engine = open_engine(cfg.engine, spill, con)
+        try:
+            pseudo.install(con)
+            yield engine
+        finally:
+            engine.close()
+    finally:
+        con.close()
+
+
+def _ingest(engine: Engine, store: Store, cfg: RunConfig, pseudo: Pseudonymiser,
+            input_dir: Path, state: Path | None, keep_state: bool) -> _Ingested:
+    """Ingest, on top of the previous run's state in an incremental run."""
+    con = engine.driver
+    if state is not None:
+        incr.load_known(con, state, key_check=pseudo.check_value(), ingest_cfg=cfg.ingest,
+                        erasures=incr.erasure_count(store))
+    # Without state to write, the driver needs only what continuity and the store read.
+    result = engine.ingest(input_dir, cfg.ingest, pseudo,
+                           known=incr.KNOWN if state is not None else None,
+                           skip=() if keep_state else _ENGINE_ONLY)
+    n_accounts = incr.merge(con, state) if state is not None else result.n_accounts
+    return _Ingested(result, n_accounts)
+
+
+def _begin(store: Store, cfg: RunConfig, pseudo: Pseudonymiser, input_dir: Path,
+           n_accounts: int, allow_shrink: bool) -> int:
+    """Check the store (its key, the shrink) and record the run as running; its id."""
+    store.ensure_schema()
+    store.check_key(pseudo.check_value())
+    if not allow_shrink:
+        check_shrink(store, n_accounts, cfg.store.max_shrink)
+    # We hold the lock, so a run still marked running belongs to a dead process.
+    store.abandon_running()
+    return store.begin_run(config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+                           config_hash=cfg.hash(), seed=cfg.seed, code_version=__version__,
+                           input_path=str(input_dir.resolve()))
+
+
+def _communities(engine: Engine, store: Store, cfg: RunConfig, edges: EdgeArrays,
+                 summary: RunSummary) -> _Detected:
+    previous = store.previous_memberships()
+    partition, fingerprints = engine.communities(
+        edges, cfg, previous, _previous_fingerprints(store),
+        # An erasure changes every fingerprint: the previous clusters lack the erased
+        # account, so no component is carried forward as is.
+        salt=f"{__version__}:{cfg.hash()}:{incr.erasure_count(store)}")
+    summary.n_clusters = partition.n_clusters
+    summary.largest_component = partition.largest_component
+    # What the campaigns need of the edges, kept small: one row per pair of clusters that
+    # share an edge.
+    links = cluster_links(edges, partition.cluster, partition.n_clusters)
+    return _Detected(partition, fingerprints, previous, links)
+
+
+def _score(engine: Engine, store: Store, cfg: RunConfig,
+           weights: dict[str, tuple[float, int]], found: _Detected) -> int:
+    """Score the clusters and bring the evidence the store keeps to the driver."""
+    caps = {s: cap for s, (_, cap) in weights.items()}
+    # Labels reach scoring as plain data, read from the store here.
+    facts = label_facts(store)
+    n_flagged = score_clusters(
+        engine.driver, found.partition, cfg.scoring, caps, confirmed=facts.confirmed,
+        false_positive=facts.false_positive, engine_con=engine.sql, links=found.links,
+        fleet_min_lift=cfg.campaigns.min_lift, resolution=cfg.communities.resolution)
+    _explain(engine.driver, cfg.store.evidence_min_score)
+    # The one copy of stage rows to the driver: the evidence the store keeps. Nothing else
+    # reads links, keys, key_members or edge_signals.
+    engine.collect(EVIDENCE, send=("explained",))
+    return n_flagged
+
+
+def _publish(con: duckdb.DuckDBPyConnection, store: Store, cfg: RunConfig,
+             pseudo: Pseudonymiser, ing: _Ingested, summary: RunSummary,
+             timings: dict[str, float], fingerprints: str, state_dir: Path | None) -> None:
+    """Write the state (if kept) and publish the run in one transaction."""
+    run_id = summary.run_id
+    record = _record(con, ing.result.input_fingerprint, summary, timings,
+                     ing.result.quarantine_sample)
+    # Published with the run, for the next run's warm start.
+    record = replace(record, meta={FINGERPRINT_KEY.format(run_id=run_id): fingerprints})
+    if state_dir is not None:
+        # The state goes in place before the publish and the old one only after it: a crash
+        # anywhere leaves the latest run's state intact.
+        tmp = incr.write_state(con, state_dir, key_check=pseudo.check_value(),
+                               ingest_cfg=cfg.ingest, erasures=incr.erasure_count(store))
+        incr.commit_state(tmp, run_id)
+    # The key's check value commits with the first publish: no store holds hashes without
+    # the check of the key they were made with.
+    store.publish_run(run_id, record, key_check=pseudo.check_value())
+    if state_dir is not None:
+        incr.prune_states(state_dir, run_id)
+    store.delete_meta(FINGERPRINT_KEY.format(run_id=""),
+                      keep=FINGERPRINT_KEY.format(run_id=run_id))
+
+
+# What the driver need not hold when no state is written: the signals and scoring read these
+# on the engine's connection.
+_ENGINE_ONLY = tuple(t.name for t in TABLES if t.made_by == "ingest"
+                     and t.last_reader in ("signals", "scoring"))
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
     """Drop stage tables that no later stage reads, so that their memory is reused."""
     for table in tables:
         con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _spark_engine(cfg: RunConfig, spill: Path) -> SparkEngine | None:
-    """The Spark engine when configured (pyspark is imported only then), else None."""
-    if cfg.engine.name != "spark":
-        return None
-    from linkage.engines.spark import SparkEngine
-
-    return SparkEngine(cfg.engine.spark, spill)
 
 
 def check_shrink(store: Store, n_accounts: int, max_shrink: float) -> None:
@@ -328,9 +355,9 @@ def _describe(exc: BaseException) -> str:
 
 
 # The evidence the store keeps (read by _record): the rows of scoring's and the graph's tables
-# that belong to the clusters in `explained`, as the tables named here. With the Spark engine
-# these queries run on Spark and only their rows reach the driver (SparkEngine.collect), in
-# the order the DuckDB engine gives them.
+# that belong to the clusters in `explained`, as the tables named here. The queries run on
+# the engine's connection and only their rows reach the driver (Engine.collect), in the
+# order they give.
 EVIDENCE = {
     "evidence_edges": """
         SELECT * FROM intra_edges SEMI JOIN explained USING (cluster) ORDER BY a, b

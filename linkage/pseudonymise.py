@@ -90,8 +90,8 @@ class Pseudonymiser:
         return self.hash("linkage-key-check", "linkage") or ""
 
     def install(self, con: SQLConnection) -> None:
-        """Create the macro ``lk_hash(namespace, value)`` in a connection (DuckDB's, or the
-        Spark engine's, which inlines the macro where it is called).
+        """Create the macro ``lk_hash(namespace, value)`` in an engine's connection (one
+        without macros inlines it where it is called).
 
         The macro computes ``H(opad || H(ipad || namespace 0x1F value))`` with DuckDB's
         ``sha256`` on blobs: exactly :func:`hmac.new` with SHA-256, vectorised.

@@ -4,10 +4,10 @@ A *link* says "account ``idx`` carries key ``key`` of signal ``signal``". Two ac
 carry the same key share evidence; how much depends on the signal's weight and on how many
 accounts carry that key (see :func:`specificity_sql` and ``docs/algorithm.md``).
 
-Input (DuckDB tables left by :mod:`linkage.ingest`): ``accounts``, ``payment_instruments``,
-``ip_events``, ``devices``, ``observations``.
+Input (tables left by :mod:`linkage.ingest` on the engine's connection): ``accounts``,
+``payment_instruments``, ``ip_events``, ``devices``, ``observations``.
 
-Output (DuckDB tables in the same connection):
+Output (tables on the same connection):
 
 ``links(idx INTEGER, signal VARCHAR, key VARCHAR)``
     distinct account-key links of every enabled signal, including keys carried by one account
@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from functools import partial
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -67,7 +67,7 @@ from linkage.config import (
     SignalsConfig,
     TemplatePoolConfig,
 )
-from linkage.engines import SQLConnection
+from linkage.engines import SQLConnection, key_sets
 
 __all__ = [
     "ACTIVITY_SYNC",
@@ -278,7 +278,7 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
             "(SELECT prompt_key FROM interactions WHERE prompt_key IS NOT NULL "
             f"GROUP BY prompt_key HAVING count(DISTINCT idx) < {int(cfg.prompt.cap)})",
             cfg.prompt_sync.window_minutes)
-        # (A subquery, not QUALIFY: the Spark engine runs this statement too.)
+        # (A subquery, not QUALIFY, which not every engine's SQL has.)
         parts += [f"SELECT idx, signal, key FROM (SELECT idx, signal, key, count(*) OVER "
                   f"(PARTITION BY key) AS n_rows FROM ({q}) t(idx, signal, key)) w "
                   "WHERE n_rows >= 2" for q in sync]
@@ -346,7 +346,7 @@ _ELEMENT_KEY = np.uint64(0x2545F4914F6CDD1D)
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _NIBBLE_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
 # Hex digits of prompt_key (a keyed HMAC in hex, linkage.pseudonymise) read as an element id:
-# 15 digits are 60 bits, a non-negative BIGINT on every engine (Spark has no unsigned type).
+# 15 digits are 60 bits, a non-negative BIGINT on every engine (not all have unsigned types).
 _PROMPT_ELEMENT_HEX = 15
 
 
@@ -362,10 +362,10 @@ def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
 def band_tables(con: SQLConnection, cfg: SignalsConfig,
                 weights: dict[str, tuple[float, int]]) -> list[str]:
     """Create the band-key tables of the enabled set-similarity signals (:func:`prompt_bands`,
-    :func:`activity_bands`) in ``con``, a DuckDB connection or the Spark engine's
-    :class:`~linkage.engines.spark_sql.SparkSQL`; returns their names. Both engines select
-    the same elements with the same SQL and key them with the same numpy function
-    (:func:`set_band_keys`), so they link accounts by the very same band keys."""
+    :func:`activity_bands`) in ``con``; returns their names. Every engine selects the same
+    elements with the same SQL and keys them with the same numpy function
+    (:func:`set_band_keys`, :func:`linkage.engines.key_sets`), so they link accounts by the
+    very same band keys."""
     if "prompt" in weights:
         prompt_bands(con, cfg.prompt)
     if ACTIVITY_SYNC in weights:
@@ -597,33 +597,15 @@ def _set_bands(con: SQLConnection, sets_sql: str, table: str, bands: int, rows: 
                min_size: int) -> int:
     """Create ``table(idx INTEGER, key VARCHAR)`` from the sets ``sets_sql`` selects as
     distinct ``(idx, e BIGINT)`` elements: :func:`set_band_keys` of the accounts with at least
-    ``min_size`` distinct elements. Returns the number of accounts with keys.
-
-    The selection is DuckDB-dialect SQL run on ``con``. On DuckDB its rows come to Python
-    ordered by account and are keyed in one call; on Spark
-    (:func:`linkage.engines.spark_bands.spark_set_bands`) they stay on the executors,
-    partitioned by account, and each partition is keyed by the same function.
+    ``min_size`` distinct elements, computed where the rows are
+    (:func:`linkage.engines.key_sets`). Returns the number of accounts with keys.
     """
     sized = f"""
         SELECT idx, e FROM (
             SELECT idx, e, count(*) OVER (PARTITION BY idx) AS size FROM ({sets_sql}) s
         ) z WHERE size >= {int(min_size)}
     """
-    if not isinstance(con, duckdb.DuckDBPyConnection):
-        from linkage.engines.spark_bands import spark_set_bands
-        from linkage.engines.spark_sql import SparkSQL
-
-        if not isinstance(con, SparkSQL):
-            raise TypeError(f"no MinHash bands on {type(con).__name__}")
-        return spark_set_bands(con, sized, table, bands, rows)
-    got = con.execute(sized + " ORDER BY idx").fetchnumpy()
-    keyed = set_band_keys(np.asarray(got["idx"]), np.asarray(got["e"]), bands, rows)
-    con.register("bands_in", keyed)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT idx, key FROM bands_in")
-    finally:
-        con.unregister("bands_in")
-    return keyed.num_rows // bands
+    return key_sets(con, sized, table, partial(set_band_keys, bands=bands, rows=rows)) // bands
 
 
 BAND_SCHEMA = pa.schema([("idx", pa.int32()), ("key", pa.string())])
@@ -640,8 +622,8 @@ def set_band_keys(idx: np.ndarray, element: np.ndarray, bands: int, rows: int) -
     account), and every band of ``rows`` values becomes one key. Two accounts with Jaccard
     similarity ``J`` share each band key with probability ``J ** rows``, independently per
     band. An account's keys depend on its set alone, so a batch of whole accounts gives the
-    same keys as the whole table: the Spark engine calls this per partition, DuckDB on every
-    account at once. Cost: linear in the rows times ``bands * rows``; no pair of accounts is
+    same keys as the whole table, whether an engine calls it on every account at once or per
+    partition. Cost: linear in the rows times ``bands * rows``; no pair of accounts is
     enumerated.
     """
     idx = np.asarray(idx, dtype=np.int64)

@@ -309,10 +309,10 @@ def warm_detect(
 
     Steps 0-2 of the module docstring; ``previous`` is the previous run's memberships and
     ``previous_fingerprints`` its stored fingerprints (``None``: none kept). ``components``
-    and ``leiden`` are the engine's (default: in this process, :func:`local_leiden`); the
-    Spark engine passes its own (:meth:`linkage.engines.spark.SparkEngine.communities`), and
-    everything else, the fingerprints, the starting labels and the hysteresis, is this
-    function's for both. Returns the partition and tonight's fingerprints, to be stored for
+    and ``leiden`` are the engine's (default: in this process, :func:`local_leiden`;
+    :meth:`linkage.engines.Engine.communities` passes its own), and everything else, the
+    fingerprints, the starting labels and the hysteresis, is this function's for every
+    engine. Returns the partition and tonight's fingerprints, to be stored for
     the next run.
     """
     comm = cfg.communities

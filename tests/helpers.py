@@ -216,3 +216,31 @@ def split_nights(full: Path, old: Path, delta: Path, *, every: int) -> None:
                 pq.write_table(rows, side / f.name / "part-0.parquet")
             else:
                 pq.write_table(rows, side / f.name)
+
+
+
+def tables_at_each_stage(monkeypatch) -> dict[str, set[str]]:
+    """What runs of ``run_pipeline`` in this process (the CLI's too) leave on their driver
+    DuckDB: per stage after ingest, the tables it holds when that stage starts (after the
+    earlier stages' drops). Filled as the runs go; a later run's stages replace an earlier
+    one's."""
+    import linkage.pipeline as pipeline
+    from linkage.store import Store
+
+    cons: list[duckdb.DuckDBPyConnection] = []
+    held: dict[str, set[str]] = {}
+
+    def connect(*args, **kwargs):
+        cons.append(connect_duckdb(*args, **kwargs))
+        return cons[-1]
+
+    set_stage = Store.set_stage
+
+    def record(self, run_id: int, stage: str) -> None:
+        held[stage] = {r[0] for r in cons[-1].execute(
+            "SELECT table_name FROM duckdb_tables()").fetchall()}
+        set_stage(self, run_id, stage)
+
+    monkeypatch.setattr(pipeline, "connect_duckdb", connect)
+    monkeypatch.setattr(Store, "set_stage", record)
+    return held

@@ -7,7 +7,6 @@ dependency: nothing here is skipped when it is missing.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import os
@@ -18,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -52,7 +52,14 @@ from linkage.signals import BAND_SCHEMA, build_links, set_band_keys, signal_weig
 from linkage.store import Store
 from linkage.synth.generator import generate
 from linkage.warmstart import warm_detect
-from tests.helpers import examples, insert_rows, invoke, run_id_of, split_nights
+from tests.helpers import (
+    examples,
+    insert_rows,
+    invoke,
+    run_id_of,
+    split_nights,
+    tables_at_each_stage,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -108,10 +115,10 @@ def stages(spark: SparkSession, data: Path, tmp_path_factory: pytest.TempPathFac
     build_links(duck, CFG.signals)
     build_edges(duck, CFG.graph)
     other = connect_duckdb(CFG.engine)
-    engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"))
+    engine = SparkEngine(SparkConfig(buckets=4), tmp_path_factory.mktemp("spark-staging"), other)
     # ingest on Spark (copied back for the driver's stages), then signals and edges
-    engine.ingest(other, data, CFG.ingest, Pseudonymiser(SECRET))
-    engine.load(other)
+    engine.ingest(data, CFG.ingest, Pseudonymiser(SECRET))
+    engine.load()
     build_links(engine.sql, CFG.signals)
     build_edges(engine.sql, CFG.graph)
     yield duck, other, engine
@@ -183,7 +190,8 @@ def test_batches_are_keyed_as_whole_accounts(rows: list, batch: int, batch_rows:
     e = np.array([r[1] for r in rows], dtype=np.int64)
     batches = [pa.record_batch({"idx": idx[i:i + batch], "e": e[i:i + batch]})
                for i in range(0, len(rows), batch)]
-    got = pa.Table.from_batches(list(key_sorted_batches(iter(batches), 4, 2, batch_rows)),
+    key = partial(set_band_keys, bands=4, rows=2)
+    got = pa.Table.from_batches(list(key_sorted_batches(iter(batches), key, batch_rows)),
                                 schema=BAND_SCHEMA)
     want = set_band_keys(idx, e, 4, 2)
     assert sorted(zip(got["idx"].to_pylist(), got["key"].to_pylist(), strict=True)) == sorted(
@@ -242,11 +250,11 @@ def _assert_smallest_vertex_labels(got: pa.Table, n: int, edges: np.ndarray) -> 
 def test_modularity_on_spark_equals_duckdb(stages) -> None:
     """Modularity is not a sum over components: the Spark engine runs it in one task over
     every linked account, as the DuckDB engine does, and finds the same clusters."""
-    duck, other, engine = stages
+    duck, _, engine = stages
     cfg = RunConfig.from_dict({"signals": {"activity_sync": {"enabled": True}},
                                "communities": {"objective": "modularity", "resolution": 1.0}})
     expected, _ = warm_detect(duck, edge_arrays(duck), cfg, None, None, salt="s")
-    got, _ = engine.communities(other, edge_arrays(engine.sql), cfg, None, None, salt="s")
+    got, _ = engine.communities(edge_arrays(engine.sql), cfg, None, None, salt="s")
     assert expected.n_clusters > 10
     assert np.array_equal(got.cluster, expected.cluster)
 
@@ -309,7 +317,7 @@ def test_scoring_on_spark_equals_duckdb(stages) -> None:
     # the copy back: the evidence of the explained clusters, in the DuckDB engine's order
     for con in (duck, other):
         _explain(con, CFG.store.evidence_min_score)
-    copied = engine.collect(other, EVIDENCE, send=("explained",))
+    copied = engine.collect(EVIDENCE, send=("explained",))
     n_explained = _rows(duck, "SELECT count(*) FROM explained")[0][0]
     assert 0 < n_explained < len(a)
     sources = {"evidence_edges": "intra_edges", "evidence_signals": "edge_signals",
@@ -370,8 +378,17 @@ def _night_two(data: Path, out: Path) -> Path:
     return out
 
 
-def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path) -> None:
-    """Two nights per engine through the CLI: a cold start, then a warm start."""
+# Ingest's tables that only the stages on the engine read: a Spark run without state leaves
+# them there.
+_ENGINE_ONLY = {"payment_instruments", "ip_events", "devices", "observations", "interactions"}
+
+
+def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nights per engine through the CLI: a cold start, then a warm start. A Spark run
+    that writes no incremental state never copies ``interactions`` (or the other tables only
+    the signals read) to the driver's DuckDB."""
+    held = tables_at_each_stage(monkeypatch)
     second = _night_two(data, tmp_path / "night2")
     staging = tmp_path / "staging"
     config = tmp_path / "spark.toml"
@@ -383,9 +400,13 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
         nights = []
         stored[name] = []
         for night in (data, second):
+            held.clear()
             res = invoke("run", "--input", night, "--db", f"sqlite:///{db}", "--engine", name,
                          "--config", config, "--quiet", LINKAGE_SECRET=SECRET.decode())
             run_id = run_id_of(res)
+            assert held.keys() == set(STAGES) - {"ingest"}
+            on_driver = set().union(*held.values())
+            assert (_ENGINE_ONLY & on_driver) == (set() if name == "spark" else _ENGINE_ONLY)
             with sqlite3.connect(db) as c:
                 counts = c.execute("SELECT n_edges, n_clusters, n_flagged FROM runs "
                                    "WHERE run_id = ?", (run_id,)).fetchone()
@@ -405,75 +426,33 @@ def test_memberships_are_identical(spark: SparkSession, data: Path, tmp_path: Pa
     assert not any(staging.iterdir()), "the Spark staging folder was not cleaned up"
 
 
-def test_interactions_stay_on_spark_without_state(spark: SparkSession, data: Path,
-                                                 tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Spark run that writes no incremental state never copies ``interactions`` (or the
-    other tables only the signals read) to the driver's DuckDB, and clusters exactly as the
-    DuckDB engine; with ``--state`` the driver holds every table, for the state."""
-    import linkage.pipeline as pipeline
-
-    cons: list[duckdb.DuckDBPyConnection] = []
-
-    def connect(*args, **kwargs):
-        cons.append(connect_duckdb(*args, **kwargs))
-        return cons[-1]
-
-    monkeypatch.setattr(pipeline, "connect_duckdb", connect)
-    held: dict[str, set[str]] = {}
-
-    @contextlib.contextmanager
-    def reporter(stage: str) -> Iterator[None]:
-        yield
-        held[stage] = {r[0] for r in cons[-1].execute(
-            "SELECT table_name FROM duckdb_tables()").fetchall()}
-
-    ingest_only = {"payment_instruments", "ip_events", "devices", "observations",
-                   "interactions"}
-    memberships = {}
-    for name, state in (("duckdb", None), ("spark", None), ("spark", tmp_path / "state")):
-        cfg = RunConfig.from_dict({"engine": {"name": name, "spark": {
-            "staging": str(tmp_path / "staging")}}, "signals": {"activity_sync": {
-                "enabled": True}}})
-        held.clear()
-        store = Store(f"sqlite:///{tmp_path / f'{name}-{state is not None}.db'}")
-        try:
-            run = run_pipeline(data, store, cfg, SECRET, reporter=reporter, state_dir=state)
-            memberships[name, state is not None] = _memberships(
-                tmp_path / f"{name}-{state is not None}.db", run.run_id)
-        finally:
-            store.close()
-        assert held.keys() == set(STAGES)
-        if name == "spark" and state is None:
-            assert not any(ingest_only & tables for tables in held.values()), held
-        else:
-            assert ingest_only <= held["ingest"]
-    assert memberships["duckdb", False]
-    assert memberships["spark", False] == memberships["duckdb", False]
-    assert memberships["spark", True] == memberships["duckdb", False]
-
-
-def test_an_incremental_night_on_spark_equals_one_on_duckdb(spark: SparkSession, data: Path,
-                                                          tmp_path: Path) -> None:
-    """``--engine spark --incremental``: the delta is ingested on the driver's DuckDB and
-    merged with the previous night's state (as on the DuckDB engine), the stages after it
-    run on Spark, and the night stores what the DuckDB engine's incremental night does. The
-    state is the same whichever engine wrote it (a Spark run with ``--state`` copies every
-    ingest table to the driver), so both nights two start from one night one."""
+def test_an_incremental_night_on_spark_equals_one_on_duckdb(
+        spark: SparkSession, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night with ``--state`` on Spark copies every ingest table to the driver (for the
+    state) and clusters as the DuckDB engine. Then ``--engine spark --incremental``: the
+    delta is ingested on the driver's DuckDB and merged with that state (as on the DuckDB
+    engine), the stages after it run on Spark, and the night stores what the DuckDB engine's
+    incremental night does on its own state."""
     old, delta = tmp_path / "old", tmp_path / "delta"
     split_nights(data, old, delta, every=50)
     assert (delta / "interactions").is_dir()
+    held = tables_at_each_stage(monkeypatch)
 
     def config(name: str) -> RunConfig:
         return RunConfig.from_dict({"engine": {"name": name, "spark": {
             "staging": str(tmp_path / "staging")}}, "signals": {"activity_sync": {
                 "enabled": True}}})
 
-    with Store(f"sqlite:///{tmp_path / 'duckdb.db'}") as store:
-        first = run_pipeline(old, store, config("duckdb"), SECRET,
-                             state_dir=tmp_path / "duckdb-state")
-    shutil.copy(tmp_path / "duckdb.db", tmp_path / "spark.db")
-    shutil.copytree(tmp_path / "duckdb-state", tmp_path / "spark-state")
+    firsts = {}
+    for name in ("duckdb", "spark"):
+        db = tmp_path / f"{name}.db"
+        with Store(f"sqlite:///{db}") as store:
+            first = run_pipeline(old, store, config(name), SECRET,
+                                 state_dir=tmp_path / f"{name}-state")
+        assert held["store"] >= _ENGINE_ONLY, name  # kept for the state
+        firsts[name] = _memberships(db, first.run_id)
+    assert firsts["duckdb"] and firsts["spark"] == firsts["duckdb"]
     results = {}
     for name in ("duckdb", "spark"):
         db = tmp_path / f"{name}.db"
@@ -714,9 +693,9 @@ def test_csv_parts_and_quarantine_are_identical_on_spark(spark: SparkSession,
     duck = connect_duckdb(cfg.engine)
     expected = ingest(duck, data, cfg.ingest, pseudo)
     other = connect_duckdb(cfg.engine)
-    engine = SparkEngine(SparkConfig(), tmp_path / "staging")
+    engine = SparkEngine(SparkConfig(), tmp_path / "staging", other)
     try:
-        got = engine.ingest(other, data, cfg.ingest, pseudo)
+        got = engine.ingest(data, cfg.ingest, pseudo)
     finally:
         engine.close()
     assert got == expected
@@ -733,9 +712,9 @@ def test_spark_ingest_copies_only_what_the_driver_reads(spark: SparkSession,
     data = _awkward_input(tmp_path / "in")
     cfg = RunConfig.from_dict({"ingest": {"on_bad_rows": "quarantine"}})
     con = connect_duckdb(cfg.engine)
-    engine = SparkEngine(SparkConfig(), tmp_path / "staging")
+    engine = SparkEngine(SparkConfig(), tmp_path / "staging", con)
     try:
-        engine.ingest(con, data, cfg.ingest, Pseudonymiser(SECRET), skip=("devices",))
+        engine.ingest(data, cfg.ingest, Pseudonymiser(SECRET), skip=("devices",))
         assert engine.sql.table("devices").count() > 0
     finally:
         engine.close()

@@ -51,7 +51,7 @@ from linkage.errors import ConfigError
 from linkage.graph import EdgeArrays
 from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
-from linkage.signals import BAND_TABLES
+from linkage.stage_tables import INGEST_TABLES, TABLES
 from linkage.warmstart import warm_detect
 
 if TYPE_CHECKING:
@@ -62,16 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("linkage.engines.spark")
 
-__all__ = ["INPUT_TABLES", "OUTPUT_TABLES", "SparkEngine", "require_pyspark", "session_settings",
+__all__ = ["SparkEngine", "require_pyspark", "session_settings",
            "spark_session"]
-
-# Ingest tables the signals read, and the stage tables a run leaves on Spark (signals, graph,
-# scoring; their views go at close). SparkEngine.collect copies back what the store reads.
-INPUT_TABLES = ("accounts", "payment_instruments", "ip_events", "devices", "observations",
-                "interactions")
-OUTPUT_TABLES = ("links", "keys", "key_members", "edge_signals", "edges", "members", "families",
-                 "cluster_keys", "intra_edges", "explained")
-
 
 LOCAL_DRIVER_MEMORY = "4g"
 """``spark.driver.memory`` of a local session linkage starts, unless ``engine.spark.conf``
@@ -131,34 +123,42 @@ def session_settings(cfg: SparkConfig) -> dict[str, str]:
 
 
 class SparkEngine:
-    """One run's use of Spark: staging folder, the SQL connection and the graph stages."""
+    """:class:`linkage.engines.Engine` on Spark: one run's staging folder, the SQL connection
+    and the graph stages, around the driver's DuckDB."""
 
-    def __init__(self, cfg: SparkConfig, spill: Path) -> None:
+    def __init__(self, cfg: SparkConfig, spill: Path, driver: duckdb.DuckDBPyConnection
+                 ) -> None:
         from linkage.engines.spark_sql import SparkSQL
 
         self.cfg = cfg
+        self.driver = driver
         self.spark = spark_session(cfg)
         root = cfg.staging.rstrip("/") if cfg.staging else str(spill / "spark")
         self.staging = f"{root}/linkage-{uuid.uuid4().hex}"
         self.sql: SparkSQL = SparkSQL(self.spark, self.staging)
         self._ingested = False
 
-    def ingest(self, con: duckdb.DuckDBPyConnection, input_dir: Path, cfg: IngestConfig,
-               pseudo: Pseudonymiser, *, skip: tuple[str, ...] = ()) -> IngestResult:
+    def ingest(self, input_dir: Path, cfg: IngestConfig, pseudo: Pseudonymiser, *,
+               known: str | None = None, skip: tuple[str, ...] = ()) -> IngestResult:
         """:func:`linkage.ingest.ingest` on Spark (files read by the executors, checked,
         normalised and hashed there), then the output tables, except those in ``skip``,
-        copied into ``con``.
+        copied into the driver's DuckDB.
 
         The copy serves the stages that still run on the driver: continuity and the store
         write read ``accounts`` from DuckDB, and the incremental state every table. A run
         without state skips the rest (the pipeline's choice): the signals, the MinHash bands
         and scoring read them on Spark, so ``interactions`` never reaches the driver. The
-        copy holds hashes and normalised values, not raw input.
+        copy holds hashes and normalised values, not raw input. An incremental run
+        (``known``) ingests on the driver, where its state is; :meth:`load` then copies the
+        tables to Spark.
         """
+        if known is not None:
+            return ingest(self.driver, input_dir, cfg, pseudo, known=known)
         from linkage.engines.spark_ingest import load_table
 
+        con = self.driver
         result = ingest(self.sql, input_dir, cfg, pseudo, load=load_table)
-        for name in (t for t in INPUT_TABLES if t not in skip):
+        for name in (t for t in INGEST_TABLES if t not in skip):
             schema = ", ".join(f"{c} {t}" for c, t in OUTPUT_SCHEMAS[name])
             columns = ", ".join(c for c, _ in OUTPUT_SCHEMAS[name])
             con.execute(f"CREATE OR REPLACE TABLE {name} ({schema})")
@@ -172,7 +172,7 @@ class SparkEngine:
         self._ingested = True
         return result
 
-    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+    def load(self) -> None:
         """Copy the ingest tables from DuckDB into Spark (Arrow, then Parquet in staging),
         unless :meth:`ingest` made them there (an incremental run ingests on DuckDB).
 
@@ -182,11 +182,11 @@ class SparkEngine:
         """
         if self._ingested:
             return
-        for name in INPUT_TABLES:
-            table = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+        for name in INGEST_TABLES:
+            table = self.driver.sql(f"SELECT * FROM {name}").to_arrow_table()
             self.sql.save(name, self.spark.createDataFrame(table))
 
-    def collect(self, con: duckdb.DuckDBPyConnection, tables: Mapping[str, str], *,
+    def collect(self, tables: Mapping[str, str], *,
                 send: Sequence[str] = ()) -> dict[str, int]:
         """The copy of stage rows from Spark back into the driver's DuckDB, after scoring.
 
@@ -196,6 +196,7 @@ class SparkEngine:
         ``con`` those queries read (the clusters whose evidence is kept), copied to Spark
         first. Returns the number of rows copied per table.
         """
+        con = self.driver
         for name in send:
             self.sql.register(name, con.sql(f"SELECT * FROM {name}").to_arrow_table())
         copied: dict[str, int] = {}
@@ -211,9 +212,9 @@ class SparkEngine:
                  ", ".join(f"{name} {n:,} rows" for name, n in copied.items()))
         return copied
 
-    def communities(self, con: duckdb.DuckDBPyConnection, edges: EdgeArrays, cfg: RunConfig,
-                    previous: pa.Table | None, previous_fingerprints: str | None, *,
-                    salt: str) -> tuple[Partition, str]:
+    def communities(self, edges: EdgeArrays, cfg: RunConfig, previous: pa.Table | None,
+                    previous_fingerprints: str | None, *, salt: str
+                    ) -> tuple[Partition, str]:
         """:func:`linkage.warmstart.warm_detect` with the engine's components and Leiden on
         Spark (:func:`~linkage.engines.spark_graph.spark_components`,
         :func:`~linkage.engines.spark_graph.spark_leiden`): the same warm start, the same
@@ -228,13 +229,14 @@ class SparkEngine:
             return spark_leiden(self.sql, component, cfg.communities, cfg.seed,
                                 buckets=self.cfg.buckets, initial=initial, fixed=fixed)
 
-        return warm_detect(con, edges, cfg, previous, previous_fingerprints, salt=salt,
+        return warm_detect(self.driver, edges, cfg, previous, previous_fingerprints, salt=salt,
                            components=components, leiden=leiden)
 
     def close(self) -> None:
-        """Remove this run's staging folder (the session stays for the next run)."""
-        for name in (*INPUT_TABLES, *BAND_TABLES.values(), *OUTPUT_TABLES, "members"):
-            self.spark.catalog.dropTempView(name)
+        """Remove this run's views and staging folder (the session stays for the next run,
+        the driver for its owner)."""
+        for table in TABLES:  # every stage table of a run (linkage.stage_tables)
+            self.spark.catalog.dropTempView(table.name)
         from linkage.engines.spark_sql import delete_path
 
         try:

@@ -16,10 +16,10 @@ Identifying values leave ingest only as keyed hashes (``*_key``, the ``lk_hash``
 tables that held raw values are dropped before :func:`ingest` returns or raises. Rows of every
 output table are sorted by all their columns, so equal input gives equal tables.
 
-All work is SQL: no Python loop touches a row. With the default engine it runs inside DuckDB
-(memory is DuckDB's, which spills to its temporary directory); the Spark engine runs the
-same statements on Spark (:class:`linkage.engines.spark_sql.SparkSQL`) and reads the files
-there (:func:`linkage.engines.spark_ingest.load_table`).
+All work is SQL on the engine's connection: no Python loop touches a row. The files reach
+staging tables through the engine's reader (``load``: by default
+:func:`~linkage.ingest.read.load_table`, DuckDB's own, whose memory spills to its temporary
+directory; :meth:`linkage.engines.Engine.ingest` passes the engine's).
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from linkage.config import IngestConfig
-from linkage.engines import SQLConnection
+from linkage.engines import SQLConnection, drop_temp_tables, in_file_order
 from linkage.errors import InputError, InputProblem
 from linkage.ingest import normalise as nz
 from linkage.ingest import validate
@@ -214,22 +212,12 @@ def ingest(
     if not input_dir.is_dir():
         raise InputError(f"input folder {str(input_dir)!r} does not exist or is not a folder")
     pseudo.install(con)
-    keep_order: bool | None = None
-    # UTC and row numbers are DuckDB settings here; another engine's reader sees to them.
-    if isinstance(con, duckdb.DuckDBPyConnection):
-        con.execute("SET TimeZone = 'UTC'")
-        # CSV row numbers are insertion order, which DuckDB keeps only with this setting (an
-        # engine may turn it off to save memory); it is restored afterwards.
-        (keep_order,) = con.execute(
-            "SELECT current_setting('preserve_insertion_order')"
-        ).fetchone() or (True,)
-        con.execute("SET preserve_insertion_order = true")
-    try:
-        return _ingest(con, input_dir, cfg, known, load or load_table)
-    finally:
-        _drop_staging(con)
-        if keep_order is not None:
-            con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
+    # UTC and row numbers: the engine's reader sees to them (DuckDB's by these settings).
+    with in_file_order(con):
+        try:
+            return _ingest(con, input_dir, cfg, known, load or load_table)
+        finally:
+            _drop_staging(con)
 
 
 def _ingest(con: SQLConnection, input_dir: Path, cfg: IngestConfig,
@@ -389,14 +377,5 @@ def _build_output(con: SQLConnection, table: str, *,
 
 def _drop_staging(con: SQLConnection) -> None:
     """Drop every ``_lk_ingest_*`` table: they hold raw identifying values."""
-    if not isinstance(con, duckdb.DuckDBPyConnection):
-        for name in (*map(stage_name, TABLES), validate.PROBLEMS, validate.QUARANTINE, _IP_MAP,
-                     _IDS, "_lk_ingest_lost"):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-        return
-    names = con.execute(
-        "SELECT table_name FROM duckdb_tables() "
-        "WHERE temporary AND starts_with(table_name, '_lk_ingest_')"
-    ).fetchall()
-    for (name,) in names:
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+    drop_temp_tables(con, "_lk_ingest_", (*map(stage_name, TABLES), validate.PROBLEMS,
+                                          validate.QUARANTINE, _IP_MAP, _IDS, "_lk_ingest_lost"))

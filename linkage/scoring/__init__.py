@@ -5,10 +5,9 @@ Input: the partition of :mod:`linkage.communities` and the tables ``accounts``, 
 connection (:class:`linkage.engines.SQLConnection`).
 
 The per-cluster aggregates are SQL written once, in DuckDB's dialect, and run on that
-connection: the driver's DuckDB with the default engine, Spark with the Spark engine
-(:mod:`linkage.engines.spark_sql`). The driver receives one row per cluster (or per cluster
-and signal), and each kind of evidence's intra-cluster pairs as numpy columns; features,
-score and reasons are numpy and Python on the driver. The modules:
+connection, whichever engine it is (:mod:`linkage.engines`). The driver receives one row per
+cluster (or per cluster and signal), and each kind of evidence's intra-cluster pairs as
+numpy columns; features, score and reasons are numpy and Python on the driver. The modules:
 
 :mod:`~linkage.scoring.stage`       :func:`score_clusters`, the stage, calling the others
 :mod:`~linkage.scoring.aggregates`  the SQL aggregates on the engine's connection
@@ -33,8 +32,8 @@ Output, keyed by the run-local cluster number ``cluster``:
     ``features``/``contributions`` are JSON objects, ``reasons`` a JSON list of sentences
     (in the driver's DuckDB).
 
-With the Spark engine the pipeline copies back only the evidence the store keeps
-(:meth:`linkage.engines.spark.SparkEngine.collect`).
+When the engine's connection is not the driver's, the pipeline copies back only the
+evidence the store keeps (:meth:`linkage.engines.Engine.collect`).
 
 The score
 ---------

@@ -1,11 +1,10 @@
 """Scoring's aggregates, SQL run on the engine's connection.
 
-Written once, in DuckDB's dialect: the driver's DuckDB runs them with the default engine,
-Spark with the Spark engine (:mod:`linkage.engines.spark_sql`). They read the stage tables
-``accounts``, ``links``, ``keys``, ``key_members``, ``edges`` and ``edge_signals``, create
-``members``, ``families`` (temporary), ``cluster_keys`` and ``intra_edges`` (see
-:mod:`linkage.scoring`), and hand the driver one row per cluster (or per cluster and
-signal), or one kind of evidence's intra-cluster pairs as numpy columns.
+Written once, in DuckDB's dialect, for every engine (:mod:`linkage.engines`). They read the
+stage tables ``accounts``, ``links``, ``keys``, ``key_members``, ``edges`` and
+``edge_signals``, create ``members``, ``families`` (temporary), ``cluster_keys`` and
+``intra_edges`` (see :mod:`linkage.scoring`), and hand the driver one row per cluster (or
+per cluster and signal), or one kind of evidence's intra-cluster pairs as numpy columns.
 """
 
 from __future__ import annotations
@@ -67,8 +66,8 @@ def create_cluster_keys(sql: SQLConnection) -> dict[int, list[tuple[str, int, in
     # integers) and the hub keys above their cap can be shared, so the strings of all the
     # links are grouped once, for the hubs, and never joined. The hubs are first found by the
     # keys' 64-bit hashes (a collision only adds a candidate, counted exactly below): the
-    # group-by then holds integers, not strings (a third less memory, no slower). Spark's
-    # hash() is another function (32-bit Murmur3): more collisions, so a few more
+    # group-by then holds integers, not strings (a third less memory, no slower). Another
+    # engine's hash() may be another function (32 bits, say): more collisions, so a few more
     # candidates, and the same hubs.
     sql.execute(
         """
@@ -181,7 +180,7 @@ def cluster_aggregates(sql: SQLConnection, burst_window_minutes: int,
         burst AS (
             -- the most sign-ups within one window, and how long the shortest of the windows
             -- holding that many took: arg_max(span, k) would take any of them (a tie of
-            -- counts), not always the same one, and not the same on Spark
+            -- counts), not always the same one, and not the same on every engine
             SELECT cluster, max(k) AS burst_n,
                    min(span) FILTER (WHERE k = top) AS burst_span,
                    epoch(max(created_at)) - epoch(min(created_at)) AS signup_span

@@ -50,7 +50,7 @@ def score_clusters(
     account_id, by, created_at, note``) are analysts' labels as plain data
     (:class:`linkage.labels.LabelFacts`): scoring never reads the store itself.
     ``engine_con`` is the connection holding the stage tables, where every aggregate runs,
-    when that is not ``con`` (the Spark engine's): ``members`` is created on both,
+    when that is not ``con`` (:attr:`linkage.engines.Engine.sql`): ``members`` is created on both,
     ``cluster_keys`` and ``intra_edges`` stay on ``engine_con``, ``cluster_scores`` goes to
     ``con``. With the evidence between clusters (``links``), a cluster that is a piece of a
     flagged cluster's fleet (:func:`linkage.campaigns.fleet_pieces`, at ``fleet_min_lift``
@@ -99,18 +99,30 @@ def score_clusters(
                               (n_confirmed, confirmed_by), usage, suppressed)
     dens = density(base["w"], size)
     if links is not None and n:
-        at = base["cluster"].astype(np.int64)
-        n_all = len(links.strength)
-        whole, sizes, dens_all = np.zeros(n_all, dtype=bool), np.zeros(n_all), np.zeros(n_all)
-        whole[at], sizes[at], dens_all[at] = flagged, size, dens
-        pieces = fleet_pieces(links, whole, sizes, dens_all, min_lift=fleet_min_lift,
-                              min_evidence=cfg.strong_edge, resolution=resolution)
-        fleet = np.where(quiet, -1, pieces.fleet[at])
-        flagged |= fleet >= 0
-        for c in np.flatnonzero(fleet >= 0):  # the pieces only
-            reasons[c].insert(0, fleet_reason(pieces.share[at[c]], pieces.weight[at[c]],
-                                              int(sizes[fleet[c]])))
+        flagged |= _pieces_of_fleets(links, base["cluster"], size, dens, flagged, quiet,
+                                     reasons, min_lift=fleet_min_lift,
+                                     min_evidence=cfg.strong_edge, resolution=resolution)
     write_cluster_scores(con, base["cluster"], size, score, flagged,
                          features_json(feats, dens, damp, damp_h, usage),
                          contributions_json(contrib), reasons)
     return int(flagged.sum())
+
+
+def _pieces_of_fleets(links: ClusterLinks, cluster: np.ndarray, size: np.ndarray,
+                      dens: np.ndarray, flagged: np.ndarray, quiet: np.ndarray,
+                      reasons: list[list[str]], *, min_lift: float, min_evidence: float,
+                      resolution: float) -> np.ndarray:
+    """The clusters (rows of ``cluster``) flagged as pieces of a flagged cluster's fleet
+    (:func:`linkage.campaigns.fleet_pieces`; not those analysts cleared, ``quiet``); each
+    piece's reasons start with the fleet's."""
+    at = cluster.astype(np.int64)
+    n_all = len(links.strength)
+    whole, sizes, dens_all = np.zeros(n_all, dtype=bool), np.zeros(n_all), np.zeros(n_all)
+    whole[at], sizes[at], dens_all[at] = flagged, size, dens
+    pieces = fleet_pieces(links, whole, sizes, dens_all, min_lift=min_lift,
+                          min_evidence=min_evidence, resolution=resolution)
+    fleet = np.where(quiet, -1, pieces.fleet[at])
+    for c in np.flatnonzero(fleet >= 0):  # the pieces only
+        reasons[c].insert(0, fleet_reason(pieces.share[at[c]], pieces.weight[at[c]],
+                                          int(sizes[fleet[c]])))
+    return fleet >= 0
