@@ -1,0 +1,149 @@
+"""Probe: does a spectral view of co-activity see the groups that no pair of accounts can?
+
+    python bench/spectral.py --seeds 0 5 15 21 93      # tuning worlds only (cached or made)
+
+Not part of a run: the evidence for the next group-level method (docs/quality.md, "Spectral
+view of co-activity"). For each drawn world (``bench/robustness.py``'s worlds, at 30,000
+accounts at most) it builds the account x ten-minute-bucket incidence of the accounts active
+in at least 20 buckets (``signals.activity_sync.min_buckets``), centres it on chance (each
+account's activity spread over the buckets in proportion to how busy they are: the
+independence model of ``activity_sync``) and scales it as correspondence analysis does
+(``D_m^-1/2 (A - m q^T / M) D_q^-1/2``), then takes its leading singular vectors by products
+with the sparse matrix (never forming the dense residual). The null: the same accounts with
+each one's activity rotated by a random whole number of days, which keeps every account's
+volume and hours of the day and breaks synchrony between accounts on a given day (but not
+that of schedules whose period divides a day: see the findings in docs/quality.md).
+
+Reported per world: active accounts; operator groups among them; how many singular values
+stand above the null; for each group the share of its members' ten nearest neighbours
+(cosine in the embedding of the ``--components`` leading vectors) that are of the same
+group; and how many active legitimate accounts have a majority of operators among their ten
+nearest neighbours (what a linking rule built on the embedding would have to keep apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, svds
+
+sys.path.insert(0, str(Path(__file__).parent))
+from robustness import ensure_world
+
+from linkage.synth.worlds import draw_world
+
+BUCKET = 600
+DAY = 86_400 // BUCKET
+MIN_BUCKETS = 20
+NEIGHBOURS = 10
+
+
+def incidence(world: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Binary accounts x buckets of the active accounts; their buckets' first index; ids."""
+    parts = sorted(glob.glob(str(world / "interactions" / "*")))
+    t = pa.concat_tables([pq.read_table(f, columns=["account_id", "ts"]) for f in parts])
+    ids, row = np.unique(t.column("account_id").to_numpy(zero_copy_only=False),
+                         return_inverse=True)
+    bucket = t.column("ts").cast(pa.int64()).to_numpy() // 1_000_000 // BUCKET
+    col = bucket - bucket.min()
+    a = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(len(ids), int(col.max()) + 1))
+    a.data[:] = 1.0
+    active = np.asarray(a.sum(1)).ravel() >= MIN_BUCKETS
+    return a[active], ids[active], col
+
+
+def spectrum(a: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Leading singular values and left vectors of the chance-centred, CA-scaled incidence."""
+    m = np.asarray(a.sum(1)).ravel()
+    q = np.asarray(a.sum(0)).ravel()
+    total = m.sum()
+    dm, dq = 1 / np.sqrt(m), 1 / np.sqrt(np.maximum(q, 1))
+
+    def mv(v: np.ndarray) -> np.ndarray:
+        w = dq * np.asarray(v).ravel()
+        return dm * (a @ w - m * (q @ w) / total)
+
+    def rmv(u: np.ndarray) -> np.ndarray:
+        w = dm * np.asarray(u).ravel()
+        return dq * (a.T @ w - q * (m @ w) / total)
+
+    op = LinearOperator(a.shape, matvec=mv, rmatvec=rmv, dtype=np.float64)
+    u, s, _ = svds(op, k=min(k, min(a.shape) - 1), random_state=0)
+    order = np.argsort(-s)
+    return s[order], u[:, order]
+
+
+def rotated(a: sp.csr_matrix, seed: int) -> sp.csr_matrix:
+    """Each account's activity shifted by a random whole number of days, circularly."""
+    coo = a.tocoo()
+    n_days = a.shape[1] // DAY
+    shift = np.random.default_rng(seed).integers(0, n_days, a.shape[0]) * DAY
+    cols = (coo.col + shift[coo.row]) % (n_days * DAY)
+    out = sp.csr_matrix((coo.data, (coo.row, cols)), shape=(a.shape[0], n_days * DAY))
+    out.data[:] = 1.0
+    return out
+
+
+def probe(seed: int, k: int, max_accounts: int) -> dict:
+    world, _ = ensure_world(seed, draw_world(seed).scaled(max_accounts))
+    a, ids, _ = incidence(world)
+    truth = pcsv.read_csv(world / "truth.csv", convert_options=pcsv.ConvertOptions(
+        column_types={"group_id": pa.string()})).to_pydict()
+    group_of = dict(zip(truth["account_id"], truth["group_id"], strict=True))
+    g = np.array([group_of.get(i) or "" for i in ids])
+    s, u = spectrum(a, k)
+    null, _ = spectrum(rotated(a, seed), 5)
+    signal = int((s > null[0]).sum())
+    emb = u * s
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -2.0)
+    nn = np.argsort(-sims, axis=1)[:, :NEIGHBOURS]
+    groups = {}
+    for name in sorted(set(g) - {""}):
+        idx = np.flatnonzero(g == name)
+        groups[name] = {"active": len(idx),
+                        "nn_same": round(float((g[nn[idx]] == name).mean()), 3)}
+    legit = np.flatnonzero(g == "")
+    among_ops = (g[nn[legit]] != "").mean(1) >= 0.5
+    return {"seed": seed, "describe": draw_world(seed).scaled(max_accounts).describe(),
+            "active": len(ids), "active_operators": int((g != "").sum()),
+            "singular_values": [round(float(x), 3) for x in s[:12]],
+            "null_top": round(float(null[0]), 3), "above_null": signal, "groups": groups,
+            "legit_active": len(legit), "legit_among_operators": int(among_ops.sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 5, 15, 21, 93])
+    parser.add_argument("--components", type=int, default=40)
+    parser.add_argument("--max-accounts", type=int, default=30_000)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("spectral.json"))
+    args = parser.parse_args()
+    if any(seed >= 100 for seed in args.seeds):
+        parser.error("report seeds (100 and up) are not probed: this is a tuning experiment")
+    rows = []
+    for seed in args.seeds:
+        row = probe(seed, args.components, args.max_accounts)
+        rows.append(row)
+        same = [v["nn_same"] for v in row["groups"].values()]
+        print(f"seed {seed:>3}: {row['active']} active ({row['active_operators']} operators), "
+              f"{row['above_null']} singular values above the day-rotation null "
+              f"({row['null_top']}); groups' NN purity median "
+              f"{np.median(same) if same else float('nan'):.2f} min "
+              f"{min(same) if same else float('nan'):.2f}; legit among operators "
+              f"{row['legit_among_operators']} of {row['legit_active']}", flush=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
