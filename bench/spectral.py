@@ -19,6 +19,9 @@ stand above the null; for each group the share of its members' ten nearest neigh
 (cosine in the embedding of the ``--components`` leading vectors) that are of the same
 group; and how many active legitimate accounts have a majority of operators among their ten
 nearest neighbours (what a linking rule built on the embedding would have to keep apart).
+Then a first judge of what the embedding finds (:func:`judge_clusters`): Leiden on the mutual
+nearest-neighbour graph, and each cluster's shared buckets against the independence model;
+how many operator and legitimate accounts the clusters beyond chance hold.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import random
 import sys
+from collections import Counter
 from pathlib import Path
 
+import igraph as ig
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -45,6 +51,9 @@ BUCKET = 600
 DAY = 86_400 // BUCKET
 MIN_BUCKETS = 20
 NEIGHBOURS = 10
+# A found cluster is judged beyond chance when its members share this many times the
+# buckets the independence model predicts, at this many standard deviations.
+MIN_LIFT, MIN_Z = 4.0, 5.0
 
 
 def incidence(world: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -115,11 +124,49 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
                         "nn_same": round(float((g[nn[idx]] == name).mean()), 3)}
     legit = np.flatnonzero(g == "")
     among_ops = (g[nn[legit]] != "").mean(1) >= 0.5
+    roles = pcsv.read_csv(world / "roles.csv").to_pydict()
+    role_of = dict(zip(roles["account_id"], roles["role"], strict=True))
+    judged = judge_clusters(a, nn)
+    caught = np.flatnonzero(judged)
     return {"seed": seed, "describe": draw_world(seed).scaled(max_accounts).describe(),
             "active": len(ids), "active_operators": int((g != "").sum()),
             "singular_values": [round(float(x), 3) for x in s[:12]],
             "null_top": round(float(null[0]), 3), "above_null": signal, "groups": groups,
-            "legit_active": len(legit), "legit_among_operators": int(among_ops.sum())}
+            "legit_active": len(legit), "legit_among_operators": int(among_ops.sum()),
+            "judged_operators": int((g[caught] != "").sum()),
+            "judged_legit": int((g[caught] == "").sum()),
+            "judged_legit_roles": dict(Counter(role_of.get(i) or "plain"
+                                               for i in ids[caught][g[caught] == ""]))}
+
+
+def judge_clusters(a: sp.csr_matrix, nn: np.ndarray) -> np.ndarray:
+    """Accounts in clusters of the mutual nearest-neighbour graph (Leiden, CPM 0.05) of three
+    or more that share at least ``MIN_LIFT`` times the buckets chance predicts (the
+    independence model: a pair of activities ``m_i``, ``m_j`` shares ``m_i m_j sum q^2 / M^2``),
+    at least ``MIN_Z`` standard deviations (Poisson) above it."""
+    n = a.shape[0]
+    knn = sp.csr_matrix((np.ones(nn.size), (np.repeat(np.arange(n), nn.shape[1]), nn.ravel())),
+                        shape=(n, n))
+    mutual = sp.triu(knn.multiply(knn.T), 1).tocoo()
+    graph = ig.Graph(n=n, edges=np.column_stack([mutual.row, mutual.col]).tolist())
+    random.seed(0)  # igraph's Leiden draws from Python's generator
+    member = np.array(graph.community_leiden(objective_function="CPM", resolution=0.05,
+                                             n_iterations=-1).membership)
+    m = np.asarray(a.sum(1)).ravel()
+    q = np.asarray(a.sum(0)).ravel()
+    chance = (q ** 2).sum() / m.sum() ** 2
+    co = (a @ a.T).tocsr()
+    out = np.zeros(n, dtype=bool)
+    for c in np.unique(member):
+        idx = np.flatnonzero(member == c)
+        if len(idx) < 3:
+            continue
+        inner = co[idx][:, idx]
+        shared = (inner.sum() - inner.diagonal().sum()) / 2
+        expected = (m[idx].sum() ** 2 - (m[idx] ** 2).sum()) / 2 * chance
+        z = (shared - expected) / np.sqrt(expected)
+        out[idx] = shared >= MIN_LIFT * expected and z >= MIN_Z
+    return out
 
 
 def main() -> None:
@@ -141,7 +188,9 @@ def main() -> None:
               f"({row['null_top']}); groups' NN purity median "
               f"{np.median(same) if same else float('nan'):.2f} min "
               f"{min(same) if same else float('nan'):.2f}; legit among operators "
-              f"{row['legit_among_operators']} of {row['legit_active']}", flush=True)
+              f"{row['legit_among_operators']} of {row['legit_active']}; judged clusters hold "
+              f"{row['judged_operators']} operators, {row['judged_legit']} legitimate "
+              f"{row['judged_legit_roles']}", flush=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
 
 
