@@ -58,6 +58,9 @@ TABLES: tuple[StageTable, ...] = (
     # graph (linkage.graph)
     StageTable("edges", "graph", ("graph", "scoring")),
     StageTable("edge_signals", "graph", ("scoring",)),
+    # communities: the connected components, a table only where the engine computes them
+    # in SQL (Spark); elsewhere numpy arrays
+    StageTable("components", "communities", ("communities",)),
     # scoring (linkage.scoring); the evidence tables are the store's (linkage.pipeline)
     StageTable("members", "scoring", ("scoring", "continuity", "store")),
     StageTable("families", "scoring", ("scoring",)),
