@@ -19,9 +19,10 @@ stand above the null; for each group the share of its members' ten nearest neigh
 (cosine in the embedding of the ``--components`` leading vectors) that are of the same
 group; and how many active legitimate accounts have a majority of operators among their ten
 nearest neighbours (what a linking rule built on the embedding would have to keep apart).
-Then a first judge of what the embedding finds (:func:`judge_clusters`): Leiden on the mutual
-nearest-neighbour graph, and each cluster's shared buckets against the independence model;
-how many operator and legitimate accounts the clusters beyond chance hold.
+Then two judges of what the embedding finds: Leiden on the mutual nearest-neighbour graph, and
+each cluster's shared buckets against the independence model, on the days the clusters were
+found on (:func:`judge_clusters`) or, found on the odd days, on the even ones
+(:func:`split_judge`); how many operator and legitimate accounts the clusters kept hold.
 """
 
 from __future__ import annotations
@@ -126,24 +127,36 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
     among_ops = (g[nn[legit]] != "").mean(1) >= 0.5
     roles = pcsv.read_csv(world / "roles.csv").to_pydict()
     role_of = dict(zip(roles["account_id"], roles["role"], strict=True))
-    judged = judge_clusters(a, nn)
-    caught = np.flatnonzero(judged)
+    verdicts = {"same_days": judge_clusters(a, k), "split_days": split_judge(a, k)}
     return {"seed": seed, "describe": draw_world(seed).scaled(max_accounts).describe(),
             "active": len(ids), "active_operators": int((g != "").sum()),
             "singular_values": [round(float(x), 3) for x in s[:12]],
             "null_top": round(float(null[0]), 3), "above_null": signal, "groups": groups,
             "legit_active": len(legit), "legit_among_operators": int(among_ops.sum()),
-            "judged_operators": int((g[caught] != "").sum()),
-            "judged_legit": int((g[caught] == "").sum()),
-            "judged_legit_roles": dict(Counter(role_of.get(i) or "plain"
-                                               for i in ids[caught][g[caught] == ""]))}
+            "judged": {name: {
+                "operators": int((g[kept] != "").sum()), "legit": int((g[kept] == "").sum()),
+                "legit_roles": dict(Counter(role_of.get(i) or "plain"
+                                            for i in ids[kept][g[kept] == ""]))}
+                for name, kept in ((n, np.flatnonzero(v)) for n, v in verdicts.items())}}
 
 
-def judge_clusters(a: sp.csr_matrix, nn: np.ndarray) -> np.ndarray:
-    """Accounts in clusters of the mutual nearest-neighbour graph (Leiden, CPM 0.05) of three
-    or more that share at least ``MIN_LIFT`` times the buckets chance predicts (the
-    independence model: a pair of activities ``m_i``, ``m_j`` shares ``m_i m_j sum q^2 / M^2``),
-    at least ``MIN_Z`` standard deviations (Poisson) above it."""
+def judge_clusters(a: sp.csr_matrix, k: int, *, judge: sp.csr_matrix | None = None
+                   ) -> np.ndarray:
+    """Accounts in clusters found on ``a`` (the embedding of its ``k`` leading vectors, the
+    graph of mutual nearest neighbours, Leiden with CPM 0.05) of three or more whose members
+    share, in ``judge`` (default ``a`` itself), at least ``MIN_LIFT`` times the buckets the
+    independence model of ``judge`` predicts (a pair of activities ``m_i``, ``m_j`` shares
+    ``m_i m_j sum q^2 / M^2``), at least ``MIN_Z`` standard deviations (Poisson) above it.
+
+    Judged on the data they were found on, clusters are biased upwards: the neighbours are
+    the accounts whose buckets happened to coincide most. :func:`split_judge` finds them on
+    some days and judges them on the others."""
+    s, u = spectrum(a, k)
+    emb = u * s
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -2.0)
+    nn = np.argsort(-sims, axis=1)[:, :NEIGHBOURS]
     n = a.shape[0]
     knn = sp.csr_matrix((np.ones(nn.size), (np.repeat(np.arange(n), nn.shape[1]), nn.ravel())),
                         shape=(n, n))
@@ -152,10 +165,11 @@ def judge_clusters(a: sp.csr_matrix, nn: np.ndarray) -> np.ndarray:
     random.seed(0)  # igraph's Leiden draws from Python's generator
     member = np.array(graph.community_leiden(objective_function="CPM", resolution=0.05,
                                              n_iterations=-1).membership)
-    m = np.asarray(a.sum(1)).ravel()
-    q = np.asarray(a.sum(0)).ravel()
-    chance = (q ** 2).sum() / m.sum() ** 2
-    co = (a @ a.T).tocsr()
+    judge = a if judge is None else judge
+    m = np.asarray(judge.sum(1)).ravel()
+    q = np.asarray(judge.sum(0)).ravel()
+    chance = (q ** 2).sum() / max(m.sum(), 1.0) ** 2
+    co = (judge @ judge.T).tocsr()
     out = np.zeros(n, dtype=bool)
     for c in np.unique(member):
         idx = np.flatnonzero(member == c)
@@ -163,10 +177,21 @@ def judge_clusters(a: sp.csr_matrix, nn: np.ndarray) -> np.ndarray:
             continue
         inner = co[idx][:, idx]
         shared = (inner.sum() - inner.diagonal().sum()) / 2
-        expected = (m[idx].sum() ** 2 - (m[idx] ** 2).sum()) / 2 * chance
+        expected = max((m[idx].sum() ** 2 - (m[idx] ** 2).sum()) / 2 * chance, 1e-9)
         z = (shared - expected) / np.sqrt(expected)
         out[idx] = shared >= MIN_LIFT * expected and z >= MIN_Z
     return out
+
+
+def split_judge(a: sp.csr_matrix, k: int) -> np.ndarray:
+    """:func:`judge_clusters` with clusters found on the odd days and judged on the even
+    ones: a coincidence that chose the neighbours does not count in the verdict."""
+    day = np.arange(a.shape[1]) // DAY
+    odd = (a @ sp.diags((day % 2 == 1).astype(np.float64))).tocsr()
+    even = (a @ sp.diags((day % 2 == 0).astype(np.float64))).tocsr()
+    odd.eliminate_zeros()
+    even.eliminate_zeros()
+    return judge_clusters(odd, k, judge=even)
 
 
 def main() -> None:
@@ -189,8 +214,9 @@ def main() -> None:
               f"{np.median(same) if same else float('nan'):.2f} min "
               f"{min(same) if same else float('nan'):.2f}; legit among operators "
               f"{row['legit_among_operators']} of {row['legit_active']}; judged clusters hold "
-              f"{row['judged_operators']} operators, {row['judged_legit']} legitimate "
-              f"{row['judged_legit_roles']}", flush=True)
+              + "; ".join(f"{name}: {v['operators']} operators, {v['legit']} legitimate "
+                          f"{v['legit_roles']}" for name, v in row["judged"].items()),
+              flush=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
 
 
