@@ -110,14 +110,9 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
         column_types={"group_id": pa.string()})).to_pydict()
     group_of = dict(zip(truth["account_id"], truth["group_id"], strict=True))
     g = np.array([group_of.get(i) or "" for i in ids])
-    s, u = spectrum(a, k)
+    s, nn = neighbours(a, k)
     null, _ = spectrum(rotated(a, seed), 5)
     signal = int((s > null[0]).sum())
-    emb = u * s
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    sims = emb @ emb.T
-    np.fill_diagonal(sims, -2.0)
-    nn = np.argsort(-sims, axis=1)[:, :NEIGHBOURS]
     groups = {}
     for name in sorted(set(g) - {""}):
         idx = np.flatnonzero(g == name)
@@ -127,7 +122,7 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
     among_ops = (g[nn[legit]] != "").mean(1) >= 0.5
     roles = pcsv.read_csv(world / "roles.csv").to_pydict()
     role_of = dict(zip(roles["account_id"], roles["role"], strict=True))
-    verdicts = {"same_days": judge_clusters(a, k), "split_days": split_judge(a, k)}
+    verdicts = {"same_days": judge_clusters(nn, a), "split_days": split_judge(a, k)}
     return {"seed": seed, "describe": draw_world(seed).scaled(max_accounts).describe(),
             "active": len(ids), "active_operators": int((g != "").sum()),
             "singular_values": [round(float(x), 3) for x in s[:12]],
@@ -140,24 +135,28 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
                 for name, kept in ((n, np.flatnonzero(v)) for n, v in verdicts.items())}}
 
 
-def judge_clusters(a: sp.csr_matrix, k: int, *, judge: sp.csr_matrix | None = None
-                   ) -> np.ndarray:
-    """Accounts in clusters found on ``a`` (the embedding of its ``k`` leading vectors, the
-    graph of mutual nearest neighbours, Leiden with CPM 0.05) of three or more whose members
-    share, in ``judge`` (default ``a`` itself), at least ``MIN_LIFT`` times the buckets the
-    independence model of ``judge`` predicts (a pair of activities ``m_i``, ``m_j`` shares
-    ``m_i m_j sum q^2 / M^2``), at least ``MIN_Z`` standard deviations (Poisson) above it.
-
-    Judged on the data they were found on, clusters are biased upwards: the neighbours are
-    the accounts whose buckets happened to coincide most. :func:`split_judge` finds them on
-    some days and judges them on the others."""
+def neighbours(a: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` leading singular values of ``a`` (:func:`spectrum`) and each account's
+    ``NEIGHBOURS`` nearest accounts by cosine in the embedding of their vectors."""
     s, u = spectrum(a, k)
     emb = u * s
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sims = emb @ emb.T
     np.fill_diagonal(sims, -2.0)
-    nn = np.argsort(-sims, axis=1)[:, :NEIGHBOURS]
-    n = a.shape[0]
+    return s, np.argsort(-sims, axis=1)[:, :NEIGHBOURS]
+
+
+def judge_clusters(nn: np.ndarray, judge: sp.csr_matrix) -> np.ndarray:
+    """Accounts in clusters of the graph of mutual nearest neighbours ``nn``
+    (:func:`neighbours`; Leiden with CPM 0.05) of three or more whose members share, in
+    ``judge``, at least ``MIN_LIFT`` times the buckets the independence model of ``judge``
+    predicts (a pair of activities ``m_i``, ``m_j`` shares ``m_i m_j sum q^2 / M^2``), at
+    least ``MIN_Z`` standard deviations (Poisson) above it.
+
+    Judged on the data they were found on, clusters are biased upwards: the neighbours are
+    the accounts whose buckets happened to coincide most. :func:`split_judge` finds them on
+    some days and judges them on the others."""
+    n = nn.shape[0]
     knn = sp.csr_matrix((np.ones(nn.size), (np.repeat(np.arange(n), nn.shape[1]), nn.ravel())),
                         shape=(n, n))
     mutual = sp.triu(knn.multiply(knn.T), 1).tocoo()
@@ -165,7 +164,6 @@ def judge_clusters(a: sp.csr_matrix, k: int, *, judge: sp.csr_matrix | None = No
     random.seed(0)  # igraph's Leiden draws from Python's generator
     member = np.array(graph.community_leiden(objective_function="CPM", resolution=0.05,
                                              n_iterations=-1).membership)
-    judge = a if judge is None else judge
     m = np.asarray(judge.sum(1)).ravel()
     q = np.asarray(judge.sum(0)).ravel()
     chance = (q ** 2).sum() / max(m.sum(), 1.0) ** 2
@@ -191,7 +189,7 @@ def split_judge(a: sp.csr_matrix, k: int) -> np.ndarray:
     even = (a @ sp.diags((day % 2 == 0).astype(np.float64))).tocsr()
     odd.eliminate_zeros()
     even.eliminate_zeros()
-    return judge_clusters(odd, k, judge=even)
+    return judge_clusters(neighbours(odd, k)[1], even)
 
 
 def main() -> None:
