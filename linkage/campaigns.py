@@ -6,7 +6,7 @@ sparse rings, may come out as several flagged clusters that still share devices,
 BIN + postal codes. Nothing in the partition relates those pieces; this stage does, from the
 same edges, after scoring.
 
-Input: the run's edges (:class:`linkage.graph.EdgeArrays`, account indices ``a < b`` and a
+Input: the run's edges (:class:`linkage.edge_arrays.EdgeArrays`, account indices ``a < b`` and a
 weight), each account's cluster number (``-1`` for an account alone) and, per cluster, whether
 it is flagged, its run-independent ``cluster_id``, the run it was first seen in and its size.
 
@@ -44,7 +44,7 @@ does not rename the campaign. A campaign of one cluster is named by that cluster
 
 Examples
 --------
->>> from linkage.graph import EdgeArrays
+>>> from linkage.edge_arrays import EdgeArrays
 >>> # Two flagged triangles {0,1,2} and {3,4,5} joined by two strong edges (2-3, 1-4); a
 >>> # third flagged triangle {6,7,8} touches them by nothing.
 >>> src = np.array([0, 0, 1, 1, 2, 3, 3, 4, 6, 6, 7])
@@ -65,7 +65,7 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.config import CampaignsConfig
-from linkage.graph import EdgeArrays, graph_from_arrays
+from linkage.edge_arrays import EdgeArrays, graph_from_arrays
 
 __all__ = [
     "ClusterLinks", "FleetPieces", "assign_campaigns", "cluster_links", "fleet_pieces",

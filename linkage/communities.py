@@ -51,7 +51,7 @@ import igraph as ig
 import numpy as np
 
 from linkage.config import CommunitiesConfig
-from linkage.graph import EdgeArrays, graph_from_arrays
+from linkage.edge_arrays import EdgeArrays, graph_from_arrays
 
 __all__ = [
     "Partition", "component_seed", "components_of", "connected_components", "cpm_by_component",

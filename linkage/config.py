@@ -239,6 +239,40 @@ class ActivitySyncConfig(SetBandsConfig):
 
 
 @dataclass(frozen=True)
+class ActivityGroupConfig:
+    """Schedule groups (:mod:`linkage.schedule_groups`): accounts whose activity moves
+    together as a group beyond what chance predicts from each bucket's popularity, when no
+    pair of them does (an operator who paraphrases every prompt, spreading one schedule's
+    jobs over many accounts). Found on the even days and judged on the odd ones, and the
+    other way round, in ``signals.activity_sync.window_minutes`` buckets; the accounts both
+    ways keep share one key, each pair of them a witness of ``weight * specificity(n,
+    cap)``."""
+
+    weight: float = field(default=0.8, metadata=_WEIGHT)
+    cap: int = field(default=2_000_000_000, metadata=_CAP)
+    """No cap: a group is judged by its shared buckets against chance, not by its size."""
+    enabled: bool = True
+    min_buckets: int = field(default=20, metadata=_COUNT)
+    """Accounts active in fewer buckets (over all the days) are not judged."""
+    components: int = field(default=40, metadata=_COUNT)
+    """Leading singular vectors of the residual from chance: the embedding's dimensions."""
+    neighbours: int = field(default=10, metadata=_COUNT)
+    """Nearest accounts in the embedding; mutual neighbours are candidate group members."""
+    resolution: float = field(default=0.05, metadata=_POSITIVE)
+    """CPM resolution of Leiden on the graph of mutual neighbours."""
+    min_lift: float = field(default=4.0, metadata=_at_least(1))
+    """A found group must share this many times the buckets chance predicts, on the days it
+    was not found on ..."""
+    min_z: float = field(default=5.0, metadata=_POSITIVE)
+    """... and this many standard deviations (Poisson) above chance."""
+    habit_minutes: int = field(default=180, metadata=_must(
+        "a divisor of 1440", lambda v: v > 0 and 1440 % v == 0))
+    """The slot of the day an account's habits are counted in: chance includes each
+    member's own activity per slot of the day (a team at work in the same hours shares
+    what its habits predict)."""
+
+
+@dataclass(frozen=True)
 class CoactivityConfig:
     """Co-activity (SynchroTrap): accounts that act on the same ``observations`` value (same
     kind) within ``window_minutes`` of each other: the same product reviewed on the same day,
@@ -293,6 +327,7 @@ class SignalsConfig:
     template: SignalConfig = SignalConfig(weight=0.3)
     template_pool: TemplatePoolConfig = TemplatePoolConfig()
     activity_sync: ActivitySyncConfig = ActivitySyncConfig()
+    activity_group: ActivityGroupConfig = ActivityGroupConfig()
     # Six keys: at least three separate moments (one coincidence is seen by one or two grids).
     prompt_sync: CoactivityConfig = CoactivityConfig(weight=0.4, cap=50, enabled=True,
                                                      window_minutes=10, min_shared=6)

@@ -34,12 +34,10 @@ be one community, while the edges grow linearly, not quadratically, with its siz
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from linkage._igraph import ig
 from linkage.config import GraphConfig
+from linkage.edge_arrays import EdgeArrays
 from linkage.engines import SQLConnection
 from linkage.signals import ACTIVITY_SYNC, TIME_BUCKETED
 
@@ -51,29 +49,13 @@ SET_SIGNALS = ("template",)
 __all__ = [
     "COHESION_TESTED",
     "SET_SIGNALS",
-    "EdgeArrays",
     "build_edges",
-    "build_graph",
     "edge_arrays",
-    "graph_from_arrays",
     "key_cohesion",
     "org_resources",
     "significant_sql",
     "weigh_keys",
 ]
-
-
-@dataclass(frozen=True)
-class EdgeArrays:
-    """Edges as parallel arrays; ``src < dst``, sorted by (src, dst)."""
-
-    n_vertices: int
-    src: np.ndarray
-    dst: np.ndarray
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.src.shape[0])
 
 
 def build_edges(con: SQLConnection, cfg: GraphConfig) -> int:
@@ -563,24 +545,3 @@ def edge_arrays(con: SQLConnection) -> EdgeArrays:
         dst=np.asarray(cols["b"], dtype=np.int64),
         weight=np.asarray(cols["weight"], dtype=np.float64),
     )
-
-
-def graph_from_arrays(n: int, src: np.ndarray, dst: np.ndarray) -> ig.Graph:
-    """An undirected igraph graph of ``n`` vertices with the edges ``src[i] - dst[i]``.
-
-    ``add_edges`` on an ``(m, 2)`` array is python-igraph's fastest and leanest input, ahead
-    of lists of tuples and of the same array passed to the constructor (figures in
-    docs/benchmarks.md).
-    """
-    g = ig.Graph(n=n, directed=False)
-    if len(src):
-        g.add_edges(np.column_stack([src, dst]))
-    return g
-
-
-def build_graph(edges: EdgeArrays) -> ig.Graph:
-    """An undirected igraph graph with one vertex per account (vertex id = ``idx``) and the
-    edge weights in the ``weight`` attribute, built from arrays in one call."""
-    g = graph_from_arrays(edges.n_vertices, edges.src, edges.dst)
-    g.es["weight"] = edges.weight
-    return g

@@ -29,9 +29,10 @@ from linkage.campaigns import ClusterLinks, cluster_links, publish_campaigns
 from linkage.communities import Partition
 from linkage.config import RunConfig
 from linkage.continuity import assign_identities
+from linkage.edge_arrays import EdgeArrays
 from linkage.engines import Engine, connect_duckdb, open_engine, spill_folder
 from linkage.errors import ConfigError, InputError, InputProblem
-from linkage.graph import EdgeArrays, build_edges, edge_arrays
+from linkage.graph import build_edges, edge_arrays
 from linkage.ingest import IngestResult
 from linkage.labels import label_facts
 from linkage.pseudonymise import Pseudonymiser

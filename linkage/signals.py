@@ -45,6 +45,8 @@ Signals
 ``prompt_sync``         the same prompt template used within the same window
 ``activity_sync``       a MinHash-LSH band of the account's set of active time buckets,
                         judged against chance (see :func:`activity_bands`)
+``activity_group``      a group whose activity moves together beyond chance, found on
+                        some days and judged on the others (see :func:`activity_groups`)
 ======================  ==========================================================
 """
 
@@ -59,6 +61,7 @@ import pyarrow as pa
 
 from linkage._igraph import ig
 from linkage.config import (
+    ActivityGroupConfig,
     ActivitySyncConfig,
     CoactivityConfig,
     PromptConfig,
@@ -68,8 +71,10 @@ from linkage.config import (
     TemplatePoolConfig,
 )
 from linkage.engines import SQLConnection, key_sets
+from linkage.schedule_groups import schedule_groups
 
 __all__ = [
+    "ACTIVITY_GROUP",
     "ACTIVITY_SYNC",
     "BAND_TABLES",
     "COACTIVITY",
@@ -78,6 +83,7 @@ __all__ = [
     "SIGNAL_FAMILIES",
     "TIME_BUCKETED",
     "activity_bands",
+    "activity_groups",
     "band_tables",
     "build_links",
     "coincidence_sql",
@@ -91,6 +97,7 @@ COSIGNUP = "cosignup"
 COACTIVITY = "coactivity"
 PROMPT_SYNC = "prompt_sync"
 ACTIVITY_SYNC = "activity_sync"
+ACTIVITY_GROUP = "activity_group"
 # Signals whose keys carry a time bucket on two offset grids: a pair seen in both grids (or
 # through several keys of one coincidence) counts once, at its strongest key.
 TIME_BUCKETED = (COSIGNUP, COACTIVITY, PROMPT_SYNC)
@@ -118,6 +125,7 @@ SIGNAL_FAMILIES: dict[str, str] = {
     PROMPT_SYNC: "behaviour",
     # what the accounts' clocks say: the same moments of activity, whatever the templates
     ACTIVITY_SYNC: "schedule",
+    ACTIVITY_GROUP: "schedule",
 }
 
 _HAS_MIN_SHARED = (SignalConfig, CoactivityConfig, SetBandsConfig)
@@ -296,10 +304,16 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         con.execute("CREATE OR REPLACE TABLE band_background "
                     "(signal VARCHAR, q DOUBLE, span BIGINT, alpha DOUBLE, rounds INTEGER, "
                     "fanout INTEGER)")
-        con.execute("CREATE OR REPLACE TABLE activity_sets (idx INTEGER, e BIGINT)")
+        if ACTIVITY_GROUP in weights:
+            activity_sets(con, cfg.activity_sync.window_minutes)
+        else:
+            con.execute("CREATE OR REPLACE TABLE activity_sets (idx INTEGER, e BIGINT)")
     band_tables(con, cfg, weights)
     parts += [f"SELECT idx, '{signal}', key FROM {table}"
               for signal, table in BAND_TABLES.items() if signal in weights]
+    if ACTIVITY_GROUP in weights and activity_groups(con, cfg.activity_group,
+                                                     cfg.activity_sync.window_minutes):
+        parts.append(f"SELECT idx, '{ACTIVITY_GROUP}', key FROM activity_group_links")
     if "template_pool" in weights and template_pools(con, cfg.template_pool):
         parts.append("SELECT idx, 'template_pool', key FROM template_pool_links")
     if not parts:
@@ -328,6 +342,7 @@ def build_links(con: SQLConnection, cfg: SignalsConfig) -> dict[str, tuple[float
         """
     )
     con.execute("DROP TABLE key_factors")
+    con.execute("DROP TABLE IF EXISTS activity_group_links")
     con.execute(
         """
         CREATE OR REPLACE TABLE key_members AS
@@ -562,14 +577,7 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     buckets it really shares against the overlap their volumes alone predict: two heavy
     users active at every hour share many buckets by chance, two scripts of one schedule far
     more than chance. Returns the number of accounts with band keys."""
-    window = int(cfg.window_minutes) * 60
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE activity_sets AS
-        SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e
-        FROM interactions WHERE ts IS NOT NULL
-        """
-    )
+    activity_sets(con, cfg.window_minutes)
     # The background (graph.build_edges): how many buckets each account is active in, and
     # how often two of everyone's active buckets coincide.
     con.execute(
@@ -591,6 +599,48 @@ def activity_bands(con: SQLConnection, cfg: ActivitySyncConfig) -> int:
     )
     return _set_bands(con, "SELECT idx, e FROM activity_sets", "activity_bands", cfg.bands,
                       cfg.rows, cfg.min_buckets)
+
+
+def activity_sets(con: SQLConnection, window_minutes: int) -> None:
+    """Create ``activity_sets(idx, e)``: the distinct ``window_minutes`` buckets (whole
+    windows since the epoch) in which each account sent any request."""
+    window = int(window_minutes) * 60
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE activity_sets AS
+        SELECT DISTINCT idx, floor(epoch(ts) / {window})::BIGINT AS e
+        FROM interactions WHERE ts IS NOT NULL
+        """
+    )
+
+
+def activity_groups(con: SQLConnection, cfg: ActivityGroupConfig, window_minutes: int) -> int:
+    """Create ``activity_group_links(idx INTEGER, key VARCHAR)``: the accounts of each
+    schedule group (:func:`linkage.schedule_groups.schedule_groups`, from ``activity_sets``
+    of ``window_minutes`` buckets) and the group's key, ``group:`` and its smallest
+    ``account_id``; return the number of groups. The groups are found on the driver, from
+    the active buckets of the accounts active in at least ``cfg.min_buckets``."""
+    rows = con.execute(
+        f"""
+        SELECT idx, e FROM activity_sets WHERE idx IN (
+            SELECT idx FROM activity_sets GROUP BY idx HAVING count(*) >= {int(cfg.min_buckets)})
+        """
+    ).fetchnumpy()
+    members, group = schedule_groups(np.asarray(rows["idx"]), np.asarray(rows["e"]),
+                                     int(window_minutes) * 60, cfg)
+    found = pa.table({"idx": pa.array(members, pa.int32()), "grp": pa.array(group, pa.int32())})
+    con.register("groups_in", found)
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE activity_group_links AS
+            SELECT g.idx, 'group:' || min(a.account_id) OVER (PARTITION BY g.grp) AS key
+            FROM groups_in g JOIN accounts a USING (idx)
+            """
+        )
+    finally:
+        con.unregister("groups_in")
+    return int(group.max()) + 1 if len(group) else 0
 
 
 def _set_bands(con: SQLConnection, sets_sql: str, table: str, bands: int, rows: int,

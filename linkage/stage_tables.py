@@ -54,6 +54,7 @@ TABLES: tuple[StageTable, ...] = (
     StageTable("keys", "signals", ("graph", "scoring")),
     StageTable("key_members", "signals", ("graph", "scoring")),
     StageTable("template_pool_links", "signals", ("signals",)),
+    StageTable("activity_group_links", "signals", ("signals",)),
     StageTable("pool_templates", "signals", ("scoring",)),
     # graph (linkage.graph)
     StageTable("edges", "graph", ("graph", "scoring")),

@@ -53,7 +53,7 @@ from linkage.communities import (
     renumber_clusters,
 )
 from linkage.config import RunConfig
-from linkage.graph import EdgeArrays
+from linkage.edge_arrays import EdgeArrays
 
 __all__ = [
     "FINGERPRINT_KEY", "Components", "Leiden", "cluster_quality", "component_fingerprints",

@@ -26,9 +26,9 @@ from linkage.campaigns import (
     publish_campaigns,
 )
 from linkage.config import CampaignsConfig, RunConfig
+from linkage.edge_arrays import EdgeArrays
 from linkage.errors import ConfigError
 from linkage.evaluate import evaluate_flagged, read_truth
-from linkage.graph import EdgeArrays
 from linkage.reports.html import write_report
 from linkage.reports.queries import campaigns, cluster_detail, memberships_table
 from linkage.store import RunRecord, Store, migrate

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkage.communities import connected_components, detect_communities
-from linkage.graph import EdgeArrays
+from linkage.edge_arrays import EdgeArrays
 from tests.helpers import examples
 
 

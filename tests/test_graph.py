@@ -13,7 +13,8 @@ import pytest
 
 from linkage.communities import detect_communities
 from linkage.config import GraphConfig, SignalConfig, SignalsConfig
-from linkage.graph import EdgeArrays, _band_overlap, build_edges, build_graph, edge_arrays
+from linkage.edge_arrays import EdgeArrays, build_graph
+from linkage.graph import _band_overlap, build_edges, edge_arrays
 from linkage.signals import build_links, specificity
 from tests.helpers import ingested
 

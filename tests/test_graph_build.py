@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linkage.graph import EdgeArrays, build_graph, graph_from_arrays
+from linkage.edge_arrays import EdgeArrays, build_graph, graph_from_arrays
 
 
 def test_build_graph_keeps_every_edge_and_weight_in_order() -> None:

@@ -18,7 +18,8 @@ from linkage.config import (
     SignalConfig,
     SignalsConfig,
 )
-from linkage.graph import build_edges, build_graph, edge_arrays
+from linkage.edge_arrays import build_graph
+from linkage.graph import build_edges, edge_arrays
 from linkage.scoring import FEATURES, HOUSEHOLD, score_clusters, size_factor, usage_campaign
 from linkage.signals import build_links
 from tests.helpers import BASE, ingested, insert_rows

@@ -46,7 +46,7 @@ def test_metadata_alone_cannot(data: Path, tmp_path: Path) -> None:
     # every signal that reads interactions off
     cfg.write_text("".join(f"[signals.{name}]\nenabled = false\n" for name in
                            ("prompt", "prompt_sync", "template", "template_pool",
-                            "activity_sync")))
+                            "activity_sync", "activity_group")))
     db = f"sqlite:///{tmp_path / 'm.db'}"
     run_ok(data, db, "--quiet", "--config", cfg)
     q = _evaluate(data, db)

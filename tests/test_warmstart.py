@@ -10,7 +10,7 @@ import pytest
 from linkage.communities import connected_components
 from linkage.config import RunConfig, load_config
 from linkage.continuity import LINEAGE_KINDS
-from linkage.graph import EdgeArrays
+from linkage.edge_arrays import EdgeArrays
 from linkage.pipeline import run_pipeline
 from linkage.store import Store
 from linkage.warmstart import (

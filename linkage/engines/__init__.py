@@ -30,7 +30,7 @@ from linkage.engines.spill import spill_folder
 if TYPE_CHECKING:
     from linkage.communities import Partition
     from linkage.config import EngineConfig, IngestConfig, RunConfig
-    from linkage.graph import EdgeArrays
+    from linkage.edge_arrays import EdgeArrays
     from linkage.ingest import IngestResult
     from linkage.pseudonymise import Pseudonymiser
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from linkage.communities import Partition
 from linkage.config import IngestConfig, RunConfig
-from linkage.graph import EdgeArrays
+from linkage.edge_arrays import EdgeArrays
 from linkage.ingest import IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
 from linkage.warmstart import warm_detect

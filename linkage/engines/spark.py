@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.config import IngestConfig, RunConfig, SparkConfig
+from linkage.edge_arrays import EdgeArrays
 from linkage.errors import ConfigError
-from linkage.graph import EdgeArrays
 from linkage.ingest import OUTPUT_SCHEMAS, IngestResult, ingest
 from linkage.pseudonymise import Pseudonymiser
 from linkage.stage_tables import INGEST_TABLES, TABLES

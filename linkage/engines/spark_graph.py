@@ -33,9 +33,9 @@ import pandas as pd
 from linkage.communities import Partition, from_config
 from linkage.communities import connected_components as components_of
 from linkage.config import CommunitiesConfig
+from linkage.edge_arrays import EdgeArrays
 from linkage.engines.spark_sql import delete_path, materialise
 from linkage.errors import LinkageError
-from linkage.graph import EdgeArrays
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -62,6 +62,7 @@ SIGNAL_NAMES: dict[str, tuple[str, str]] = {
     "template_pool": ("pool of private prompt templates", "pools of private prompt templates"),
     "prompt_sync": ("template used in the same minute", "templates used in the same minute"),
     "activity_sync": ("near-identical activity schedule", "near-identical activity schedules"),
+    "activity_group": ("group moving on one schedule", "groups moving on one schedule"),
 }
 
 # (term, meaning, machine names it covers): the glossary, in reading order.
