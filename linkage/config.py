@@ -248,7 +248,9 @@ class ActivityGroupConfig:
     ways keep share one key, each pair of them a witness of ``weight * specificity(n,
     cap)``."""
 
-    weight: float = field(default=0.8, metadata=_WEIGHT)
+    weight: float = field(default=0.5, metadata=_WEIGHT)
+    """Below ``graph.core_edge``: a group's pairs never make a strong core on this key alone,
+    so operators that run one cron schedule are not merged into one cluster by it."""
     cap: int = field(default=2_000_000_000, metadata=_CAP)
     """No cap: a group is judged by its shared buckets against chance, not by its size."""
     enabled: bool = True
