@@ -13,8 +13,8 @@ signals stage over the same rows and checks that both give the very same ``(sign
 pairs.
 
 The signals that need an account's usage history (``template``, ``prompt``,
-``prompt_sync``, ``activity_sync``, ``template_pool``) are not derived: a request carries no
-``interactions``.
+``prompt_sync``, ``activity_sync``, ``activity_group``, ``template_pool``) are not derived: a
+request carries no ``interactions``.
 
 Nothing here logs or keeps a value: the request's values live only in the call's frames.
 """
