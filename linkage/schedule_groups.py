@@ -16,24 +16,25 @@ Method (all on the driver, from ``activity_sets(idx, e)``: each account's active
    neighbours of anyone are the accounts whose buckets happened to coincide with theirs,
    and every busy person looks grouped).
 2. **Find** (:func:`found_clusters`): the accounts active in at least ``min_buckets``
-   buckets of the half, as a binary matrix ``A``; its residual from the independence model
-   (each account's activity spread over the buckets in proportion to how busy they are),
-   scaled as correspondence analysis does, ``D_m^-1/2 (A - m q^T / M) D_q^-1/2``; its
-   ``components`` leading singular vectors (sparse products: the dense residual is never
-   formed); each account's ``neighbours`` nearest accounts by cosine in that embedding;
-   Leiden (CPM) on the graph of mutual nearest neighbours.
+   buckets over all the days and in one or more of the half, as a binary matrix ``A``; its
+   residual from the independence model (each account's activity spread over the buckets
+   in proportion to how busy they are), scaled as correspondence analysis does,
+   ``D_m^-1/2 (A - m q^T / M) D_q^-1/2``; its ``components`` leading singular vectors
+   (sparse products above a small size: the dense residual is not formed); each account's
+   ``neighbours`` nearest accounts by cosine in that embedding (:func:`nearest`); Leiden
+   (CPM) on the graph of mutual nearest neighbours.
 3. **Judge** (:func:`judged`): a found cluster of three or more is kept when its members
-   share, in the other half, at least ``min_lift`` times the buckets the independence model
-   of that half predicts, and at least ``min_z`` standard deviations above it (Poisson). Two
-   accounts of activities ``m_i`` and ``m_j`` share ``m_i m_j sum_b q_b^2 / M^2`` buckets by
-   chance (``q_b``: the accounts active in bucket ``b``, ``M`` the sum of all activity).
+   share, in the other half, at least ``min_lift`` times the buckets chance predicts and at
+   least ``min_z`` standard deviations above it (Poisson). Chance is the larger of two
+   backgrounds (:func:`chance_shared`): busy buckets, and the members' own habits (their
+   activity per ``habit_minutes`` slot of the day, on their own days).
 4. **Both ways.** Found on the odd days and judged on the even ones, and the other way
-   round; an account is in a group when both verdicts keep it, and its group is the pair
-   of clusters it was found in.
+   round; an account is in a group when both verdicts keep it. The accounts so kept that a
+   cluster of either way puts together are one group.
 
-Heavy users and teams active in the same hours are what the independence model expects of
-busy buckets; a group is kept for moving together beyond the buckets' own popularity.
-Input that spans fewer than two days has no second half: no group is found.
+Heavy users are what busy buckets predict, and a team at work in the same hours what its
+habits predict; a group is kept for moving together beyond both. Input that spans fewer than
+two days has no second half: no group is found.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ _SIMILARITY_CELLS = 1 << 24
 _DENSE_CELLS = 1 << 22
 
 
-# Per bucket (column) of a half: its day (from the first day of the input) and hour of the
-# day, both -1 for the buckets of the other half.
+# Per bucket (column) of a half: its day (from the first day of the input) and slot of the
+# day (:func:`calendar`), both -1 for the buckets of the other half.
 Clock = tuple[np.ndarray, np.ndarray]
 
 # The smallest group: two accounts are a pair, which ``activity_sync`` judges.
@@ -227,14 +228,14 @@ def found_clusters(a: sp.csr_matrix, cfg: ActivityGroupConfig) -> np.ndarray:
 def judged(cluster: np.ndarray, judge: sp.csr_matrix, when: Clock, span: np.ndarray,
            cfg: ActivityGroupConfig) -> np.ndarray:
     """Per row, whether its cluster (``-1``: none) of :data:`MIN_SIZE` or more shares in
-    ``judge`` (the other half's accounts x buckets, same rows; ``when``: the day and hour of
-    each of its buckets, -1 for buckets of the other half) at least ``min_lift`` times the
-    buckets chance predicts, ``min_z`` standard deviations (Poisson) above it.
+    ``judge`` (the other half's accounts x buckets, same rows; ``when``: the day and slot of
+    the day of each of its buckets, -1 for buckets of the other half) at least ``min_lift``
+    times the buckets chance predicts, ``min_z`` standard deviations (Poisson) above it.
 
     Chance is the larger of two backgrounds (:func:`chance_shared`): busy buckets (each
     account's activity spread over the buckets in proportion to how busy they are) and the
-    members' own habits (each account's activity in an hour of the day spread over that
-    hour's buckets on the days from its first activity to its last, ``span``: first and last
+    members' own habits (each account's activity in a slot of the day spread over that
+    slot's buckets on the days from its first activity to its last, ``span``: first and last
     day per row). A team at work in the same two hours every day shares what its habits
     predict; a scheduler's accounts share the very buckets of its jobs."""
     n = len(cluster)
@@ -272,11 +273,11 @@ def chance_shared(cluster: np.ndarray, a: sp.csr_matrix, when: Clock,
 
     Busy buckets: accounts of activities ``m_i``, ``m_j`` share ``m_i m_j sum_b q_b^2 /
     M^2`` (``q_b``: accounts active in bucket ``b``; ``M``: all activity). Habits: account
-    ``i`` is active in each bucket of hour ``h`` of day ``d`` with probability ``r_i(h) =
-    n_i(h) / D_i(h)`` (its active buckets in that hour over the buckets of that hour in its
+    ``i`` is active in each bucket of slot ``h`` of day ``d`` with probability ``r_i(h) =
+    n_i(h) / D_i(h)`` (its active buckets in that slot over the buckets of that slot in its
     span) when ``d`` is in its span, 0 outside; a cluster's pairs share ``sum_{d,h}
     B_{d,h} (R^2 - sum_i r_i^2) / 2`` there (``R``: the members' rates summed; ``B``: the
-    buckets of that hour on that day)."""
+    buckets of that slot on that day)."""
     clustered = cluster >= 0
     n_clusters = int(cluster.max()) + 1
     m = np.asarray(a.sum(1)).ravel()
