@@ -41,11 +41,11 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from scipy.sparse.linalg import LinearOperator, svds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness import ensure_world
 
+from linkage.schedule_groups import singular
 from linkage.synth.worlds import draw_world
 
 BUCKET = 600
@@ -71,27 +71,6 @@ def incidence(world: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     return a[active], ids[active], col
 
 
-def spectrum(a: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Leading singular values and left vectors of the chance-centred, CA-scaled incidence."""
-    m = np.asarray(a.sum(1)).ravel()
-    q = np.asarray(a.sum(0)).ravel()
-    total = m.sum()
-    dm, dq = 1 / np.sqrt(m), 1 / np.sqrt(np.maximum(q, 1))
-
-    def mv(v: np.ndarray) -> np.ndarray:
-        w = dq * np.asarray(v).ravel()
-        return dm * (a @ w - m * (q @ w) / total)
-
-    def rmv(u: np.ndarray) -> np.ndarray:
-        w = dm * np.asarray(u).ravel()
-        return dq * (a.T @ w - q * (m @ w) / total)
-
-    op = LinearOperator(a.shape, matvec=mv, rmatvec=rmv, dtype=np.float64)
-    u, s, _ = svds(op, k=min(k, min(a.shape) - 1), random_state=0)
-    order = np.argsort(-s)
-    return s[order], u[:, order]
-
-
 def rotated(a: sp.csr_matrix, seed: int) -> sp.csr_matrix:
     """Each account's activity shifted by a random whole number of days, circularly."""
     coo = a.tocoo()
@@ -111,7 +90,7 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
     group_of = dict(zip(truth["account_id"], truth["group_id"], strict=True))
     g = np.array([group_of.get(i) or "" for i in ids])
     s, nn = neighbours(a, k)
-    null, _ = spectrum(rotated(a, seed), 5)
+    null = np.sort(singular(rotated(a, seed), 5)[0])[::-1]
     signal = int((s > null[0]).sum())
     groups = {}
     for name in sorted(set(g) - {""}):
@@ -136,9 +115,12 @@ def probe(seed: int, k: int, max_accounts: int) -> dict:
 
 
 def neighbours(a: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` leading singular values of ``a`` (:func:`spectrum`) and each account's
-    ``NEIGHBOURS`` nearest accounts by cosine in the embedding of their vectors."""
-    s, u = spectrum(a, k)
+    """The ``k`` leading singular values of ``a`` (:func:`linkage.schedule_groups.singular`)
+    and each account's ``NEIGHBOURS`` nearest accounts by cosine in the embedding of their
+    vectors."""
+    s, u = singular(a, k)
+    order = np.argsort(-s)
+    s, u = s[order], u[:, order]
     emb = u * s
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sims = emb @ emb.T

@@ -47,7 +47,8 @@ from linkage.communities import components_of, cpm_by_component, renumber_cluste
 from linkage.config import ActivityGroupConfig
 from linkage.edge_arrays import EdgeArrays
 
-__all__ = ["MIN_SIZE", "calendar", "chance_shared", "found_clusters", "judged", "schedule_groups"]
+__all__ = ["MIN_SIZE", "calendar", "chance_shared", "embedding", "found_clusters", "judged",
+           "nearest", "schedule_groups", "singular"]
 
 # The nearest-neighbour search (:func:`nearest`): exact up to this many accounts; above,
 # this many random projection trees with leaves of at most about this many accounts; and
@@ -86,11 +87,11 @@ def incidence(idx: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> sp.cs
     return a
 
 
-def embedding(a: sp.csr_matrix, k: int) -> np.ndarray:
-    """Rows of unit length (or zero): each account's coordinates on the ``k`` leading
-    singular vectors of the chance-centred, CA-scaled ``a`` (every row of ``a`` active),
-    times their values. Exact (LAPACK) on a small matrix, ARPACK on sparse products with a
-    seeded start otherwise: the same matrix gives the same vectors."""
+def singular(a: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` leading singular values (in no particular order) and their left vectors of the
+    chance-centred, CA-scaled ``a`` (every row of ``a`` active), ``D_m^-1/2 (A - m q^T / M)
+    D_q^-1/2``. Exact (LAPACK) on a small matrix, ARPACK on sparse products with a seeded
+    start otherwise: the same matrix gives the same vectors."""
     m = np.asarray(a.sum(1)).ravel()
     q = np.asarray(a.sum(0)).ravel()
     total = m.sum()
@@ -99,18 +100,25 @@ def embedding(a: sp.csr_matrix, k: int) -> np.ndarray:
     if a.shape[0] * a.shape[1] <= _DENSE_CELLS:
         residual = dm[:, None] * (a.toarray() - np.outer(m, q) / total) * dq[None, :]
         u, s, _ = np.linalg.svd(residual, full_matrices=False)
-        u, s = u[:, :k], s[:k]
-    else:
-        def mv(v: np.ndarray) -> np.ndarray:
-            w = dq * np.asarray(v).ravel()
-            return dm * (a @ w - m * (q @ w) / total)
+        return s[:k], u[:, :k]
 
-        def rmv(u: np.ndarray) -> np.ndarray:
-            w = dm * np.asarray(u).ravel()
-            return dq * (a.T @ w - q * (m @ w) / total)
+    def mv(v: np.ndarray) -> np.ndarray:
+        w = dq * np.asarray(v).ravel()
+        return dm * (a @ w - m * (q @ w) / total)
 
-        op = LinearOperator(a.shape, matvec=mv, rmatvec=rmv, dtype=np.float64)
-        u, s, _ = svds(op, k=k, random_state=0)
+    def rmv(u: np.ndarray) -> np.ndarray:
+        w = dm * np.asarray(u).ravel()
+        return dq * (a.T @ w - q * (m @ w) / total)
+
+    op = LinearOperator(a.shape, matvec=mv, rmatvec=rmv, dtype=np.float64)
+    u, s, _ = svds(op, k=k, random_state=0)
+    return s, u
+
+
+def embedding(a: sp.csr_matrix, k: int) -> np.ndarray:
+    """Rows of unit length (or zero): each account's coordinates on the ``k`` leading
+    singular vectors of :func:`singular`, times their values."""
+    s, u = singular(a, k)
     emb = u * s
     norm = np.linalg.norm(emb, axis=1, keepdims=True)
     return np.divide(emb, norm, out=np.zeros_like(emb), where=norm > 1e-12)
@@ -118,7 +126,7 @@ def embedding(a: sp.csr_matrix, k: int) -> np.ndarray:
 
 def nearest(emb: np.ndarray, k: int) -> np.ndarray:
     """Each row's ``k`` nearest other rows by cosine (rows of unit length or zero), -1
-    where a row has fewer; nearest first, ties to the lower row number.
+    where a row has fewer; nearest first.
 
     Exact up to :data:`_EXACT_ROWS` rows. Above, the candidates of a row are the rows of its
     leaf in each of :data:`_TABLES` random projection trees (Dasgupta and Freund; Annoy's
@@ -154,8 +162,8 @@ def nearest(emb: np.ndarray, k: int) -> np.ndarray:
 def _leaf_nearest(vectors: np.ndarray, leaves: np.ndarray, k: int, names: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` nearest among the rows of its leaf (``names``: what to call the
-    rows; -1 and -inf where fewer), computed a batch of leaves at a time as one stack of
-    leaf x leaf similarity matrices."""
+    rows; -1 and -inf where fewer), computed a batch of leaves (or of a leaf's rows) at a
+    time as one stack of similarity matrices of at most :data:`_SIMILARITY_CELLS`."""
     n = len(leaves)
     if n < 2:
         return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32)
@@ -171,20 +179,25 @@ def _leaf_nearest(vectors: np.ndarray, leaves: np.ndarray, k: int, names: np.nda
     sim = np.full((n, k), -np.inf, dtype=np.float32)
     if kk < 1:
         return idx, sim
-    step = max(1, _SIMILARITY_CELLS // (width * width))
-    for first in range(0, len(count), step):
-        rows = members[first:first + step]
-        v = padded[rows]  # the padding's -1 picks the zero row
-        sims = v @ v.transpose(0, 2, 1)
-        sims[np.broadcast_to((rows < 0)[:, None, :], sims.shape)] = -np.inf
-        diagonal = np.arange(width)
-        sims[:, diagonal, diagonal] = -np.inf
-        top = np.argpartition(-sims, kk - 1, axis=2)[:, :, :kk]
-        found = np.take_along_axis(np.broadcast_to(rows[:, None, :], sims.shape), top, axis=2)
-        score = np.take_along_axis(sims, top, axis=2)
-        real = rows >= 0
-        idx[rows[real], :kk] = np.where(score[real] > -np.inf, names[found[real]], -1)
-        sim[rows[real], :kk] = score[real]
+    # a batch of leaves, and of rows within them, whose similarities fit the budget
+    batch = max(1, _SIMILARITY_CELLS // (width * width))
+    height = min(width, max(1, _SIMILARITY_CELLS // width))
+    for first in range(0, len(count), batch):
+        leaf_rows = members[first:first + batch]
+        v = padded[leaf_rows]  # the padding's -1 picks the zero row
+        for top_slot in range(0, width, height):
+            rows = leaf_rows[:, top_slot:top_slot + height]
+            sims = v[:, top_slot:top_slot + height] @ v.transpose(0, 2, 1)
+            sims[np.broadcast_to((leaf_rows < 0)[:, None, :], sims.shape)] = -np.inf
+            own = np.arange(sims.shape[1])
+            sims[:, own, top_slot + own] = -np.inf
+            top = np.argpartition(-sims, kk - 1, axis=2)[:, :, :kk]
+            found = np.take_along_axis(np.broadcast_to(leaf_rows[:, None, :], sims.shape), top,
+                                       axis=2)
+            score = np.take_along_axis(sims, top, axis=2)
+            real = rows >= 0
+            idx[rows[real], :kk] = np.where(score[real] > -np.inf, names[found[real]], -1)
+            sim[rows[real], :kk] = score[real]
     return idx, sim
 
 

@@ -84,6 +84,11 @@ def test_nearest_neighbours_in_trees_are_those_of_the_exact_search(
     found = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, trees[:3000])])
     assert found >= 0.9
     assert np.array_equal(trees, sg.nearest(emb, 10))  # the same rows, the same neighbours
+    # held to a few rows' similarities at a time, the very same neighbours
+    monkeypatch.setattr(sg, "_SIMILARITY_CELLS", 5_000)
+    assert np.array_equal(trees, sg.nearest(emb, 10))
+    monkeypatch.setattr(sg, "_EXACT_ROWS", 20_000)
+    assert np.array_equal(exact, sg.nearest(emb, 10))
 
 
 def test_finds_nothing_among_independent_accounts() -> None:
